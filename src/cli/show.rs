@@ -1,0 +1,318 @@
+//! `strata copy`, `inspect`, `ls`, `validate`, `tag`.
+
+use std::io::Write;
+
+use anyhow::{Result, bail};
+use clap::Args;
+use strata::layer::uncompressed;
+use strata::transport::{self, ImageRef};
+
+use super::Ctx;
+
+#[derive(Args)]
+#[command(after_help = "\
+Transports: NAME[:TAG] (store), oci:DIR[:TAG], oci-archive:FILE[:TAG],
+docker-archive:FILE[:NAME:TAG] (reading also :@N).
+
+Examples:
+  strata copy app:1.0 oci:./out/layout:1.0
+  strata copy app:1.0 docker-archive:app.tar:app:1.0 && docker load -i app.tar
+  strata copy oci-archive:base.tar base:latest")]
+pub struct CopyArgs {
+    /// Image to read.
+    src: String,
+    /// Where to write it.
+    dst: String,
+    /// Platform to pick from a multi-platform source.
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    platform: Option<String>,
+}
+
+pub fn copy(ctx: &Ctx, a: CopyArgs) -> Result<()> {
+    let src = ImageRef::parse(&a.src)?;
+    let dst = ImageRef::parse(&a.dst)?;
+    let store = ctx.store()?;
+    let image = transport::open(&src, &store, &super::platform(&a.platform)?)?;
+    let digest = transport::write(image.as_ref(), &dst, &store)?;
+    println!("{digest}");
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct InspectArgs {
+    /// Image to inspect.
+    reference: String,
+    /// Print JSON: {digest, manifest, config, layers}.
+    #[arg(long)]
+    json: bool,
+    /// Platform to pick from a multi-platform image.
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    platform: Option<String>,
+}
+
+fn human(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+pub fn inspect(ctx: &Ctx, a: InspectArgs) -> Result<()> {
+    let r = ImageRef::parse(&a.reference)?;
+    let store = ctx.store()?;
+    let image = transport::open(&r, &store, &super::platform(&a.platform)?)?;
+    let manifest = image.manifest()?;
+    let config = image.config()?;
+    let layers = image.layers()?;
+    let digest = image.digest()?;
+    if a.json {
+        let layer_json: Vec<_> = layers
+            .iter()
+            .map(|l| {
+                let d = l.descriptor();
+                serde_json::json!({
+                    "digest": d.digest, "size": d.size, "mediaType": d.media_type,
+                    "diffID": l.diff_id(), "annotations": d.annotations,
+                })
+            })
+            .collect();
+        let out = serde_json::json!({
+            "reference": r.to_string(),
+            "digest": digest,
+            "manifest": serde_json::from_slice::<serde_json::Value>(&image.raw_manifest()?)?,
+            "config": serde_json::from_slice::<serde_json::Value>(&image.raw_config()?)?,
+            "layers": layer_json,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    let mut o = std::io::stdout().lock();
+    let total: u64 = layers.iter().map(|l| l.descriptor().size).sum();
+    writeln!(o, "Reference:  {r}")?;
+    writeln!(o, "Digest:     {digest}")?;
+    writeln!(o, "MediaType:  {}", manifest.media_type())?;
+    writeln!(o, "Platform:   {}", config.platform())?;
+    writeln!(
+        o,
+        "Config:     {} ({} bytes)",
+        manifest.config.digest, manifest.config.size
+    )?;
+    writeln!(o, "Size:       {} in {} layers", human(total), layers.len())?;
+    if let Some(e) = config.entrypoint() {
+        writeln!(o, "Entrypoint: {}", serde_json::to_string(&e)?)?;
+    }
+    if let Some(c) = config.cmd() {
+        writeln!(o, "Cmd:        {}", serde_json::to_string(&c)?)?;
+    }
+    for (k, label) in [
+        ("WorkingDir", "Workdir:   "),
+        ("User", "User:      "),
+        ("StopSignal", "StopSignal:"),
+    ] {
+        if let Some(v) = config.field(k) {
+            writeln!(o, "{label} {v}")?;
+        }
+    }
+    for e in config.env() {
+        writeln!(o, "Env:        {e}")?;
+    }
+    for p in config.keys("ExposedPorts") {
+        writeln!(o, "Expose:     {p}")?;
+    }
+    for v in config.keys("Volumes") {
+        writeln!(o, "Volume:     {v}")?;
+    }
+    for (k, v) in config.labels() {
+        writeln!(o, "Label:      {k}={v}")?;
+    }
+    for (k, v) in &manifest.annotations {
+        writeln!(o, "Annotation: {k}={v}")?;
+    }
+    writeln!(o, "Layers:")?;
+    for (i, l) in layers.iter().enumerate() {
+        let d = l.descriptor();
+        writeln!(
+            o,
+            "  {i:>2}  {}  {:>10}  {}",
+            d.digest,
+            human(d.size),
+            d.media_type
+        )?;
+        writeln!(o, "      diff_id {}", l.diff_id())?;
+        for (k, v) in &d.annotations {
+            writeln!(o, "      {k}={v}")?;
+        }
+    }
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct LsArgs {
+    /// Image whose layers to list.
+    reference: String,
+    /// Only this layer (0 is the base).
+    #[arg(long, value_name = "N")]
+    layer: Option<usize>,
+    /// Platform to pick from a multi-platform image.
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    platform: Option<String>,
+}
+
+fn mode_string(kind: tar::EntryType, mode: u32) -> String {
+    let t = match kind {
+        tar::EntryType::Directory => 'd',
+        tar::EntryType::Symlink => 'l',
+        tar::EntryType::Link => 'h',
+        _ => '-',
+    };
+    let mut s = String::from(t);
+    let bits = [
+        (0o400, 'r'),
+        (0o200, 'w'),
+        (0o100, 'x'),
+        (0o040, 'r'),
+        (0o020, 'w'),
+        (0o010, 'x'),
+        (0o004, 'r'),
+        (0o002, 'w'),
+        (0o001, 'x'),
+    ];
+    for (i, (bit, c)) in bits.iter().enumerate() {
+        let set = mode & bit != 0;
+        let special = match i {
+            2 => mode & 0o4000 != 0,
+            5 => mode & 0o2000 != 0,
+            8 => mode & 0o1000 != 0,
+            _ => false,
+        };
+        s.push(match (set, special, i) {
+            (true, true, 8) => 't',
+            (false, true, 8) => 'T',
+            (true, true, _) => 's',
+            (false, true, _) => 'S',
+            (true, false, _) => *c,
+            _ => '-',
+        });
+    }
+    s
+}
+
+pub fn ls(ctx: &Ctx, a: LsArgs) -> Result<()> {
+    let r = ImageRef::parse(&a.reference)?;
+    let store = ctx.store()?;
+    let image = transport::open(&r, &store, &super::platform(&a.platform)?)?;
+    let layers = image.layers()?;
+    if let Some(n) = a.layer
+        && n >= layers.len()
+    {
+        bail!(
+            "--layer {n}: {r} has {} layers (0 to {})",
+            layers.len(),
+            layers.len().saturating_sub(1)
+        );
+    }
+    let mut o = std::io::stdout().lock();
+    for (i, l) in layers.iter().enumerate() {
+        if a.layer.is_some_and(|n| n != i) {
+            continue;
+        }
+        let d = l.descriptor();
+        writeln!(o, "# layer {i} {}", d.digest)?;
+        let label = std::path::PathBuf::from(format!("layer {}", d.digest));
+        let mut ar = tar::Archive::new(uncompressed(l.as_ref())?);
+        for entry in ar
+            .entries()
+            .map_err(|e| strata::Error::from_pipeline(&label, e))?
+        {
+            let entry = entry.map_err(|e| strata::Error::from_pipeline(&label, e))?;
+            let h = entry.header();
+            let name = strata::tarsafe::safe_entry_name(&label, &entry.path_bytes())?;
+            let kind = h.entry_type();
+            if matches!(
+                kind,
+                tar::EntryType::XHeader | tar::EntryType::XGlobalHeader
+            ) {
+                continue;
+            }
+            let link = entry
+                .link_name_bytes()
+                .map(|t| format!(" -> {}", String::from_utf8_lossy(&t)))
+                .unwrap_or_default();
+            writeln!(
+                o,
+                "{} {:>5}/{:<5} {:>10} /{name}{link}",
+                mode_string(kind, h.mode().unwrap_or(0)),
+                h.uid().unwrap_or(0),
+                h.gid().unwrap_or(0),
+                entry.size(),
+            )?;
+        }
+    }
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct ValidateArgs {
+    /// Image to check.
+    reference: String,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Platform to pick from a multi-platform image.
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    platform: Option<String>,
+}
+
+pub fn validate(ctx: &Ctx, a: ValidateArgs) -> Result<()> {
+    let r = ImageRef::parse(&a.reference)?;
+    let store = ctx.store()?;
+    let image = transport::open(&r, &store, &super::platform(&a.platform)?)?;
+    let report = strata::validate::validate(image.as_ref())?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        for p in &report.problems {
+            println!("problem: {p}");
+        }
+        println!(
+            "{}: {} layers checked, {}",
+            report.manifest_digest,
+            report.layers.len(),
+            if report.is_ok() {
+                "all digests, diff_ids and sizes match".to_string()
+            } else {
+                format!("{} problems", report.problems.len())
+            }
+        );
+    }
+    if !report.is_ok() {
+        bail!("{r} failed validation");
+    }
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct TagArgs {
+    /// Image to tag (any transport).
+    src: String,
+    /// Store name NAME[:TAG].
+    name: String,
+}
+
+pub fn tag(ctx: &Ctx, a: TagArgs) -> Result<()> {
+    let src = ImageRef::parse(&a.src)?;
+    let name = strata::reference::normalize_name(&a.name)?;
+    let store = ctx.store()?;
+    let image = transport::open(&src, &store, &strata::spec::Platform::host())?;
+    let digest = transport::oci::write_image(image.as_ref(), &store, Some(&name))?;
+    println!("{digest}");
+    Ok(())
+}

@@ -1,0 +1,247 @@
+//! The one-pass layer writer: tar → hasher (diff_id) → compressor →
+//! hasher (digest) → temp blob in the store → verify, fsync, rename.
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::Path;
+
+use super::Layer;
+use super::compress::{Compression, encoder};
+use super::tar::TarEncoder;
+use super::walk::{Entry, EntryKind, Mapping, collect};
+use crate::digest::{Digest, HashingWriter};
+use crate::error::{Error, IoContext, Result};
+use crate::spec::Descriptor;
+use crate::store::Store;
+
+/// Version of strata's layer byte format (tar header policy, gzip block
+/// layout). Part of every layer cache key: bump it when bytes change.
+pub const LAYER_FORMAT_VERSION: u32 = 1;
+
+/// `SOURCE_DATE_EPOCH` as seconds, or 0 when unset. Every tar entry gets
+/// this mtime, so layers do not depend on when files were checked out.
+pub fn source_date_epoch() -> Result<u64> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(v) if !v.trim().is_empty() => v.trim().parse::<u64>().map_err(|_| {
+            Error::bad_input(
+                "SOURCE_DATE_EPOCH",
+                format!("{v:?} is not a whole number of seconds since 1970"),
+            )
+        }),
+        _ => Ok(0),
+    }
+}
+
+/// Builds one layer from source → destination mappings.
+///
+/// Determinism: entries are sorted, every mtime is the same
+/// (`SOURCE_DATE_EPOCH` or 0), uid/gid come from the mapping (0:0 by
+/// default), uname/gname are empty and xattrs are off unless asked for. The
+/// bytes do not depend on the thread count.
+#[derive(Clone, Debug)]
+pub struct LayerBuilder {
+    mappings: Vec<Mapping>,
+    compression: Compression,
+    threads: usize,
+    mtime: Option<u64>,
+    xattrs: bool,
+    annotations: BTreeMap<String, String>,
+}
+
+impl Default for LayerBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl LayerBuilder {
+    /// gzip, all cores, mtime from `SOURCE_DATE_EPOCH` (0 when unset).
+    pub fn new() -> Self {
+        LayerBuilder {
+            mappings: Vec::new(),
+            compression: Compression::gzip(),
+            threads: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+            mtime: None,
+            xattrs: false,
+            annotations: BTreeMap::new(),
+        }
+    }
+    /// Adds a mapping.
+    pub fn mapping(mut self, m: Mapping) -> Self {
+        self.mappings.push(m);
+        self
+    }
+    /// Sets the compression.
+    pub fn compression(mut self, c: Compression) -> Self {
+        self.compression = c;
+        self
+    }
+    /// Sets the number of compression threads (≥ 1); the bytes do not change.
+    pub fn threads(mut self, n: usize) -> Self {
+        self.threads = n.max(1);
+        self
+    }
+    /// Sets the mtime written for every entry.
+    pub fn mtime(mut self, secs: u64) -> Self {
+        self.mtime = Some(secs);
+        self
+    }
+    /// Records extended attributes as PAX `SCHILY.xattr.*` records.
+    pub fn xattrs(mut self, on: bool) -> Self {
+        self.xattrs = on;
+        self
+    }
+    /// Adds an annotation to the layer's descriptor.
+    pub fn annotation(mut self, k: impl Into<String>, v: impl Into<String>) -> Self {
+        self.annotations.insert(k.into(), v.into());
+        self
+    }
+
+    /// Walks the sources and writes the layer into `store` in one pass.
+    pub fn build(&self, store: &Store) -> Result<StoreLayer> {
+        let mtime = match self.mtime {
+            Some(m) => m,
+            None => source_date_epoch()?,
+        };
+        let entries = collect(&self.mappings, self.xattrs)?;
+        let blob = store.blob_writer()?;
+        let blob_dir = store.root().join("blobs");
+        let enc = encoder(self.compression, self.threads, blob).at(&blob_dir)?;
+        let mut tar = TarEncoder::new(HashingWriter::new(enc), mtime);
+        let mut buf = vec![0u8; 1 << 20];
+        for e in &entries {
+            write_entry(&mut tar, e, &mut buf)?;
+        }
+        let hashed = tar.finish().at(&blob_dir)?;
+        let (enc, diff_id, _tar_len) = hashed.finish();
+        let blob = enc.finish().at(&blob_dir)?;
+        let (digest, size) = blob.commit(None, "layer")?;
+        let mut desc = Descriptor::new(self.compression.media_type(), digest, size);
+        desc.annotations = self.annotations.clone();
+        Ok(StoreLayer {
+            store: store.clone(),
+            desc,
+            diff_id,
+        })
+    }
+}
+
+fn write_entry<W: Write>(tar: &mut TarEncoder<W>, e: &Entry, buf: &mut [u8]) -> Result<()> {
+    let EntryKind::File {
+        source,
+        size,
+        mtime,
+    } = &e.kind
+    else {
+        return tar
+            .header(e, 0)
+            .map_err(|err| Error::from_pipeline(String::from_utf8_lossy(&e.path).as_ref(), err));
+    };
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(source)
+        .at(source)?;
+    check_unchanged(&file, source, *size, *mtime)?;
+    tar.header(e, *size)
+        .map_err(|err| Error::from_pipeline(source, err))?;
+    let mut remaining = *size;
+    let mut f = &file;
+    while remaining > 0 {
+        let want = remaining.min(buf.len() as u64) as usize;
+        let n = f.read(&mut buf[..want]).at(source)?;
+        if n == 0 {
+            return Err(Error::FileChanged {
+                path: source.clone(),
+                detail: format!(
+                    "it shrank: {} of {size} bytes could be read",
+                    size - remaining
+                ),
+            });
+        }
+        tar.get_mut()
+            .write_all(&buf[..n])
+            .map_err(|err| Error::from_pipeline(source, err))?;
+        remaining -= n as u64;
+    }
+    // Read only up to the stat size; anything more means it grew.
+    let mut probe = [0u8; 1];
+    if f.read(&mut probe).at(source)? != 0 {
+        return Err(Error::FileChanged {
+            path: source.clone(),
+            detail: format!("it grew beyond the {size} bytes it had when listed"),
+        });
+    }
+    check_unchanged(&file, source, *size, *mtime)?;
+    tar.pad(*size)
+        .map_err(|err| Error::from_pipeline(source, err))
+}
+
+fn check_unchanged(f: &File, path: &Path, size: u64, mtime: (i64, i64)) -> Result<()> {
+    let m = f.metadata().at(path)?;
+    if !m.is_file() {
+        return Err(Error::FileChanged {
+            path: path.to_path_buf(),
+            detail: "it is no longer a regular file".into(),
+        });
+    }
+    if m.len() != size {
+        return Err(Error::FileChanged {
+            path: path.to_path_buf(),
+            detail: format!("its size went from {size} to {} bytes", m.len()),
+        });
+    }
+    if (m.mtime(), m.mtime_nsec()) != mtime {
+        return Err(Error::FileChanged {
+            path: path.to_path_buf(),
+            detail: "its modification time changed".into(),
+        });
+    }
+    Ok(())
+}
+
+/// A layer whose blob is in a store.
+#[derive(Clone, Debug)]
+pub struct StoreLayer {
+    store: Store,
+    desc: Descriptor,
+    diff_id: Digest,
+}
+
+impl StoreLayer {
+    /// A layer already in `store`, described by `desc` with `diff_id`.
+    pub fn new(store: Store, desc: Descriptor, diff_id: Digest) -> Self {
+        StoreLayer {
+            store,
+            desc,
+            diff_id,
+        }
+    }
+    /// The compressed digest.
+    pub fn digest(&self) -> &Digest {
+        &self.desc.digest
+    }
+    /// The compressed size.
+    pub fn size(&self) -> u64 {
+        self.desc.size
+    }
+}
+
+impl Layer for StoreLayer {
+    fn descriptor(&self) -> Descriptor {
+        self.desc.clone()
+    }
+    fn diff_id(&self) -> Digest {
+        self.diff_id.clone()
+    }
+    fn open(&self) -> Result<Box<dyn Read + Send + '_>> {
+        Ok(Box::new(
+            self.store
+                .open_blob(&self.desc.digest, Some(self.desc.size))?,
+        ))
+    }
+}

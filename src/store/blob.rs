@@ -1,0 +1,100 @@
+//! Crash-safe blob writes: temp file → hash → verify → fsync → rename.
+
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use tempfile::NamedTempFile;
+
+use crate::digest::{Digest, HashingWriter};
+use crate::error::{Error, IoContext, Result};
+
+/// Streams a blob into a temp file inside the layout (same filesystem),
+/// hashing and counting as it goes. [`BlobWriter::commit`] verifies, fsyncs
+/// and renames the file to `blobs/sha256/<hex>`; dropping the writer
+/// without committing removes the temp file, so a partial blob is never
+/// visible under a digest.
+pub struct BlobWriter {
+    inner: HashingWriter<BufWriter<NamedTempFile>>,
+    blobs_dir: PathBuf,
+}
+
+impl BlobWriter {
+    pub(crate) fn new(layout_root: &Path) -> Result<Self> {
+        let blobs = layout_root.join("blobs");
+        let tmp = tempfile::Builder::new()
+            .prefix(".tmp-")
+            .permissions(std::fs::Permissions::from_mode(0o644))
+            .tempfile_in(&blobs)
+            .at(&blobs)?;
+        Ok(BlobWriter {
+            inner: HashingWriter::new(BufWriter::with_capacity(1 << 20, tmp)),
+            blobs_dir: blobs.join("sha256"),
+        })
+    }
+
+    /// Bytes written so far.
+    pub fn len(&self) -> u64 {
+        self.inner.len()
+    }
+
+    /// True when nothing was written.
+    pub fn is_empty(&self) -> bool {
+        self.inner.is_empty()
+    }
+
+    /// Finishes the blob, checking it against `expected` digest and size when
+    /// given, and moves it under its digest. Returns the digest and size.
+    pub fn commit(
+        self,
+        expected: Option<(&Digest, Option<u64>)>,
+        what: &str,
+    ) -> Result<(Digest, u64)> {
+        let (buf, digest, size) = self.inner.finish();
+        let tmp = buf
+            .into_inner()
+            .map_err(|e| Error::io(&self.blobs_dir, e.into_error()))?;
+        if let Some((want, want_size)) = expected {
+            if let Some(ws) = want_size
+                && ws != size
+            {
+                return Err(Error::SizeMismatch {
+                    what: what.to_string(),
+                    expected: ws,
+                    actual: size,
+                });
+            }
+            if *want != digest {
+                return Err(Error::DigestMismatch {
+                    what: what.to_string(),
+                    expected: want.to_string(),
+                    actual: digest.to_string(),
+                });
+            }
+        }
+        let dest = self.blobs_dir.join(digest.hex());
+        if dest.exists() {
+            // Same content is already there; the temp file is dropped.
+            return Ok((digest, size));
+        }
+        tmp.as_file().sync_all().at(tmp.path())?;
+        tmp.persist(&dest).map_err(|e| Error::io(&dest, e.error))?;
+        sync_dir(&self.blobs_dir)?;
+        Ok((digest, size))
+    }
+}
+
+impl Write for BlobWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.inner.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// fsyncs a directory so a rename inside it is durable.
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir).and_then(|d| d.sync_all()).at(dir)
+}

@@ -1,0 +1,176 @@
+//! `fsck` and `gc` for a store.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::time::{Duration, SystemTime};
+
+use super::Store;
+use crate::digest::{Digest, hash_reader};
+use crate::error::{IoContext, Result};
+use crate::media;
+use crate::spec::{Index, MAX_MANIFEST_SIZE, Manifest};
+
+/// What `fsck` found.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct FsckReport {
+    /// Blobs re-hashed.
+    pub checked: usize,
+    /// Blobs whose content does not hash to their name: (name, actual).
+    pub corrupt: Vec<(Digest, Digest)>,
+    /// Blobs referenced from a tag but absent: (digest, what references it).
+    pub missing: Vec<(Digest, String)>,
+    /// Files under blobs/sha256 whose name is not a digest.
+    pub stray: Vec<String>,
+}
+
+impl FsckReport {
+    /// True when nothing is wrong.
+    pub fn is_clean(&self) -> bool {
+        self.corrupt.is_empty() && self.missing.is_empty() && self.stray.is_empty()
+    }
+}
+
+/// What `gc` removed (or would remove on a dry run).
+#[derive(Debug, Default, serde::Serialize)]
+pub struct GcReport {
+    /// Blobs reachable from a tag.
+    pub kept: usize,
+    /// Blobs removed.
+    pub removed: Vec<Digest>,
+    /// Bytes freed.
+    pub freed_bytes: u64,
+    /// Unreachable blobs left alone because they are newer than the grace period.
+    pub recent: usize,
+}
+
+impl Store {
+    /// Re-hashes every blob and checks every blob a tag reaches is present.
+    pub fn fsck(&self) -> Result<FsckReport> {
+        let mut report = FsckReport::default();
+        let dir = self.root.join("blobs/sha256");
+        let mut names: Vec<String> = Vec::new();
+        for entry in fs::read_dir(&dir).at(&dir)? {
+            let entry = entry.at(&dir)?;
+            names.push(entry.file_name().to_string_lossy().into_owned());
+        }
+        names.sort();
+        for name in names {
+            let Ok(d) = Digest::from_hex(&name) else {
+                report.stray.push(name);
+                continue;
+            };
+            let path = dir.join(&name);
+            let (actual, _) = hash_reader(fs::File::open(&path).at(&path)?).at(&path)?;
+            report.checked += 1;
+            if actual != d {
+                report.corrupt.push((d, actual));
+            }
+        }
+        let refs = self.reachable(true)?;
+        for (d, by) in refs {
+            if !self.has_blob(&d) {
+                report.missing.push((d, by));
+            }
+        }
+        Ok(report)
+    }
+
+    /// Removes blobs no tag reaches. Blobs and temp files newer than `grace`
+    /// are kept: a concurrent build may be about to tag them.
+    pub fn gc(&self, grace: Duration, dry_run: bool) -> Result<GcReport> {
+        let _lock = self.lock()?;
+        let reach = self.reachable(false)?;
+        let mut report = GcReport {
+            kept: reach.len(),
+            ..Default::default()
+        };
+        let now = SystemTime::now();
+        let is_old = |m: &fs::Metadata| {
+            m.modified()
+                .ok()
+                .and_then(|t| now.duration_since(t).ok())
+                .is_some_and(|age| age >= grace)
+        };
+        let dir = self.root.join("blobs/sha256");
+        let mut entries: Vec<_> = fs::read_dir(&dir)
+            .at(&dir)?
+            .collect::<std::io::Result<_>>()
+            .at(&dir)?;
+        entries.sort_by_key(|e| e.file_name());
+        for entry in entries {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Ok(d) = Digest::from_hex(&name) else {
+                continue;
+            };
+            if reach.contains_key(&d) {
+                continue;
+            }
+            let meta = entry.metadata().at(entry.path())?;
+            if !is_old(&meta) {
+                report.recent += 1;
+                continue;
+            }
+            report.freed_bytes += meta.len();
+            if !dry_run {
+                fs::remove_file(entry.path()).at(entry.path())?;
+            }
+            report.removed.push(d);
+        }
+        // Stale temp files of interrupted writes.
+        let blobs = self.root.join("blobs");
+        for entry in fs::read_dir(&blobs).at(&blobs)? {
+            let entry = entry.at(&blobs)?;
+            if entry.file_name().to_string_lossy().starts_with(".tmp-")
+                && entry.metadata().is_ok_and(|m| is_old(&m))
+                && !dry_run
+            {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+        Ok(report)
+    }
+
+    /// Every digest reachable from index.json, with what references it.
+    /// With `tolerant`, missing or unreadable manifests are recorded rather
+    /// than failing (fsck wants to list them all).
+    fn reachable(&self, tolerant: bool) -> Result<BTreeMap<Digest, String>> {
+        let index = self.index()?;
+        let mut seen: BTreeMap<Digest, String> = BTreeMap::new();
+        let mut stack: Vec<(crate::spec::Descriptor, String)> = index
+            .manifests
+            .iter()
+            .map(|d| (d.clone(), "index.json".to_string()))
+            .collect();
+        let mut visited = BTreeSet::new();
+        while let Some((desc, by)) = stack.pop() {
+            seen.entry(desc.digest.clone()).or_insert(by);
+            if !visited.insert(desc.digest.clone()) {
+                continue;
+            }
+            let is_manifest = media::is_manifest(&desc.media_type);
+            let is_index = media::is_index(&desc.media_type);
+            if !is_manifest && !is_index {
+                continue;
+            }
+            let bytes = match self.read_blob(&desc.digest, MAX_MANIFEST_SIZE) {
+                Ok(b) => b,
+                Err(_) if tolerant => continue,
+                Err(e) => return Err(e),
+            };
+            let loc = format!("manifest {}", desc.digest);
+            if is_manifest {
+                let m = Manifest::parse(&bytes, &loc)?;
+                stack.push((m.config, loc.clone()));
+                for l in m.layers {
+                    stack.push((l, loc.clone()));
+                }
+            } else {
+                let i = Index::parse(&bytes, &loc)?;
+                for m in i.manifests {
+                    stack.push((m, loc.clone()));
+                }
+            }
+        }
+        Ok(seen)
+    }
+}

@@ -1,0 +1,80 @@
+//! `oci:DIR[:TAG]` — OCI image-layout directories (and the store, which is
+//! one).
+
+use std::sync::Arc;
+
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::image::{BlobSource, Image, ManifestImage};
+use crate::spec::{Descriptor, Manifest, Platform};
+use crate::store::Store;
+
+/// Opens the image tagged `tag` in the layout (or its only image when no tag
+/// is given).
+pub fn open(store: &Store, tag: Option<&str>, platform: &Platform) -> Result<ManifestImage> {
+    let desc = select(store, tag)?;
+    ManifestImage::load(
+        Arc::new(store.clone()) as Arc<dyn BlobSource>,
+        &desc,
+        platform,
+    )
+}
+
+/// The index entry for `tag`, or the only entry when `tag` is `None`.
+pub fn select(store: &Store, tag: Option<&str>) -> Result<Descriptor> {
+    match tag {
+        Some(t) => store.resolve(t),
+        None => {
+            let index = store.index()?;
+            match index.manifests.as_slice() {
+                [one] => Ok(one.clone()),
+                [] => Err(Error::NotFound {
+                    what: "any image".into(),
+                    location: store.root().display().to_string(),
+                    hint: " (the layout's index.json is empty)".into(),
+                }),
+                many => Err(Error::bad_input(
+                    "reference",
+                    format!(
+                        "{} holds {} images; name one with :TAG (tags: {})",
+                        store.root().display(),
+                        many.len(),
+                        index.tags().map(|(n, _)| n).collect::<Vec<_>>().join(", ")
+                    ),
+                )),
+            }
+        }
+    }
+}
+
+/// Copies every blob of `image` that `store` lacks into it (verified),
+/// writes the config and manifest and, with `tag`, points the tag at the
+/// manifest. Blobs first, then config, then manifest, then the tag: a
+/// failure never leaves a tag pointing at missing content.
+pub fn write_image(image: &dyn Image, store: &Store, tag: Option<&str>) -> Result<Digest> {
+    let desc = write_blobs(image, store)?;
+    if let Some(tag) = tag {
+        store.set_tag(tag, &desc)?;
+    }
+    Ok(desc.digest)
+}
+
+/// Writes all of `image`'s blobs into `store`; returns the manifest
+/// descriptor.
+pub fn write_blobs(image: &dyn Image, store: &Store) -> Result<Descriptor> {
+    for layer in image.layers()? {
+        let d = layer.descriptor();
+        if store.has_blob(&d.digest) {
+            continue;
+        }
+        let what = format!("layer {} from {}", d.digest, image.location());
+        store.put_verified(layer.open()?, &d.digest, Some(d.size), &what)?;
+    }
+    let raw = image.raw_manifest()?;
+    let m = Manifest::parse(&raw, &image.location())?;
+    let config = image.raw_config()?;
+    let what = format!("config of {}", image.location());
+    store.put_verified(&config[..], &m.config.digest, Some(m.config.size), &what)?;
+    let digest = store.put_bytes(&raw)?;
+    Ok(Descriptor::new(m.media_type(), digest, raw.len() as u64))
+}
