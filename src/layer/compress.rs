@@ -37,9 +37,10 @@ pub enum Compression {
 }
 
 impl Compression {
-    /// gzip at the default level (6).
+    /// gzip at the default level (3: on a Rust toolchain it is as small as
+    /// Go's default gzip and three times faster than libdeflate's 6).
     pub fn gzip() -> Self {
-        Compression::Gzip { level: 6 }
+        Compression::Gzip { level: 3 }
     }
     /// zstd at the default level (3).
     pub fn zstd() -> Self {
@@ -117,6 +118,9 @@ pub trait Encoder<W>: Write {
 /// bumping the layer format version.
 pub const GZIP_BLOCK: usize = 1 << 20;
 
+/// The zstd job size; part of the output format, like [`GZIP_BLOCK`].
+pub const ZSTD_JOB: u32 = 4 << 20;
+
 /// Builds an encoder for `c` over `inner` using `threads` threads.
 pub fn encoder<W: Write + Send + 'static>(
     c: Compression,
@@ -131,6 +135,9 @@ pub fn encoder<W: Write + Send + 'static>(
             let mut enc = zstd::stream::write::Encoder::new(inner, level)?;
             // Always ≥ 1 worker: libzstd's output is then independent of the count.
             enc.multithread(threads as u32)?;
+            // Bounded jobs keep memory flat (libzstd's default for level 3
+            // buffers ~30 MiB per worker); part of the output format.
+            enc.set_parameter(zstd::zstd_safe::CParameter::JobSize(ZSTD_JOB))?;
             enc.include_checksum(false)?;
             enc.include_contentsize(false)?;
             Box::new(Zstd(enc))
