@@ -193,7 +193,21 @@ pub fn write(image: &dyn Image, path: &Path, name: Option<&str>) -> Result<Diges
         if written.insert(diff_id.clone()) {
             // Decompress while writing and check the diff_id on the way.
             let mut hashed = HashingReader::new(uncompressed(layer.as_ref())?);
-            w.add_stream(&name, &mut hashed)?;
+            w.add_stream(&name, &mut hashed).map_err(|e| match e {
+                Error::Io { source, .. }
+                    if matches!(
+                        source.kind(),
+                        std::io::ErrorKind::InvalidData | std::io::ErrorKind::InvalidInput
+                    ) =>
+                {
+                    Error::invalid(
+                        "layer",
+                        format!("{} of {}", layer.descriptor().digest, image.location()),
+                        format!("{source}; the blob is damaged, run `strata store fsck`"),
+                    )
+                }
+                e => e,
+            })?;
             let (actual, _) = hashed.finish();
             if actual != diff_id {
                 return Err(Error::DigestMismatch {

@@ -4,6 +4,7 @@
 //! | form | meaning |
 //! |---|---|
 //! | `NAME[:TAG]` | a tag in the store |
+//! | `[NAME]@sha256:HEX` | a manifest in the store, by digest |
 //! | `oci:DIR[:TAG]` | an OCI image-layout directory |
 //! | `oci-archive:FILE[:TAG]` | an OCI layout in a tar file |
 //! | `docker-archive:FILE[:NAME:TAG \| :@N]` | `docker save` format |
@@ -31,6 +32,8 @@ use crate::store::Store;
 pub enum ImageRef {
     /// A tag in the store, normalized to `name:tag`.
     Store(String),
+    /// A manifest in the store by digest: `[NAME]@sha256:<hex>`.
+    StoreDigest(Digest),
     /// `oci:DIR[:TAG]`.
     Oci {
         /// Layout directory.
@@ -139,6 +142,12 @@ impl ImageRef {
                 "{s}: transport {t:?} is not supported; use oci:, oci-archive:, docker-archive: or a store name"
             )));
         }
+        if let Some((name, digest)) = s.split_once('@') {
+            if !name.is_empty() {
+                crate::reference::parse_name(name)?;
+            }
+            return Ok(ImageRef::StoreDigest(digest.parse()?));
+        }
         Ok(ImageRef::Store(normalize_name(s)?))
     }
 
@@ -146,6 +155,7 @@ impl ImageRef {
     pub fn name(&self) -> Option<String> {
         match self {
             ImageRef::Store(n) => Some(n.clone()),
+            ImageRef::StoreDigest(_) => None,
             ImageRef::Oci { tag, .. } | ImageRef::OciArchive { tag, .. } => tag.clone(),
             ImageRef::DockerArchive { select, .. } => match select {
                 docker_archive::Selector::Name(n) => Some(n.clone()),
@@ -160,6 +170,7 @@ impl fmt::Display for ImageRef {
         let opt = |t: &Option<String>| t.as_ref().map(|t| format!(":{t}")).unwrap_or_default();
         match self {
             ImageRef::Store(n) => write!(f, "{n}"),
+            ImageRef::StoreDigest(d) => write!(f, "@{d}"),
             ImageRef::Oci { dir, tag } => write!(f, "oci:{}{}", dir.display(), opt(tag)),
             ImageRef::OciArchive { file, tag } => {
                 write!(f, "oci-archive:{}{}", file.display(), opt(tag))
@@ -187,6 +198,30 @@ impl std::str::FromStr for ImageRef {
 pub fn open(r: &ImageRef, store: &Store, platform: &Platform) -> Result<Arc<dyn Image>> {
     Ok(match r {
         ImageRef::Store(name) => Arc::new(oci::open(store, Some(name), platform)?),
+        ImageRef::StoreDigest(d) => {
+            if !store.has_blob(d) {
+                return Err(Error::NotFound {
+                    what: format!("manifest {d}"),
+                    location: store.root().display().to_string(),
+                    hint: String::new(),
+                });
+            }
+            let raw = store.read_blob(d, crate::spec::MAX_MANIFEST_SIZE)?;
+            let mt = serde_json::from_slice::<serde_json::Value>(&raw)
+                .ok()
+                .and_then(|v| {
+                    v.get("mediaType")
+                        .and_then(|m| m.as_str())
+                        .map(str::to_string)
+                })
+                .unwrap_or_else(|| crate::media::OCI_MANIFEST.to_string());
+            let desc = crate::spec::Descriptor::new(mt, d.clone(), raw.len() as u64);
+            Arc::new(crate::image::ManifestImage::load(
+                Arc::new(store.clone()) as Arc<dyn crate::image::BlobSource>,
+                &desc,
+                platform,
+            )?)
+        }
         ImageRef::Oci { dir, tag } => {
             Arc::new(oci::open(&Store::open(dir)?, tag.as_deref(), platform)?)
         }
@@ -201,6 +236,17 @@ pub fn open(r: &ImageRef, store: &Store, platform: &Platform) -> Result<Arc<dyn 
 pub fn write(image: &dyn Image, r: &ImageRef, store: &Store) -> Result<Digest> {
     match r {
         ImageRef::Store(name) => oci::write_image(image, store, Some(name)),
+        ImageRef::StoreDigest(d) => {
+            let written = oci::write_image(image, store, None)?;
+            if written != *d {
+                return Err(Error::DigestMismatch {
+                    what: "image written to a digest reference".into(),
+                    expected: d.to_string(),
+                    actual: written.to_string(),
+                });
+            }
+            Ok(written)
+        }
         ImageRef::Oci { dir, tag } => {
             oci::write_image(image, &Store::open_or_create(dir)?, tag.as_deref())
         }

@@ -1,0 +1,245 @@
+//! Shared helpers for strata's integration tests.
+#![allow(dead_code)]
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{PermissionsExt, symlink};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub const BUSYBOX: &str = "/bin/busybox";
+
+/// A temp dir with a store inside.
+pub struct Env {
+    pub dir: tempfile::TempDir,
+}
+
+impl Env {
+    pub fn new() -> Self {
+        Env {
+            dir: tempfile::Builder::new()
+                .prefix("strata-test-")
+                .tempdir()
+                .unwrap(),
+        }
+    }
+    pub fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+    pub fn store(&self) -> PathBuf {
+        self.path("store")
+    }
+    /// `strata ARGS` with this env's store.
+    pub fn strata(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_strata"))
+            .args(args)
+            .env("STRATA_STORE", self.store())
+            .env_remove("SOURCE_DATE_EPOCH")
+            .output()
+            .unwrap()
+    }
+    /// Runs strata and asserts success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.strata(args);
+        assert!(
+            out.status.success(),
+            "strata {args:?} failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+    /// Runs strata and asserts failure; returns stderr.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let out = self.strata(args);
+        assert!(
+            !out.status.success(),
+            "strata {args:?} should have failed; stdout:\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8(out.stderr).unwrap()
+    }
+    /// Builds the busybox "hello" image into the store under `tag`.
+    pub fn busybox_image(&self, tag: &str, line: &str) -> String {
+        let ep = serde_json::to_string(&[BUSYBOX, "echo", line]).unwrap();
+        self.ok(&[
+            "new",
+            "--add",
+            &format!("{BUSYBOX}:{BUSYBOX}"),
+            "--entrypoint",
+            &ep,
+            "--tag",
+            tag,
+        ])
+        .trim()
+        .to_string()
+    }
+}
+
+/// Files under `dir` (recursively), for "nothing was left behind" checks.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if !dir.exists() {
+        return out;
+    }
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Whether a tool is on PATH. When it is missing and STRATA_REQUIRE_TOOLS=1
+/// (the test script sets it after installing them), the test fails.
+pub fn have(tool: &str) -> bool {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !found && std::env::var("STRATA_REQUIRE_TOOLS").as_deref() == Ok("1") {
+        panic!("{tool} is required (STRATA_REQUIRE_TOOLS=1) but not installed");
+    }
+    found
+}
+
+/// Whether a Docker engine answers.
+pub fn docker_engine() -> bool {
+    have("docker")
+        && Command::new("docker")
+            .args(["version", "--format", "{{.Server.Version}}"])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+}
+
+/// Records that an external check ran or was skipped; the test script
+/// prints this log at the end of the run.
+pub fn note(check: &str, outcome: &str) {
+    let log = Path::new(env!("CARGO_TARGET_TMPDIR")).join("external-checks.log");
+    let mut f = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
+    writeln!(f, "{outcome}: {check}").unwrap();
+    eprintln!("{outcome}: {check}");
+}
+
+/// Runs a command, asserting success; returns stdout.
+pub fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed:\nstdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A tree exercising every entry kind, with fixed content and modes.
+pub fn make_tree(root: &Path) {
+    let w = |p: &str, content: &[u8], mode: u32| {
+        let path = root.join(p);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(&path, content).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
+    };
+    fs::create_dir_all(root).unwrap();
+    w("bin/tool", b"#!/bin/sh\necho tool\n", 0o755);
+    w("bin/suid", b"setuid", 0o4755);
+    w("bin/sgid", b"setgid", 0o2755);
+    w("etc/config", b"key = value\n", 0o644);
+    let long_dir = "d".repeat(120);
+    let long_name = format!("{}/{}", long_dir, "f".repeat(110));
+    w(&long_name, b"long name", 0o644);
+    let very_long = format!("{}/{}", "x".repeat(200), "y".repeat(150));
+    w(&very_long, b"very long name", 0o600);
+    // ~3 MiB of compressible, non-trivial data: several gzip blocks.
+    let big: Vec<u8> = (0..3_000_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 27) as u8 + b'a')
+        .collect();
+    w("data/big.bin", &big, 0o644);
+    fs::create_dir_all(root.join("empty/dir")).unwrap();
+    symlink("../etc/config", root.join("bin/config-link")).unwrap();
+    symlink(format!("/{}", "t".repeat(150)), root.join("bin/long-link")).unwrap();
+    fs::hard_link(root.join("bin/tool"), root.join("bin/tool-hardlink")).unwrap();
+    fs::create_dir_all(root.join("tmp")).unwrap();
+    for d in [
+        "",
+        "bin",
+        "etc",
+        "data",
+        "empty",
+        "empty/dir",
+        &long_dir,
+        &"x".repeat(200),
+    ] {
+        fs::set_permissions(root.join(d), fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    fs::set_permissions(root.join("tmp"), fs::Permissions::from_mode(0o1777)).unwrap();
+}
+
+/// Validates OCI documents against the image-spec JSON schemas
+/// (../shared/oci-image-spec-schema, or the vendored copy in tests/).
+pub struct Schemas {
+    dir: PathBuf,
+}
+
+impl Schemas {
+    pub fn new() -> Self {
+        let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/oci-image-spec-schema");
+        let vendored = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oci-image-spec-schema");
+        let dir = if shared.join("image-manifest-schema.json").exists() {
+            shared
+        } else {
+            vendored
+        };
+        Schemas { dir }
+    }
+
+    /// Asserts `doc` validates against `schema_file`.
+    pub fn check(&self, schema_file: &str, doc: &serde_json::Value, what: &str) {
+        let schema: serde_json::Value =
+            serde_json::from_slice(&fs::read(self.dir.join(schema_file)).unwrap()).unwrap();
+        let validator = jsonschema::options()
+            .with_draft(jsonschema::Draft::Draft4)
+            .with_retriever(LocalSchemas(self.dir.clone()))
+            .build(&schema)
+            .unwrap_or_else(|e| panic!("schema {schema_file}: {e}"));
+        let errors: Vec<String> = validator
+            .iter_errors(doc)
+            .map(|e| format!("{e} at {}", e.instance_path))
+            .collect();
+        assert!(
+            errors.is_empty(),
+            "{what} does not validate against {schema_file}: {errors:#?}\n{doc:#}"
+        );
+    }
+}
+
+/// Serves `…/NAME.json` references from the local schema directory, whatever
+/// base URI a nested `id` gave them.
+struct LocalSchemas(PathBuf);
+
+impl jsonschema::Retrieve for LocalSchemas {
+    fn retrieve(
+        &self,
+        uri: &jsonschema::Uri<String>,
+    ) -> Result<serde_json::Value, Box<dyn std::error::Error + Send + Sync>> {
+        let path = uri.path().as_str();
+        let name = path.rsplit('/').next().unwrap_or_default();
+        let file = self.0.join(name);
+        Ok(serde_json::from_slice(
+            &fs::read(&file).map_err(|e| format!("{}: {e}", file.display()))?,
+        )?)
+    }
+}

@@ -1,0 +1,242 @@
+//! The content store: concurrency, fsck, gc, corruption, bad digests.
+
+mod common;
+
+use std::fs;
+use std::process::{Command, Stdio};
+
+use common::{BUSYBOX, Env, files_under};
+
+fn layer_digests(env: &Env, r: &str) -> Vec<String> {
+    let v: serde_json::Value = serde_json::from_str(&env.ok(&["inspect", "--json", r])).unwrap();
+    v["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["digest"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn concurrent_processes_lose_no_tag() {
+    let env = Env::new();
+    let n = 8;
+    let children: Vec<_> = (0..n)
+        .map(|i| {
+            let src = env.path(&format!("src{i}"));
+            fs::create_dir_all(&src).unwrap();
+            fs::write(src.join("id"), format!("image {i}")).unwrap();
+            Command::new(env!("CARGO_BIN_EXE_strata"))
+                .args([
+                    "new",
+                    "--add",
+                    &format!("{}:/", src.display()),
+                    "--tag",
+                    &format!("img{i}:v1"),
+                ])
+                .env("STRATA_STORE", env.store())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let tags = env.ok(&["store", "ls"]);
+    for i in 0..n {
+        assert!(
+            tags.contains(&format!("img{i}:v1\t")),
+            "tag img{i}:v1 lost:\n{tags}"
+        );
+    }
+    assert!(env.ok(&["store", "fsck"]).contains("0 corrupt, 0 missing"));
+    // No temp file survives.
+    let leftovers: Vec<_> = files_under(&env.store())
+        .into_iter()
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with('.'))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn fsck_reports_corruption_and_reads_refuse_it() {
+    let env = Env::new();
+    env.busybox_image("demo:1", "hi");
+    let layer = layer_digests(&env, "demo:1").remove(0);
+    let blob = env
+        .store()
+        .join("blobs/sha256")
+        .join(layer.trim_start_matches("sha256:"));
+    let mut bytes = fs::read(&blob).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    fs::write(&blob, &bytes).unwrap();
+
+    let out = env.strata(&["store", "fsck"]);
+    assert!(!out.status.success(), "fsck must fail on a corrupt store");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(&format!("corrupt: blob {layer}")),
+        "{stdout}"
+    );
+
+    // Copying it out refuses the bad blob and leaves no partial output.
+    let dest = env.path("out");
+    let err = env.fails(&["copy", "demo:1", &format!("oci:{}:x", dest.display())]);
+    assert!(
+        err.contains("digest mismatch") && err.contains(&layer),
+        "{err}"
+    );
+    let blobs_written: Vec<_> = files_under(&dest.join("blobs/sha256"));
+    assert!(
+        blobs_written
+            .iter()
+            .all(|p| !p.ends_with(layer.trim_start_matches("sha256:"))),
+        "{blobs_written:?}"
+    );
+    assert!(
+        !fs::read_to_string(dest.join("index.json"))
+            .unwrap()
+            .contains("\"x\""),
+        "no tag for a failed copy"
+    );
+    let err = env.fails(&["validate", "demo:1"]);
+    assert!(err.contains("failed validation"), "{err}");
+    let err = env.fails(&[
+        "copy",
+        "demo:1",
+        &format!("docker-archive:{}:a:b", env.path("d.tar").display()),
+    ]);
+    assert!(
+        err.contains(&layer) && (err.contains("digest mismatch") || err.contains("damaged")),
+        "{err}"
+    );
+    assert!(!env.path("d.tar").exists());
+    assert!(
+        files_under(env.dir.path())
+            .iter()
+            .all(|p| !p.to_string_lossy().contains(".strata-archive-"))
+    );
+}
+
+#[test]
+fn fsck_reports_missing_blobs() {
+    let env = Env::new();
+    env.busybox_image("demo:1", "hi");
+    let layer = layer_digests(&env, "demo:1").remove(0);
+    fs::remove_file(
+        env.store()
+            .join("blobs/sha256")
+            .join(layer.trim_start_matches("sha256:")),
+    )
+    .unwrap();
+    let out = env.strata(&["store", "fsck"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("missing: blob {layer}")));
+}
+
+#[test]
+fn gc_removes_only_unreachable_blobs() {
+    let env = Env::new();
+    env.busybox_image("keep:1", "kept");
+    let src = env.path("other");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("f"), "only in the dropped image").unwrap();
+    env.ok(&[
+        "new",
+        "--from",
+        "keep:1",
+        "--add",
+        &format!("{}:/x", src.display()),
+        "--tag",
+        "drop:1",
+    ]);
+    let drop_layers = layer_digests(&env, "drop:1");
+    let unique = drop_layers.last().unwrap().clone();
+    let before = files_under(&env.store().join("blobs/sha256")).len();
+
+    // Within the grace period nothing goes.
+    env.ok(&["store", "rm", "drop:1"]);
+    assert!(env.ok(&["store", "gc"]).contains("removed 0 blobs"));
+    let out = env.ok(&["store", "gc", "--grace", "0", "--dry-run"]);
+    assert!(out.contains("would remove 3 blobs"), "{out}");
+    assert_eq!(files_under(&env.store().join("blobs/sha256")).len(), before);
+    env.ok(&["store", "gc", "--grace", "0"]);
+    let left = files_under(&env.store().join("blobs/sha256"));
+    assert_eq!(
+        left.len(),
+        before - 3,
+        "manifest, config and the unique layer go"
+    );
+    assert!(
+        !left
+            .iter()
+            .any(|p| p.ends_with(unique.trim_start_matches("sha256:")))
+    );
+    env.ok(&["validate", "keep:1"]);
+}
+
+#[test]
+fn bad_digests_and_references_are_refused_clearly() {
+    let env = Env::new();
+    for (arg, needle) in [
+        ("app@sha256:abc", "64 hex characters"),
+        (&format!("app@sha256:{}", "A".repeat(64)), "lowercase hex"),
+        (&format!("app@md5:{}", "a".repeat(32)), "only sha256"),
+        ("Bad/Name", "lowercase"),
+        ("app:-tag", "tag"),
+        ("oci:", "needs a directory"),
+    ] {
+        let err = env.fails(&["inspect", arg]);
+        assert!(
+            err.contains(needle) && err.contains("invalid"),
+            "{arg}: {err}"
+        );
+    }
+    let err = env.fails(&[
+        "new",
+        "--add",
+        &format!("{BUSYBOX}:/bin/busybox"),
+        "--tag",
+        "has space",
+    ]);
+    assert!(err.contains("invalid reference"), "{err}");
+    assert!(
+        files_under(&env.store()).is_empty(),
+        "a refused command must not even create the store"
+    );
+    let err = env.fails(&["inspect", "nothere:1"]);
+    assert!(err.contains("tag \"nothere:1\" not found"), "{err}");
+}
+
+#[test]
+fn digest_references_read_from_the_store() {
+    let env = Env::new();
+    let digest = env.busybox_image("demo:1", "hi");
+    let out = env.ok(&["inspect", &format!("@{digest}")]);
+    assert!(out.contains(&digest), "{out}");
+    env.ok(&["tag", &format!("demo@{digest}"), "again:2"]);
+    assert!(env.ok(&["store", "ls"]).contains("again:2"));
+}
+
+#[test]
+fn an_index_with_a_malformed_digest_names_it() {
+    let env = Env::new();
+    env.busybox_image("demo:1", "hi");
+    let index = env.store().join("index.json");
+    let text = fs::read_to_string(&index).unwrap();
+    let broken = text.replacen("sha256:", "sha256:XYZ", 1);
+    fs::write(&index, broken).unwrap();
+    let err = env.fails(&["inspect", "demo:1"]);
+    assert!(
+        err.contains("index.json") && err.contains("invalid digest"),
+        "{err}"
+    );
+}
