@@ -194,6 +194,9 @@ pub fn new(ctx: &Ctx, a: NewArgs) -> Result<()> {
             if a.platform.is_some() && !platform.matches(&base_platform) {
                 bail!("base image {r} is {base_platform}, not the requested {platform}");
             }
+            // Verify and import the base's layers before building anything,
+            // so a damaged base leaves nothing of this build behind.
+            transport::oci::copy_layers(base.as_ref(), &store)?;
             ImageBuilder::from_base(base.as_ref(), &r.to_string())?
         }
         None => ImageBuilder::scratch(platform),
@@ -209,13 +212,18 @@ pub fn new(ctx: &Ctx, a: NewArgs) -> Result<()> {
         if let Some(t) = a.threads {
             lb = lb.threads(t);
         }
-        for m in mappings {
-            lb = lb.mapping(m);
+        for m in &mappings {
+            lb = lb.mapping(m.clone());
         }
         let layer = lb.build(&store)?;
-        let created_by = format!("strata new --add {}", a.add.join(" --add "));
+        // Only image-side paths: a host path would make the config (and
+        // so the digest) depend on where the sources were checked out.
+        let dests: Vec<String> = mappings.iter().map(|m| format!("/{}", m.dest)).collect();
         layer_summary = Some((layer.descriptor(), layer.diff_id()));
-        image.append_layer(Arc::new(layer), &created_by);
+        image.append_layer(
+            Arc::new(layer),
+            &format!("strata new: add {}", dests.join(" ")),
+        );
     }
     let cfg = image.config_mut();
     if let Some(e) = entrypoint {

@@ -59,9 +59,9 @@ pub fn write_image(image: &dyn Image, store: &Store, tag: Option<&str>) -> Resul
     Ok(desc.digest)
 }
 
-/// Writes all of `image`'s blobs into `store`; returns the manifest
-/// descriptor.
-pub fn write_blobs(image: &dyn Image, store: &Store) -> Result<Descriptor> {
+/// Copies the layers of `image` that `store` lacks into it, each verified
+/// against its digest and size on the way.
+pub fn copy_layers(image: &dyn Image, store: &Store) -> Result<()> {
     for layer in image.layers()? {
         let d = layer.descriptor();
         if store.has_blob(&d.digest) {
@@ -70,6 +70,13 @@ pub fn write_blobs(image: &dyn Image, store: &Store) -> Result<Descriptor> {
         let what = format!("layer {} from {}", d.digest, image.location());
         store.put_verified(layer.open()?, &d.digest, Some(d.size), &what)?;
     }
+    Ok(())
+}
+
+/// Writes all of `image`'s blobs into `store`; returns the manifest
+/// descriptor.
+pub fn write_blobs(image: &dyn Image, store: &Store) -> Result<Descriptor> {
+    copy_layers(image, store)?;
     let raw = image.raw_manifest()?;
     let m = Manifest::parse(&raw, &image.location())?;
     let config = image.raw_config()?;
