@@ -522,7 +522,8 @@ fn hostile_archives_are_refused_and_nothing_is_written() {
     env.ok(&["store", "path"]);
     let before = files_under(&env.store());
     let layout = br#"{"imageLayoutVersion":"1.0.0"}"#;
-    let cases: Vec<(&str, Vec<(&str, &[u8])>, &str)> = vec![
+    type Case<'a> = (&'a str, Vec<(&'a str, &'a [u8])>, &'a str);
+    let cases: Vec<Case> = vec![
         ("oci-archive", vec![("oci-layout", layout), ("../evil", b"x")], "../evil"),
         ("oci-archive", vec![("/etc/evil", b"x"), ("oci-layout", layout)], "/etc/evil"),
         ("docker-archive", vec![("manifest.json", br#"[{"Config":"../../etc/passwd","RepoTags":["a:b"],"Layers":[]}]"#)], "../../etc/passwd"),
