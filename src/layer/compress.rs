@@ -67,7 +67,7 @@ impl Compression {
         };
         let c = match name {
             "gzip" => Compression::Gzip {
-                level: level.unwrap_or(6),
+                level: level.unwrap_or(3),
             },
             "zstd" => Compression::Zstd {
                 level: level.unwrap_or(3),
@@ -117,6 +117,10 @@ pub trait Encoder<W>: Write {
 /// The gzip block size; part of the output format, never change it without
 /// bumping the layer format version.
 pub const GZIP_BLOCK: usize = 1 << 20;
+
+/// Blocks queued ahead of the gzip workers: lets the reader run ahead
+/// through large files while the workers catch up on small-file stretches.
+const QUEUE_BLOCKS: usize = 16;
 
 /// The zstd job size; part of the output format, like [`GZIP_BLOCK`].
 pub const ZSTD_JOB: u32 = 4 << 20;
@@ -215,7 +219,7 @@ impl<W: Write + Send + 'static> ParallelGzip<W> {
                 Box::new(libdeflater::Compressor::new(deflate_level(level))),
             )
         } else {
-            let (job_tx, job_rx) = sync_channel::<Job>(threads * 2);
+            let (job_tx, job_rx) = sync_channel::<Job>(QUEUE_BLOCKS);
             let (out_tx, out_rx) = sync_channel::<Job>(threads * 2);
             let job_rx = Arc::new(Mutex::new(job_rx));
             let workers = (0..threads)
