@@ -383,3 +383,68 @@ fn special_files_and_bad_destinations_are_refused() {
     let err = env.fails(&["new", "--add", "/bin/busybox:/a/../b", "--tag", "t"]);
     assert!(err.contains(".."), "{err}");
 }
+
+#[test]
+fn xattrs_are_recorded_only_when_asked_for() {
+    let env = Env::new();
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    let file = src.join("f");
+    fs::write(&file, b"x").unwrap();
+    let c_path = std::ffi::CString::new(file.to_str().unwrap()).unwrap();
+    let (name, value) = (c"user.strata.test", b"v1");
+    // SAFETY: valid C strings and buffer.
+    let rc = unsafe {
+        setxattr(
+            c_path.as_ptr(),
+            name.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    };
+    if rc != 0 {
+        eprintln!("SKIPPED: this file system does not support user xattrs");
+        return;
+    }
+    let store = Store::open_or_create(env.store()).unwrap();
+    let pax_of = |layer: &dyn Layer| -> Vec<(String, Vec<u8>)> {
+        let mut ar = tar::Archive::new(uncompressed(layer).unwrap());
+        let mut out = Vec::new();
+        for e in ar.entries().unwrap() {
+            let mut e = e.unwrap();
+            if let Some(exts) = e.pax_extensions().unwrap() {
+                for x in exts {
+                    let x = x.unwrap();
+                    out.push((x.key().unwrap().to_string(), x.value_bytes().to_vec()));
+                }
+            }
+        }
+        out
+    };
+    let without = LayerBuilder::new()
+        .mapping(Mapping::new(&src, "/").unwrap())
+        .build(&store)
+        .unwrap();
+    assert!(pax_of(&without).is_empty(), "xattrs are off by default");
+    let with = LayerBuilder::new()
+        .mapping(Mapping::new(&src, "/").unwrap())
+        .xattrs(true)
+        .build(&store)
+        .unwrap();
+    let pax = pax_of(&with);
+    assert!(
+        pax.contains(&("SCHILY.xattr.user.strata.test".to_string(), b"v1".to_vec())),
+        "{pax:?}"
+    );
+}
+
+unsafe extern "C" {
+    fn setxattr(
+        path: *const std::ffi::c_char,
+        name: *const std::ffi::c_char,
+        value: *const std::ffi::c_void,
+        size: usize,
+        flags: i32,
+    ) -> i32;
+}

@@ -179,14 +179,17 @@ impl<W: Write> Encoder<W> for Zstd<W> {
     }
 }
 
-/// Compresses one block as a complete gzip member.
-fn gzip_member(c: &mut libdeflater::Compressor, block: &[u8]) -> Vec<u8> {
-    let mut out = vec![0u8; c.gzip_compress_bound(block.len())];
+/// Compresses one block as a complete gzip member into `out` (reused
+/// between blocks, grown to the bound once) and returns the member.
+fn gzip_member(c: &mut libdeflater::Compressor, block: &[u8], out: &mut Vec<u8>) -> Vec<u8> {
+    let bound = c.gzip_compress_bound(block.len());
+    if out.len() < bound {
+        out.resize(bound, 0);
+    }
     let n = c
-        .gzip_compress(block, &mut out)
+        .gzip_compress(block, out)
         .expect("output buffer sized by gzip_compress_bound");
-    out.truncate(n);
-    out
+    out[..n].to_vec()
 }
 
 fn deflate_level(level: i32) -> libdeflater::CompressionLvl {
@@ -203,7 +206,7 @@ struct ParallelGzip<W: Write + Send + 'static> {
 }
 
 enum GzMode<W: Write + Send + 'static> {
-    Inline(W, Box<libdeflater::Compressor>),
+    Inline(W, Box<libdeflater::Compressor>, Vec<u8>),
     Pool {
         jobs: Option<SyncSender<Job>>,
         workers: Vec<JoinHandle<()>>,
@@ -217,6 +220,7 @@ impl<W: Write + Send + 'static> ParallelGzip<W> {
             GzMode::Inline(
                 inner,
                 Box::new(libdeflater::Compressor::new(deflate_level(level))),
+                Vec::new(),
             )
         } else {
             let (job_tx, job_rx) = sync_channel::<Job>(QUEUE_BLOCKS);
@@ -228,10 +232,14 @@ impl<W: Write + Send + 'static> ParallelGzip<W> {
                     let tx = out_tx.clone();
                     std::thread::spawn(move || {
                         let mut c = libdeflater::Compressor::new(deflate_level(level));
+                        let mut out = Vec::new();
                         loop {
                             let job = { rx.lock().expect("job queue lock").recv() };
                             let Ok((seq, block)) = job else { break };
-                            if tx.send((seq, gzip_member(&mut c, &block))).is_err() {
+                            if tx
+                                .send((seq, gzip_member(&mut c, &block, &mut out)))
+                                .is_err()
+                            {
                                 break;
                             }
                         }
@@ -258,7 +266,7 @@ impl<W: Write + Send + 'static> ParallelGzip<W> {
         let seq = self.seq;
         self.seq += 1;
         match self.mode.as_mut().expect("present until finish") {
-            GzMode::Inline(w, c) => w.write_all(&gzip_member(c, &block)),
+            GzMode::Inline(w, c, out) => w.write_all(&gzip_member(c, &block, out)),
             GzMode::Pool { jobs, .. } => jobs
                 .as_ref()
                 .expect("open until finish")
@@ -313,7 +321,7 @@ impl<W: Write + Send + 'static> GzMode<W> {
     /// block is written.
     fn close(self) -> io::Result<W> {
         match self {
-            GzMode::Inline(w, _) => Ok(w),
+            GzMode::Inline(w, _, _) => Ok(w),
             GzMode::Pool {
                 mut jobs,
                 workers,
