@@ -118,6 +118,39 @@ pub enum Error {
         detail: String,
     },
 
+    /// A registry answered with an error.
+    #[error("registry {host}: {what} failed with status {status}: {detail}")]
+    Registry {
+        /// The registry host.
+        host: String,
+        /// The operation.
+        what: String,
+        /// HTTP status.
+        status: u16,
+        /// The registry's error codes and messages.
+        detail: String,
+    },
+
+    /// A registry could not be reached.
+    #[error("cannot reach registry {host}: {detail}")]
+    Connect {
+        /// The registry host.
+        host: String,
+        /// What failed.
+        detail: String,
+    },
+
+    /// A registry refused our credentials (or we had none).
+    #[error("registry {host} denied {what}: {detail}")]
+    Unauthorized {
+        /// The registry host.
+        host: String,
+        /// The operation.
+        what: String,
+        /// Where credentials were looked for and what to do.
+        detail: String,
+    },
+
     /// A feature that this build of strata does not support.
     #[error("{0}")]
     Unsupported(String),

@@ -35,6 +35,7 @@ pub mod json;
 pub mod layer;
 pub mod media;
 pub mod reference;
+pub mod registry;
 pub mod spec;
 pub mod store;
 pub mod tarsafe;

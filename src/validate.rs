@@ -143,7 +143,7 @@ pub fn validate(image: &dyn Image) -> Result<Report> {
 
 /// Hashes the compressed stream and, in the same pass, the decompressed
 /// one. Returns (digest, size, diff_id, media type the magic implies).
-fn recompute(r: Box<dyn Read + Send + '_>) -> io::Result<(Digest, u64, Digest, &'static str)> {
+fn recompute(r: Box<dyn Read + Send>) -> io::Result<(Digest, u64, Digest, &'static str)> {
     let mut hashing = HashingReader::new(r);
     let (diff_id, magic) = {
         let mut peek = io::BufReader::new(&mut hashing);

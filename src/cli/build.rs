@@ -186,10 +186,11 @@ pub fn new(ctx: &Ctx, a: NewArgs) -> Result<()> {
         bail!("nothing to build: give --add SRC[:DEST] and/or --from REF");
     }
 
-    let store = ctx.store()?;
+    let t = ctx.transport(&a.platform)?;
+    let store = t.store.clone();
     let mut image = match &from {
         Some(r) => {
-            let base = transport::open(r, &store, &platform)?;
+            let base = transport::open(r, &t)?;
             let base_platform = base.config()?.platform();
             if a.platform.is_some() && !platform.matches(&base_platform) {
                 bail!("base image {r} is {base_platform}, not the requested {platform}");

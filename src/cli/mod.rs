@@ -1,6 +1,7 @@
 //! Command-line interface.
 
 mod build;
+mod registry;
 mod show;
 mod storecmd;
 
@@ -20,6 +21,30 @@ pub struct Cli {
     #[arg(long, global = true, env = "STRATA_STORE", value_name = "DIR")]
     store: Option<PathBuf>,
 
+    /// A registry (HOST[:PORT]) that may be reached over plain HTTP; loopback
+    /// hosts always may. Repeatable; also STRATA_INSECURE_REGISTRIES=a,b.
+    #[arg(
+        long = "insecure-registry",
+        global = true,
+        value_name = "HOST",
+        env = "STRATA_INSECURE_REGISTRIES",
+        value_delimiter = ','
+    )]
+    insecure: Vec<String>,
+
+    /// Extra CA certificate (PEM) to trust for registries.
+    #[arg(long, global = true, value_name = "FILE", env = "STRATA_CA_FILE")]
+    ca_file: Option<PathBuf>,
+
+    /// Blobs transferred in parallel with a registry.
+    #[arg(long, global = true, default_value_t = 4, value_name = "N")]
+    jobs: usize,
+
+    /// Upload blobs in chunks of this many bytes instead of one request
+    /// (the registry's OCI-Chunk-Min-Length is honoured).
+    #[arg(long, global = true, value_name = "BYTES")]
+    chunk_size: Option<u64>,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -38,6 +63,14 @@ enum Command {
     Validate(show::ValidateArgs),
     /// Point a store tag at an image.
     Tag(show::TagArgs),
+    /// Store credentials for a registry (checked against it first).
+    Login(registry::LoginArgs),
+    /// Remove stored credentials for a registry.
+    Logout(registry::LogoutArgs),
+    /// List a registry repository's tags.
+    Tags(registry::TagsArgs),
+    /// Delete a manifest (by tag or digest) from a registry.
+    Delete(registry::DeleteArgs),
     /// Manage the content store.
     #[command(subcommand)]
     Store(storecmd::StoreCommand),
@@ -50,7 +83,17 @@ pub fn run() -> Result<()> {
         Some(p) => p,
         None => Store::default_path()?,
     };
-    let ctx = Ctx { store_path };
+    let registry = strata::registry::ClientOptions {
+        insecure: cli.insecure.into_iter().filter(|h| !h.is_empty()).collect(),
+        ca_file: cli.ca_file,
+        jobs: cli.jobs.max(1),
+        chunk_size: cli.chunk_size,
+        ..Default::default()
+    };
+    let ctx = Ctx {
+        store_path,
+        registry,
+    };
     match cli.command {
         Command::New(a) => build::new(&ctx, *a),
         Command::Copy(a) => show::copy(&ctx, a),
@@ -58,6 +101,10 @@ pub fn run() -> Result<()> {
         Command::Ls(a) => show::ls(&ctx, a),
         Command::Validate(a) => show::validate(&ctx, a),
         Command::Tag(a) => show::tag(&ctx, a),
+        Command::Login(a) => registry::login(&ctx, a),
+        Command::Logout(a) => registry::logout(&ctx, a),
+        Command::Tags(a) => registry::tags(&ctx, a),
+        Command::Delete(a) => registry::delete(&ctx, a),
         Command::Store(c) => storecmd::run(&ctx, c),
     }
 }
@@ -65,12 +112,23 @@ pub fn run() -> Result<()> {
 /// What every command needs.
 pub struct Ctx {
     store_path: PathBuf,
+    registry: strata::registry::ClientOptions,
 }
 
 impl Ctx {
     /// Opens (creating if needed) the store.
     pub fn store(&self) -> Result<Store> {
         Ok(Store::open_or_create(&self.store_path)?)
+    }
+
+    /// A transport context for `platform` (the host's when `None`), with
+    /// progress bars on stderr when it is a terminal.
+    pub fn transport(&self, platform: &Option<String>) -> Result<strata::transport::Context> {
+        let mut t = strata::transport::Context::new(self.store()?);
+        t.platform = self::platform(platform)?;
+        t.registry = self.registry.clone();
+        t.progress = registry::progress_bars();
+        Ok(t)
     }
 }
 

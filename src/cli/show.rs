@@ -12,12 +12,14 @@ use super::Ctx;
 #[derive(Args)]
 #[command(after_help = "\
 Transports: NAME[:TAG] (store), oci:DIR[:TAG], oci-archive:FILE[:TAG],
-docker-archive:FILE[:NAME:TAG] (reading also :@N).
+docker-archive:FILE[:NAME:TAG] (reading also :@N), docker://HOST[:PORT]/REPO[:TAG|@DIGEST].
 
 Examples:
   strata copy app:1.0 oci:./out/layout:1.0
   strata copy app:1.0 docker-archive:app.tar:app:1.0 && docker load -i app.tar
-  strata copy oci-archive:base.tar base:latest")]
+  strata copy oci-archive:base.tar base:latest
+  strata copy app:1.0 docker://registry.example.com/team/app:1.0
+  strata copy docker://localhost:5000/app:1.0 app:1.0 --platform linux/arm64")]
 pub struct CopyArgs {
     /// Image to read.
     src: String,
@@ -26,15 +28,29 @@ pub struct CopyArgs {
     /// Platform to pick from a multi-platform source.
     #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
     platform: Option<String>,
+    /// Print a JSON summary (digest; for registries: blobs pushed, skipped,
+    /// mounted, bytes, seconds).
+    #[arg(long)]
+    json: bool,
 }
 
 pub fn copy(ctx: &Ctx, a: CopyArgs) -> Result<()> {
     let src = ImageRef::parse(&a.src)?;
     let dst = ImageRef::parse(&a.dst)?;
-    let store = ctx.store()?;
-    let image = transport::open(&src, &store, &super::platform(&a.platform)?)?;
-    let digest = transport::write(image.as_ref(), &dst, &store)?;
-    println!("{digest}");
+    let t = ctx.transport(&a.platform)?;
+    let image = transport::open(&src, &t)?;
+    let written = transport::write(image.as_ref(), &dst, &t)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&written)?);
+    } else {
+        println!("{}", written.digest);
+        if let Some(p) = &written.push {
+            eprintln!(
+                "pushed {} blobs ({} bytes), skipped {}, mounted {} in {:.2}s",
+                p.pushed, p.bytes, p.skipped, p.mounted, p.seconds
+            );
+        }
+    }
     Ok(())
 }
 
@@ -67,8 +83,7 @@ fn human(n: u64) -> String {
 
 pub fn inspect(ctx: &Ctx, a: InspectArgs) -> Result<()> {
     let r = ImageRef::parse(&a.reference)?;
-    let store = ctx.store()?;
-    let image = transport::open(&r, &store, &super::platform(&a.platform)?)?;
+    let image = transport::open(&r, &ctx.transport(&a.platform)?)?;
     let manifest = image.manifest()?;
     let config = image.config()?;
     let layers = image.layers()?;
@@ -207,8 +222,7 @@ fn mode_string(kind: tar::EntryType, mode: u32) -> String {
 
 pub fn ls(ctx: &Ctx, a: LsArgs) -> Result<()> {
     let r = ImageRef::parse(&a.reference)?;
-    let store = ctx.store()?;
-    let image = transport::open(&r, &store, &super::platform(&a.platform)?)?;
+    let image = transport::open(&r, &ctx.transport(&a.platform)?)?;
     let layers = image.layers()?;
     if let Some(n) = a.layer
         && n >= layers.len()
@@ -273,8 +287,7 @@ pub struct ValidateArgs {
 
 pub fn validate(ctx: &Ctx, a: ValidateArgs) -> Result<()> {
     let r = ImageRef::parse(&a.reference)?;
-    let store = ctx.store()?;
-    let image = transport::open(&r, &store, &super::platform(&a.platform)?)?;
+    let image = transport::open(&r, &ctx.transport(&a.platform)?)?;
     let report = strata::validate::validate(image.as_ref())?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -310,9 +323,9 @@ pub struct TagArgs {
 pub fn tag(ctx: &Ctx, a: TagArgs) -> Result<()> {
     let src = ImageRef::parse(&a.src)?;
     let name = strata::reference::normalize_name(&a.name)?;
-    let store = ctx.store()?;
-    let image = transport::open(&src, &store, &strata::spec::Platform::host())?;
-    let digest = transport::oci::write_image(image.as_ref(), &store, Some(&name))?;
+    let t = ctx.transport(&None)?;
+    let image = transport::open(&src, &t)?;
+    let digest = transport::oci::write_image(image.as_ref(), &t.store, Some(&name))?;
     println!("{digest}");
     Ok(())
 }

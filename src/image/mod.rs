@@ -58,9 +58,15 @@ pub trait Image: Send + Sync {
 pub trait BlobSource: Send + Sync {
     /// Opens the blob; the reader fails at end of stream when the content
     /// does not match the descriptor's digest and size.
-    fn open_blob(&self, desc: &Descriptor) -> Result<Box<dyn Read + Send + '_>>;
+    fn open_blob(&self, desc: &Descriptor) -> Result<Box<dyn Read + Send>>;
     /// Where the blobs live, for messages.
     fn location(&self) -> String;
+
+    /// For blobs in a registry: (API host, repository), so a push to
+    /// another repository of the same registry can mount instead of upload.
+    fn mount_source(&self) -> Option<(String, String)> {
+        None
+    }
 
     /// Reads a whole blob of at most `max` bytes, verified.
     fn read_blob(&self, desc: &Descriptor, max: u64) -> Result<Vec<u8>> {
@@ -84,7 +90,7 @@ pub trait BlobSource: Send + Sync {
 }
 
 impl BlobSource for crate::store::Store {
-    fn open_blob(&self, desc: &Descriptor) -> Result<Box<dyn Read + Send + '_>> {
+    fn open_blob(&self, desc: &Descriptor) -> Result<Box<dyn Read + Send>> {
         Ok(Box::new(crate::store::Store::open_blob(
             self,
             &desc.digest,
@@ -200,8 +206,11 @@ impl Layer for SourceLayer {
     fn diff_id(&self) -> Digest {
         self.diff_id.clone()
     }
-    fn open(&self) -> Result<Box<dyn Read + Send + '_>> {
+    fn open(&self) -> Result<Box<dyn Read + Send>> {
         self.source.open_blob(&self.desc)
+    }
+    fn mount_source(&self) -> Option<(String, String)> {
+        self.source.mount_source()
     }
 }
 

@@ -238,7 +238,7 @@ impl Layer for StoreLayer {
     fn diff_id(&self) -> Digest {
         self.diff_id.clone()
     }
-    fn open(&self) -> Result<Box<dyn Read + Send + '_>> {
+    fn open(&self) -> Result<Box<dyn Read + Send>> {
         Ok(Box::new(
             self.store
                 .open_blob(&self.desc.digest, Some(self.desc.size))?,

@@ -26,7 +26,12 @@ pub trait Layer: Send + Sync {
     fn diff_id(&self) -> Digest;
     /// The blob as stored (compressed), verified against its digest at end
     /// of stream.
-    fn open(&self) -> Result<Box<dyn Read + Send + '_>>;
+    fn open(&self) -> Result<Box<dyn Read + Send>>;
+    /// For layers read from a registry: (API host, repository), so a push to
+    /// the same registry can mount the blob instead of uploading it.
+    fn mount_source(&self) -> Option<(String, String)> {
+        None
+    }
 }
 
 /// Opens a decompressing reader over `r`, recognising gzip and zstd by their

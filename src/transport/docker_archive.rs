@@ -39,7 +39,7 @@ struct DockerBlobs {
 }
 
 impl BlobSource for DockerBlobs {
-    fn open_blob(&self, desc: &Descriptor) -> Result<Box<dyn Read + Send + '_>> {
+    fn open_blob(&self, desc: &Descriptor) -> Result<Box<dyn Read + Send>> {
         let path = self
             .paths
             .get(&desc.digest)

@@ -18,14 +18,62 @@ pub use archive_writer::ArchiveWriter;
 
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::image::Image;
 use crate::reference::{normalize_name, validate_tag};
+use crate::registry::push::{ProgressFn, PushReport};
+use crate::registry::{Client, ClientOptions, RegistryRef};
 use crate::spec::Platform;
 use crate::store::Store;
+
+/// What reading and writing images needs: the store (for store names), the
+/// platform to pick from indexes, and registry settings (the client is made
+/// on first use).
+pub struct Context {
+    /// The content store.
+    pub store: Store,
+    /// Platform picked from multi-platform images.
+    pub platform: Platform,
+    /// Registry client settings.
+    pub registry: ClientOptions,
+    /// Progress callback for registry transfers.
+    pub progress: Option<ProgressFn>,
+    client: OnceLock<Arc<Client>>,
+}
+
+impl Context {
+    /// A context with default registry settings and the host platform.
+    pub fn new(store: Store) -> Self {
+        Context {
+            store,
+            platform: Platform::host(),
+            registry: ClientOptions::default(),
+            progress: None,
+            client: OnceLock::new(),
+        }
+    }
+
+    /// The registry client.
+    pub fn client(&self) -> Result<Arc<Client>> {
+        if let Some(c) = self.client.get() {
+            return Ok(Arc::clone(c));
+        }
+        let c = Arc::new(Client::new(self.registry.clone())?);
+        Ok(Arc::clone(self.client.get_or_init(|| c)))
+    }
+}
+
+/// What writing an image did.
+#[derive(Debug, serde::Serialize)]
+pub struct Written {
+    /// The manifest digest.
+    pub digest: Digest,
+    /// For registry destinations, the push summary.
+    pub push: Option<PushReport>,
+}
 
 /// A parsed image reference in one of the transports.
 #[derive(Clone, Debug, PartialEq)]
@@ -55,6 +103,8 @@ pub enum ImageRef {
         /// Which image.
         select: docker_archive::Selector,
     },
+    /// `docker://HOST[:PORT]/REPO[:TAG|@DIGEST]`.
+    Registry(RegistryRef),
 }
 
 fn split_path(rest: &str) -> (&str, Option<&str>) {
@@ -130,10 +180,8 @@ impl ImageRef {
                 select,
             });
         }
-        if s.starts_with("docker://") {
-            return Err(Error::Unsupported(format!(
-                "{s}: registry references (docker://) are not supported by this version of strata yet"
-            )));
+        if let Some(rest) = s.strip_prefix("docker://") {
+            return Ok(ImageRef::Registry(RegistryRef::parse(rest)?));
         }
         if let Some((t, _)) = s.split_once(':')
             && matches!(t, "dir" | "docker-daemon" | "containers-storage" | "docker")
@@ -161,6 +209,7 @@ impl ImageRef {
                 docker_archive::Selector::Name(n) => Some(n.clone()),
                 _ => None,
             },
+            ImageRef::Registry(r) => Some(r.to_string()),
         }
     }
 }
@@ -183,6 +232,7 @@ impl fmt::Display for ImageRef {
                     docker_archive::Selector::Index(i) => write!(f, ":@{i}"),
                 }
             }
+            ImageRef::Registry(r) => write!(f, "{r}"),
         }
     }
 }
@@ -194,8 +244,9 @@ impl std::str::FromStr for ImageRef {
     }
 }
 
-/// Opens the image `r` refers to. `store` is used for store names.
-pub fn open(r: &ImageRef, store: &Store, platform: &Platform) -> Result<Arc<dyn Image>> {
+/// Opens the image `r` refers to.
+pub fn open(r: &ImageRef, ctx: &Context) -> Result<Arc<dyn Image>> {
+    let (store, platform) = (&ctx.store, &ctx.platform);
     Ok(match r {
         ImageRef::Store(name) => Arc::new(oci::open(store, Some(name), platform)?),
         ImageRef::StoreDigest(d) => {
@@ -229,12 +280,16 @@ pub fn open(r: &ImageRef, store: &Store, platform: &Platform) -> Result<Arc<dyn 
             Arc::new(oci_archive::open(file, tag.as_deref(), platform)?)
         }
         ImageRef::DockerArchive { file, select } => Arc::new(docker_archive::open(file, select)?),
+        ImageRef::Registry(rr) => {
+            Arc::new(crate::registry::pull::open(ctx.client()?, rr, platform)?)
+        }
     })
 }
 
 /// Writes `image` to `r`; returns the manifest digest.
-pub fn write(image: &dyn Image, r: &ImageRef, store: &Store) -> Result<Digest> {
-    match r {
+pub fn write(image: &dyn Image, r: &ImageRef, ctx: &Context) -> Result<Written> {
+    let store = &ctx.store;
+    let digest = match r {
         ImageRef::Store(name) => oci::write_image(image, store, Some(name)),
         ImageRef::StoreDigest(d) => {
             let written = oci::write_image(image, store, None)?;
@@ -264,7 +319,17 @@ pub fn write(image: &dyn Image, r: &ImageRef, store: &Store) -> Result<Digest> {
             };
             docker_archive::write(image, file, name)
         }
-    }
+        ImageRef::Registry(rr) => {
+            let client = ctx.client()?;
+            let report =
+                crate::registry::push::push(&client, image, rr, &[], &[], ctx.progress.clone())?;
+            return Ok(Written {
+                digest: report.digest.clone().expect("set by push"),
+                push: Some(report),
+            });
+        }
+    }?;
+    Ok(Written { digest, push: None })
 }
 
 #[cfg(test)]

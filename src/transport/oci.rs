@@ -60,17 +60,39 @@ pub fn write_image(image: &dyn Image, store: &Store, tag: Option<&str>) -> Resul
 }
 
 /// Copies the layers of `image` that `store` lacks into it, each verified
-/// against its digest and size on the way.
+/// against its digest and size on the way, up to 4 at a time.
 pub fn copy_layers(image: &dyn Image, store: &Store) -> Result<()> {
-    for layer in image.layers()? {
-        let d = layer.descriptor();
-        if store.has_blob(&d.digest) {
-            continue;
+    let mut seen = std::collections::BTreeSet::new();
+    let todo: Vec<_> = image
+        .layers()?
+        .into_iter()
+        .filter(|l| !store.has_blob(&l.descriptor().digest) && seen.insert(l.descriptor().digest))
+        .collect();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let first_error = std::sync::Mutex::new(None);
+    std::thread::scope(|s| {
+        for _ in 0..todo.len().min(4) {
+            s.spawn(|| {
+                while let Some(layer) =
+                    todo.get(next.fetch_add(1, std::sync::atomic::Ordering::SeqCst))
+                {
+                    let d = layer.descriptor();
+                    let what = format!("layer {} from {}", d.digest, image.location());
+                    let r = layer
+                        .open()
+                        .and_then(|r| store.put_verified(r, &d.digest, Some(d.size), &what));
+                    if let Err(e) = r {
+                        first_error.lock().expect("lock").get_or_insert(e);
+                        break;
+                    }
+                }
+            });
         }
-        let what = format!("layer {} from {}", d.digest, image.location());
-        store.put_verified(layer.open()?, &d.digest, Some(d.size), &what)?;
+    });
+    match first_error.into_inner().expect("lock") {
+        Some(e) => Err(e),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// Writes all of `image`'s blobs into `store`; returns the manifest

@@ -18,7 +18,7 @@ pub struct ArchiveBlobs {
 }
 
 impl BlobSource for ArchiveBlobs {
-    fn open_blob(&self, desc: &Descriptor) -> Result<Box<dyn Read + Send + '_>> {
+    fn open_blob(&self, desc: &Descriptor) -> Result<Box<dyn Read + Send>> {
         let r = self
             .index
             .entry(&format!("blobs/sha256/{}", desc.digest.hex()))?;

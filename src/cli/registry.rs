@@ -1,0 +1,199 @@
+//! `strata login`, `logout`, `tags`, `delete`, and registry progress bars.
+
+use std::collections::HashMap;
+use std::io::{IsTerminal, Read};
+use std::sync::{Arc, Mutex};
+
+use anyhow::{Context as _, Result, bail};
+use clap::Args;
+use strata::registry::push::{BlobOutcome, Progress, ProgressFn};
+use strata::registry::{Client, Credential, RegistryRef, Secret, api::Repo, credentials};
+use strata::transport::ImageRef;
+
+use super::Ctx;
+
+#[derive(Args)]
+#[command(after_help = "\
+Credentials are checked against the registry, then stored in REGISTRY_AUTH_FILE
+when set, else in docker's config.json ($DOCKER_CONFIG or ~/.docker), mode 0600.
+
+Examples:
+  echo \"$TOKEN\" | strata login registry.example.com -u ci --password-stdin
+  strata login localhost:5000 -u admin --password-stdin < password.txt")]
+pub struct LoginArgs {
+    /// Registry host[:port] (docker.io for Docker Hub).
+    registry: String,
+    /// User name.
+    #[arg(short, long)]
+    username: String,
+    /// Read the password from standard input (recommended).
+    #[arg(long)]
+    password_stdin: bool,
+    /// Password (visible in the process list; prefer --password-stdin).
+    #[arg(short, long, conflicts_with = "password_stdin")]
+    password: Option<String>,
+}
+
+fn registry_ref(host: &str) -> Result<RegistryRef> {
+    RegistryRef::parse(&format!("{host}/strata-login-check"))
+        .with_context(|| format!("{host:?} is not a registry host[:port]"))
+}
+
+pub fn login(ctx: &Ctx, a: LoginArgs) -> Result<()> {
+    let password = match (a.password, a.password_stdin) {
+        (Some(p), _) => p,
+        (None, true) => {
+            let mut s = String::new();
+            std::io::stdin().read_to_string(&mut s)?;
+            s.trim_end_matches(['\n', '\r']).to_string()
+        }
+        (None, false) => bail!("give the password with --password-stdin (or -p)"),
+    };
+    if password.is_empty() {
+        bail!("the password is empty");
+    }
+    let r = registry_ref(&a.registry)?;
+    let secret = Secret::new(password);
+    let mut opts = ctx.registry.clone();
+    opts.credentials.insert(
+        r.auth_key().to_string(),
+        Credential::Basic {
+            username: a.username.clone(),
+            password: secret.clone(),
+        },
+    );
+    let client = Client::new(opts)?;
+    // Any authenticated call proves the credentials; a catalog-free,
+    // repository-free check is a tag list that may 404.
+    match Repo::new(&client, &r).list_tags() {
+        Ok(_) => {}
+        Err(strata::Error::Registry { status: 404, .. }) | Err(strata::Error::NotFound { .. }) => {}
+        Err(e @ strata::Error::Unauthorized { .. }) => return Err(e.into()),
+        Err(strata::Error::Registry { status, .. }) if status != 401 && status != 403 => {}
+        Err(e) => return Err(e.into()),
+    }
+    let file = credentials::store(r.auth_key(), &a.username, &secret)?;
+    eprintln!(
+        "Login succeeded; credentials for {} stored in {}",
+        r.auth_key(),
+        file.display()
+    );
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct LogoutArgs {
+    /// Registry host[:port].
+    registry: String,
+}
+
+pub fn logout(_ctx: &Ctx, a: LogoutArgs) -> Result<()> {
+    let r = registry_ref(&a.registry)?;
+    let (file, existed) = credentials::remove(r.auth_key())?;
+    if !existed {
+        bail!("no credentials for {} in {}", r.auth_key(), file.display());
+    }
+    eprintln!(
+        "Removed credentials for {} from {}",
+        r.auth_key(),
+        file.display()
+    );
+    Ok(())
+}
+
+fn parse_registry(s: &str) -> Result<RegistryRef> {
+    match ImageRef::parse(s)? {
+        ImageRef::Registry(r) => Ok(r),
+        _ => bail!("{s:?} is not a registry reference; write docker://HOST[:PORT]/REPO"),
+    }
+}
+
+#[derive(Args)]
+pub struct TagsArgs {
+    /// docker://HOST[:PORT]/REPO
+    repository: String,
+    /// Print a JSON array.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn tags(ctx: &Ctx, a: TagsArgs) -> Result<()> {
+    let r = parse_registry(&a.repository)?;
+    let t = ctx.transport(&None)?;
+    let client = t.client()?;
+    let mut tags = Repo::new(&client, &r).list_tags()?;
+    tags.sort();
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&tags)?);
+    } else {
+        for tag in tags {
+            println!("{tag}");
+        }
+    }
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct DeleteArgs {
+    /// docker://HOST[:PORT]/REPO:TAG or docker://HOST[:PORT]/REPO@DIGEST
+    reference: String,
+}
+
+pub fn delete(ctx: &Ctx, a: DeleteArgs) -> Result<()> {
+    let r = parse_registry(&a.reference)?;
+    let t = ctx.transport(&None)?;
+    let client = t.client()?;
+    let repo = Repo::new(&client, &r);
+    let digest = match &r.digest {
+        Some(d) => d.clone(),
+        None => repo
+            .head_manifest(&r.reference())?
+            .with_context(|| format!("{r} does not exist"))?,
+    };
+    repo.delete_manifest(&digest)?;
+    println!("{digest}");
+    Ok(())
+}
+
+/// Per-blob progress bars on stderr when it is a terminal; nothing otherwise.
+pub fn progress_bars() -> Option<ProgressFn> {
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let multi = indicatif::MultiProgress::new();
+    let bars: Mutex<HashMap<String, indicatif::ProgressBar>> = Mutex::new(HashMap::new());
+    let style = indicatif::ProgressStyle::with_template(
+        "{prefix:.bold} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
+    )
+    .expect("valid template")
+    .progress_chars("=> ");
+    Some(Arc::new(move |p: &Progress| {
+        let mut bars = bars.lock().expect("lock");
+        match p {
+            Progress::Start { digest, size } => {
+                let bar = multi.add(indicatif::ProgressBar::new(*size));
+                bar.set_style(style.clone());
+                bar.set_prefix(digest.hex()[..12].to_string());
+                bars.insert(digest.to_string(), bar);
+            }
+            Progress::Bytes { digest, sent } => {
+                if let Some(b) = bars.get(&digest.to_string()) {
+                    b.set_position(*sent);
+                }
+            }
+            Progress::Done { digest, outcome } => {
+                let msg = match outcome {
+                    BlobOutcome::Pushed => "pushed",
+                    BlobOutcome::Skipped => "exists",
+                    BlobOutcome::Mounted => "mounted",
+                };
+                match bars.remove(&digest.to_string()) {
+                    Some(b) => b.finish_with_message(msg),
+                    None => {
+                        let _ = multi.println(format!("{} {msg}", &digest.hex()[..12]));
+                    }
+                }
+            }
+        }
+    }))
+}

@@ -1,0 +1,120 @@
+//! Reading images from a registry.
+
+use std::io::{self, Read};
+use std::sync::Arc;
+
+use super::api::Repo;
+use super::client::Client;
+use super::reference::RegistryRef;
+use crate::digest::VerifyingReader;
+use crate::error::{Error, Result};
+use crate::image::{BlobSource, ManifestImage, pick_platform};
+use crate::media;
+use crate::spec::{Descriptor, Index, Platform};
+
+/// The blobs of one repository.
+pub struct RegistryBlobs {
+    client: Arc<Client>,
+    r: RegistryRef,
+}
+
+impl RegistryBlobs {
+    /// Blobs of `r`'s repository.
+    pub fn new(client: Arc<Client>, r: RegistryRef) -> Self {
+        RegistryBlobs { client, r }
+    }
+    /// The repository reference.
+    pub fn reference(&self) -> &RegistryRef {
+        &self.r
+    }
+    /// The client.
+    pub fn client(&self) -> &Arc<Client> {
+        &self.client
+    }
+}
+
+impl BlobSource for RegistryBlobs {
+    fn open_blob(&self, desc: &Descriptor) -> Result<Box<dyn Read + Send>> {
+        let resp = Repo::new(&self.client, &self.r).get_blob(&desc.digest, 0)?;
+        let resuming = ResumingReader {
+            client: Arc::clone(&self.client),
+            r: self.r.clone(),
+            desc: desc.clone(),
+            inner: Box::new(resp),
+            offset: 0,
+            resumes: 0,
+        };
+        Ok(Box::new(VerifyingReader::new(
+            resuming,
+            desc.digest.clone(),
+            Some(desc.size),
+            format!("blob {} from {}", desc.digest, self.r),
+        )))
+    }
+    fn location(&self) -> String {
+        self.r.to_string()
+    }
+    fn mount_source(&self) -> Option<(String, String)> {
+        Some((self.r.api_host().to_string(), self.r.repository.clone()))
+    }
+}
+
+/// Re-requests the rest of a blob with a Range request when the connection
+/// drops mid-stream (up to 5 times).
+struct ResumingReader {
+    client: Arc<Client>,
+    r: RegistryRef,
+    desc: Descriptor,
+    inner: Box<dyn Read + Send>,
+    offset: u64,
+    resumes: u32,
+}
+
+impl Read for ResumingReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            match self.inner.read(buf) {
+                Ok(0) if self.offset < self.desc.size && self.resumes < 5 => {}
+                Ok(n) => {
+                    self.offset += n as u64;
+                    return Ok(n);
+                }
+                Err(_) if self.resumes < 5 && self.offset < self.desc.size => {}
+                Err(e) => return Err(e),
+            }
+            self.resumes += 1;
+            std::thread::sleep(std::time::Duration::from_millis(100 << self.resumes));
+            let resp = Repo::new(&self.client, &self.r)
+                .get_blob(&self.desc.digest, self.offset)
+                .map_err(Error::into_io)?;
+            self.inner = Box::new(resp);
+        }
+    }
+}
+
+/// Opens the image `r` names, resolving an index to `platform`.
+pub fn open(client: Arc<Client>, r: &RegistryRef, platform: &Platform) -> Result<ManifestImage> {
+    let repo = Repo::new(&client, r);
+    let mut m = repo.get_manifest(&r.reference())?;
+    for _ in 0..3 {
+        if media::is_manifest(&m.media_type) {
+            let source =
+                Arc::new(RegistryBlobs::new(Arc::clone(&client), r.clone())) as Arc<dyn BlobSource>;
+            return ManifestImage::from_manifest(source, m.bytes);
+        }
+        if !media::is_index(&m.media_type) {
+            return Err(Error::Unsupported(format!(
+                "{r} is a {}, not an image manifest or index",
+                m.media_type
+            )));
+        }
+        let index = Index::parse(&m.bytes, &r.to_string())?;
+        let pick = pick_platform(&index, platform, &r.to_string())?;
+        m = repo.get_manifest(&pick.digest.to_string())?;
+    }
+    Err(Error::invalid(
+        "image index",
+        r.to_string(),
+        "indexes nested too deeply",
+    ))
+}

@@ -1,0 +1,288 @@
+//! Writing images to a registry.
+//!
+//! Order: blobs (in parallel, skipping those the registry has, mounting
+//! those another repository of the same registry has), then the config,
+//! then the manifest by digest, then each tag. A push that fails part-way
+//! leaves no tag pointing at missing content, and running it again skips
+//! every blob that finished.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use serde::Serialize;
+
+use super::api::{Mount, Repo};
+use super::client::Client;
+use super::reference::RegistryRef;
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::image::Image;
+use crate::layer::Layer;
+use crate::spec::{Descriptor, Manifest};
+
+/// What happened to one blob.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BlobOutcome {
+    /// Uploaded.
+    Pushed,
+    /// The registry already had it.
+    Skipped,
+    /// Linked from another repository.
+    Mounted,
+}
+
+/// Progress events, for callers that show their own progress.
+#[derive(Clone, Debug)]
+pub enum Progress {
+    /// A blob transfer starts.
+    Start {
+        /// Blob digest.
+        digest: Digest,
+        /// Blob size.
+        size: u64,
+    },
+    /// Bytes of a blob were sent.
+    Bytes {
+        /// Blob digest.
+        digest: Digest,
+        /// Bytes sent so far for this blob.
+        sent: u64,
+    },
+    /// A blob is done.
+    Done {
+        /// Blob digest.
+        digest: Digest,
+        /// What happened.
+        outcome: BlobOutcome,
+    },
+}
+
+/// A progress callback (shared with the HTTP client's body threads).
+pub type ProgressFn = std::sync::Arc<dyn Fn(&Progress) + Send + Sync>;
+
+/// The summary of a push.
+#[derive(Debug, Default, Serialize)]
+pub struct PushReport {
+    /// The manifest digest.
+    pub digest: Option<Digest>,
+    /// Blobs uploaded.
+    pub pushed: usize,
+    /// Blobs the registry had.
+    pub skipped: usize,
+    /// Blobs mounted from another repository.
+    pub mounted: usize,
+    /// Blob bytes uploaded.
+    pub bytes: u64,
+    /// Wall time in seconds.
+    pub seconds: f64,
+    /// Tags written.
+    pub tags: Vec<String>,
+}
+
+struct Counting<R> {
+    inner: R,
+    sent: u64,
+    digest: Digest,
+    total: Arc<AtomicU64>,
+    progress: Option<ProgressFn>,
+}
+
+impl<R: std::io::Read> std::io::Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.sent += n as u64;
+        self.total.fetch_add(n as u64, Ordering::Relaxed);
+        if let Some(p) = &self.progress {
+            p(&Progress::Bytes {
+                digest: self.digest.clone(),
+                sent: self.sent,
+            });
+        }
+        Ok(n)
+    }
+}
+
+/// A blob to push: a layer, or the config bytes.
+enum Item<'a> {
+    Layer(&'a dyn Layer),
+    Bytes(&'a [u8], Descriptor),
+}
+
+impl Item<'_> {
+    fn desc(&self) -> Descriptor {
+        match self {
+            Item::Layer(l) => l.descriptor(),
+            Item::Bytes(_, d) => d.clone(),
+        }
+    }
+}
+
+/// Pushes `image` to `target`'s repository, then tags it with `target`'s
+/// tag and every tag in `extra_tags`. `mount_from` lists repositories of the
+/// same registry to try mounting blobs from.
+pub fn push(
+    client: &Client,
+    image: &dyn Image,
+    target: &RegistryRef,
+    extra_tags: &[String],
+    mount_from: &[String],
+    progress: Option<ProgressFn>,
+) -> Result<PushReport> {
+    let started = Instant::now();
+    let repo = Repo::new(client, target);
+    let raw = image.raw_manifest()?;
+    let manifest = Manifest::parse(&raw, &image.location())?;
+    let config = image.raw_config()?;
+    let layers = image.layers()?;
+    // The config comes from where the layers come from, when that is a registry.
+    let image_source = layers.iter().find_map(|l| l.mount_source());
+    let mut items: Vec<Item> = layers.iter().map(|l| Item::Layer(l.as_ref())).collect();
+    items.push(Item::Bytes(&config, manifest.config.clone()));
+    // One entry per digest.
+    let mut seen = std::collections::BTreeSet::new();
+    items.retain(|i| seen.insert(i.desc().digest));
+
+    let total = Arc::new(AtomicU64::new(0));
+    let outcomes = Mutex::new(Vec::new());
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let first_error: Mutex<Option<Error>> = Mutex::new(None);
+    std::thread::scope(|s| {
+        for _ in 0..client.options().jobs.max(1) {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    let Some(item) = items.get(i) else { break };
+                    if first_error.lock().expect("lock").is_some() {
+                        break;
+                    }
+                    match push_blob(
+                        &repo,
+                        item,
+                        &image_source,
+                        mount_from,
+                        &total,
+                        progress.as_ref(),
+                    ) {
+                        Ok(o) => outcomes.lock().expect("lock").push(o),
+                        Err(e) => {
+                            first_error.lock().expect("lock").get_or_insert(e);
+                            break;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    if let Some(e) = first_error.into_inner().expect("lock") {
+        return Err(e);
+    }
+    let outcomes = outcomes.into_inner().expect("lock");
+    let digest = Digest::of(&raw);
+    let media_type = manifest.media_type().to_string();
+    repo.put_manifest(&digest.to_string(), &raw, &media_type)?;
+    let mut tags: Vec<String> = target.tag.iter().cloned().collect();
+    tags.extend(extra_tags.iter().cloned());
+    for t in &tags {
+        repo.put_manifest(t, &raw, &media_type)?;
+    }
+    Ok(PushReport {
+        digest: Some(digest),
+        pushed: outcomes
+            .iter()
+            .filter(|o| **o == BlobOutcome::Pushed)
+            .count(),
+        skipped: outcomes
+            .iter()
+            .filter(|o| **o == BlobOutcome::Skipped)
+            .count(),
+        mounted: outcomes
+            .iter()
+            .filter(|o| **o == BlobOutcome::Mounted)
+            .count(),
+        bytes: total.load(Ordering::Relaxed),
+        seconds: started.elapsed().as_secs_f64(),
+        tags,
+    })
+}
+
+fn push_blob(
+    repo: &Repo<'_>,
+    item: &Item<'_>,
+    image_source: &Option<(String, String)>,
+    mount_from: &[String],
+    total: &Arc<AtomicU64>,
+    progress: Option<&ProgressFn>,
+) -> Result<BlobOutcome> {
+    let desc = item.desc();
+    let done = |outcome| {
+        if let Some(p) = progress {
+            p(&Progress::Done {
+                digest: desc.digest.clone(),
+                outcome,
+            });
+        }
+        Ok(outcome)
+    };
+    if repo.blob_size(&desc.digest)?.is_some() {
+        return done(BlobOutcome::Skipped);
+    }
+    let mut location = None;
+    let own_source = match item {
+        Item::Layer(l) => l.mount_source(),
+        Item::Bytes(..) => image_source.clone(),
+    }
+    .filter(|(host, _)| host == repo.r.api_host())
+    .map(|(_, repo)| repo);
+    for from in own_source
+        .iter()
+        .chain(mount_from)
+        .filter(|f| **f != repo.r.repository)
+    {
+        match repo.mount(&desc.digest, from) {
+            Ok(Mount::Mounted) => return done(BlobOutcome::Mounted),
+            Ok(Mount::Upload(loc)) => {
+                location = Some((loc, None));
+                break;
+            }
+            // A failed mount is not fatal: fall back to uploading.
+            Err(_) => continue,
+        }
+    }
+    let (location, min_chunk) = match location {
+        Some(l) => l,
+        None => repo.start_upload()?,
+    };
+    if let Some(p) = progress {
+        p(&Progress::Start {
+            digest: desc.digest.clone(),
+            size: desc.size,
+        });
+    }
+    let open = || -> Result<Box<dyn std::io::Read + Send>> {
+        let inner: Box<dyn std::io::Read + Send> = match item {
+            Item::Layer(l) => l.open()?,
+            Item::Bytes(b, _) => Box::new(std::io::Cursor::new(b.to_vec())),
+        };
+        Ok(Box::new(Counting {
+            inner,
+            sent: 0,
+            digest: desc.digest.clone(),
+            total: Arc::clone(total),
+            progress: progress.cloned(),
+        }))
+    };
+    let chunk = repo
+        .client
+        .options()
+        .chunk_size
+        .map(|c| c.max(min_chunk.unwrap_or(0)));
+    match chunk {
+        Some(c) if c < desc.size => {
+            repo.upload_chunked(&location, &desc.digest, desc.size, c, &open)?
+        }
+        _ => repo.upload_monolithic(&location, &desc.digest, desc.size, &open)?,
+    }
+    done(BlobOutcome::Pushed)
+}
