@@ -107,14 +107,14 @@ impl<R: std::io::Read> std::io::Read for Counting<R> {
 /// A blob to push: a layer, or the config bytes.
 enum Item<'a> {
     Layer(&'a dyn Layer),
-    Bytes(&'a [u8], Descriptor),
+    Bytes(&'a [u8], Box<Descriptor>),
 }
 
 impl Item<'_> {
     fn desc(&self) -> Descriptor {
         match self {
             Item::Layer(l) => l.descriptor(),
-            Item::Bytes(_, d) => d.clone(),
+            Item::Bytes(_, d) => (**d).clone(),
         }
     }
 }
@@ -139,7 +139,7 @@ pub fn push(
     // The config comes from where the layers come from, when that is a registry.
     let image_source = layers.iter().find_map(|l| l.mount_source());
     let mut items: Vec<Item> = layers.iter().map(|l| Item::Layer(l.as_ref())).collect();
-    items.push(Item::Bytes(&config, manifest.config.clone()));
+    items.push(Item::Bytes(&config, Box::new(manifest.config.clone())));
     // One entry per digest.
     let mut seen = std::collections::BTreeSet::new();
     items.retain(|i| seen.insert(i.desc().digest));
