@@ -221,8 +221,13 @@ impl<'a> Repo<'a> {
 
     /// Lists the repository's tags, following `Link` pagination.
     pub fn list_tags(&self) -> Result<Vec<String>> {
+        self.list_tags_paged(1000)
+    }
+
+    /// Lists the tags asking for `page` tags per request.
+    pub fn list_tags_paged(&self, page: usize) -> Result<Vec<String>> {
         let mut out = Vec::new();
-        let mut next: Option<String> = Some("tags/list?n=1000".into());
+        let mut next: Option<String> = Some(format!("tags/list?n={page}"));
         let mut pages = 0;
         while let Some(tail) = next.take() {
             pages += 1;

@@ -199,10 +199,13 @@ impl Client {
                         StatusCode::UNAUTHORIZED => {
                             parse_challenge(resp.headers()).unwrap_or(Challenge::Basic)
                         }
+                        // A TLS registry answering our plain-HTTP fallback:
+                        // the HTTPS failure is the real story.
+                        StatusCode::BAD_REQUEST if last_err.is_some() => break,
                         s => {
                             return Err(Error::Registry {
                                 host: host.to_string(),
-                                what: "ping (GET /v2/)".into(),
+                                what: format!("ping (GET {base}/v2/)"),
                                 status: s.as_u16(),
                                 detail: "not an OCI distribution registry?".into(),
                             });
@@ -219,7 +222,8 @@ impl Client {
                     );
                     return Ok(base);
                 }
-                Err(e) => last_err = Some(e),
+                Err(e) if last_err.is_none() => last_err = Some(e),
+                Err(_) => {}
             }
         }
         let e = last_err.expect("at least one scheme tried");

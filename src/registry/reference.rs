@@ -40,8 +40,14 @@ impl RegistryRef {
         }
         let r: Reference = s.parse().map_err(|e| err(format!("{e}")))?;
         // oci-spec is lenient about case; the distribution grammar is not.
-        crate::reference::parse_name(&format!("{}/{}", r.registry(), r.repository()))
-            .map_err(|_| err(format!("repository {:?} must be lowercase path components", r.repository())))?;
+        crate::reference::parse_name(&format!("{}/{}", r.registry(), r.repository())).map_err(
+            |_| {
+                err(format!(
+                    "repository {:?} must be lowercase path components",
+                    r.repository()
+                ))
+            },
+        )?;
         let digest = r.digest().map(|d| d.parse::<Digest>()).transpose()?;
         let tag = match (r.tag(), &digest) {
             (Some(t), _) => Some(t.to_string()),

@@ -1,6 +1,8 @@
 //! Shared helpers for strata's integration tests.
 #![allow(dead_code)]
 
+pub mod registry;
+
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{PermissionsExt, symlink};
@@ -29,14 +31,23 @@ impl Env {
     pub fn store(&self) -> PathBuf {
         self.path("store")
     }
-    /// `strata ARGS` with this env's store.
-    pub fn strata(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_strata"))
-            .args(args)
+    /// `strata ARGS` with this env's store, and credentials isolated in
+    /// this env (docker config dir, no podman auth file).
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_strata"));
+        c.args(args)
             .env("STRATA_STORE", self.store())
-            .env_remove("SOURCE_DATE_EPOCH")
-            .output()
-            .unwrap()
+            .env("DOCKER_CONFIG", self.path("docker-config"))
+            .env_remove("REGISTRY_AUTH_FILE")
+            .env_remove("XDG_RUNTIME_DIR")
+            .env_remove("STRATA_INSECURE_REGISTRIES")
+            .env_remove("SOURCE_DATE_EPOCH");
+        c
+    }
+
+    /// Runs `strata ARGS` (see [`Env::cmd`]).
+    pub fn strata(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
     }
     /// Runs strata and asserts success; returns stdout.
     pub fn ok(&self, args: &[&str]) -> String {

@@ -1,0 +1,401 @@
+//! The registry client against a real docker-registry (distribution 2.8):
+//! push, pull, skip, mount, chunked uploads, auth, TLS, tags, delete, and
+//! an interrupted push.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::registry::{Auth, Registry};
+use common::{Env, have, note, run};
+use serde_json::Value;
+
+fn push_json(env: &Env, src: &str, dst: &str, extra: &[&str]) -> Value {
+    let mut args = vec!["copy", "--json", src, dst];
+    args.extend_from_slice(extra);
+    serde_json::from_str(&env.ok(&args)).unwrap()
+}
+
+fn skopeo_digest(reference: &str, extra: &[&str]) -> String {
+    let out = run(Command::new("skopeo")
+        .arg("inspect")
+        .args(extra)
+        .arg(reference));
+    let v: Value = serde_json::from_str(&out).unwrap();
+    v["Digest"].as_str().unwrap().to_string()
+}
+
+/// An image with three layers of some weight, for transfer tests.
+fn layered_image(env: &Env, tag: &str, mb: usize) -> String {
+    let mut from: Option<String> = None;
+    let mut digest = String::new();
+    for i in 0..3 {
+        let dir = env.path(&format!("layer-{}-{i}", tag.replace(':', "_")));
+        std::fs::create_dir_all(&dir).unwrap();
+        // Incompressible content so sizes are real.
+        let mut x: u64 = 0x9e3779b97f4a7c15 ^ (i as u64) ^ tag.len() as u64;
+        let data: Vec<u8> = (0..mb << 20)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        std::fs::write(dir.join("blob.bin"), data).unwrap();
+        let mut args = vec![
+            "new".to_string(),
+            "--add".into(),
+            format!("{}:/l{i}", dir.display()),
+            "--tag".into(),
+            tag.into(),
+        ];
+        if let Some(f) = &from {
+            args.extend(["--from".into(), f.clone()]);
+        }
+        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+        digest = env.ok(&argv).trim().to_string();
+        from = Some(tag.to_string());
+    }
+    digest
+}
+
+#[test]
+fn strata_pushes_and_skopeo_reads_the_same_digest() {
+    let reg = Registry::start(Auth::None, false);
+    let env = Env::new();
+    let digest = env.busybox_image("demo:1", "hi");
+    let v = push_json(&env, "demo:1", &reg.r("team/demo:1"), &[]);
+    assert_eq!(v["digest"], digest.as_str());
+    assert_eq!(v["push"]["pushed"], 2);
+    if have("skopeo") {
+        assert_eq!(
+            skopeo_digest(&reg.r("team/demo:1"), &["--tls-verify=false"]),
+            digest
+        );
+        let out = env.path("skopeo-out");
+        run(Command::new("skopeo").args([
+            "copy",
+            "--src-tls-verify=false",
+            &reg.r("team/demo:1"),
+            &format!("oci:{}:x", out.display()),
+        ]));
+        let v: Value = serde_json::from_str(&env.ok(&[
+            "inspect",
+            "--json",
+            &format!("oci:{}:x", out.display()),
+        ]))
+        .unwrap();
+        assert_eq!(v["digest"], digest.as_str(), "skopeo copy keeps the digest");
+        note("skopeo reads strata's push", "RAN");
+    }
+    // inspect, ls and validate read straight from the registry.
+    let v: Value =
+        serde_json::from_str(&env.ok(&["inspect", "--json", &reg.r("team/demo:1")])).unwrap();
+    assert_eq!(v["digest"], digest.as_str());
+    assert!(
+        env.ok(&["ls", &reg.r("team/demo:1")])
+            .contains("/bin/busybox")
+    );
+    env.ok(&["validate", &reg.r("team/demo:1")]);
+}
+
+#[test]
+fn skopeo_pushes_and_strata_pulls_the_same_digest() {
+    if !have("skopeo") {
+        note(
+            "skopeo push + strata pull",
+            "SKIPPED (skopeo not installed)",
+        );
+        return;
+    }
+    let reg = Registry::start(Auth::None, false);
+    let env = Env::new();
+    let digest = env.busybox_image("demo:1", "hi");
+    let layout = env.path("layout");
+    env.ok(&["copy", "demo:1", &format!("oci:{}:d", layout.display())]);
+    run(Command::new("skopeo").args([
+        "copy",
+        "--dest-tls-verify=false",
+        &format!("oci:{}:d", layout.display()),
+        &reg.r("from/skopeo:1"),
+    ]));
+    let pulled = Env::new();
+    let got = pulled.ok(&["copy", &reg.r("from/skopeo:1"), "pulled:1"]);
+    assert_eq!(got.trim(), digest);
+    pulled.ok(&["validate", "pulled:1"]);
+    // A second pull fetches nothing new: every blob is already in the store.
+    let before = common::files_under(&pulled.store());
+    pulled.ok(&["copy", &reg.r("from/skopeo:1"), "pulled:2"]);
+    let after: Vec<_> = common::files_under(&pulled.store().join("blobs"));
+    assert_eq!(
+        after.len(),
+        before
+            .iter()
+            .filter(|p| p.starts_with(pulled.store().join("blobs")))
+            .count()
+    );
+    note("skopeo push + strata pull", "RAN");
+}
+
+#[test]
+fn a_second_push_uploads_nothing_and_a_mount_uploads_no_bytes() {
+    let reg = Registry::start(Auth::None, false);
+    let env = Env::new();
+    layered_image(&env, "big:1", 2);
+    let first = push_json(&env, "big:1", &reg.r("a/big:1"), &[]);
+    assert_eq!(first["push"]["pushed"], 4, "3 layers and the config");
+    assert!(first["push"]["bytes"].as_u64().unwrap() > 6 << 20);
+    let again = push_json(&env, "big:1", &reg.r("a/big:1"), &[]);
+    assert_eq!(again["push"]["pushed"], 0);
+    assert_eq!(again["push"]["skipped"], 4);
+    assert_eq!(again["push"]["bytes"], 0);
+    // Registry to registry, same host, other repository: every blob mounts.
+    let mounted = push_json(&env, &reg.r("a/big:1"), &reg.r("b/big:2"), &[]);
+    assert_eq!(mounted["push"]["mounted"], 4, "{mounted}");
+    assert_eq!(mounted["push"]["bytes"], 0);
+    assert_eq!(mounted["digest"], first["digest"]);
+    env.ok(&["validate", &reg.r("b/big:2")]);
+}
+
+#[test]
+fn chunked_uploads_are_read_back_intact() {
+    let reg = Registry::start(Auth::None, false);
+    let env = Env::new();
+    let digest = layered_image(&env, "big:1", 3);
+    let v = push_json(
+        &env,
+        "big:1",
+        &reg.r("chunked/big:1"),
+        &["--chunk-size", "1000000"],
+    );
+    assert_eq!(v["push"]["pushed"], 4);
+    let pulled = Env::new();
+    assert_eq!(
+        pulled.ok(&["copy", &reg.r("chunked/big:1"), "x:1"]).trim(),
+        digest
+    );
+    pulled.ok(&["validate", "x:1"]);
+}
+
+#[test]
+fn tags_are_listed_and_deleted() {
+    let reg = Registry::start(Auth::None, false);
+    let env = Env::new();
+    env.busybox_image("demo:1", "hi");
+    for t in ["v1", "v2", "v3", "stable"] {
+        env.ok(&["copy", "demo:1", &reg.r(&format!("t/demo:{t}"))]);
+    }
+    let tags = env.ok(&["tags", &reg.r("t/demo")]);
+    assert_eq!(
+        tags.lines().collect::<Vec<_>>(),
+        ["stable", "v1", "v2", "v3"]
+    );
+    // Pagination: the library follows Link headers page by page.
+    let client = strata::registry::Client::new(Default::default()).unwrap();
+    let r = strata::registry::RegistryRef::parse(&format!("{}/t/demo", reg.host())).unwrap();
+    let mut paged = strata::registry::api::Repo::new(&client, &r)
+        .list_tags_paged(2)
+        .unwrap();
+    paged.sort();
+    assert_eq!(paged, ["stable", "v1", "v2", "v3"]);
+    let digest = env.ok(&["delete", &reg.r("t/demo:v1")]);
+    assert!(digest.trim().starts_with("sha256:"));
+    let err = env.fails(&["inspect", &reg.r("t/demo:v2")]);
+    assert!(
+        err.contains("not found"),
+        "deleting the manifest removes every tag of it: {err}"
+    );
+}
+
+#[test]
+fn htpasswd_auth_login_push_and_clear_errors() {
+    let reg = Registry::start(
+        Auth::Htpasswd {
+            user: "alice",
+            password: "s3cret-pw",
+        },
+        false,
+    );
+    let env = Env::new();
+    env.busybox_image("demo:1", "hi");
+    let err = env.fails(&["copy", "demo:1", &reg.r("private/demo:1")]);
+    assert!(
+        err.contains(&reg.host()) && err.contains("strata login") && err.contains("docker-config"),
+        "{err}"
+    );
+
+    let login = |pw: &str| {
+        let mut c = env.cmd(&["login", &reg.host(), "-u", "alice", "--password-stdin"]);
+        let mut child = c
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(format!("{pw}\n").as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let bad = login("wrong");
+    assert!(!bad.status.success());
+    let bad_err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        bad_err.contains("refused") && !bad_err.contains("wrong"),
+        "{bad_err}"
+    );
+    assert!(
+        !env.path("docker-config/config.json").exists(),
+        "a refused login stores nothing"
+    );
+    let good = login("s3cret-pw");
+    assert!(
+        good.status.success(),
+        "{}",
+        String::from_utf8_lossy(&good.stderr)
+    );
+    let stored = std::fs::read_to_string(env.path("docker-config/config.json")).unwrap();
+    assert!(stored.contains(&reg.host()));
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(env.path("docker-config/config.json"))
+            .unwrap()
+            .permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+
+    let v = push_json(&env, "demo:1", &reg.r("private/demo:1"), &[]);
+    assert_eq!(v["push"]["pushed"], 2);
+    if have("skopeo") {
+        let d = skopeo_digest(
+            &reg.r("private/demo:1"),
+            &["--tls-verify=false", "--creds", "alice:s3cret-pw"],
+        );
+        assert_eq!(d, v["digest"].as_str().unwrap());
+    }
+    env.ok(&["logout", &reg.host()]);
+    let err = env.fails(&["inspect", &reg.r("private/demo:1")]);
+    assert!(err.contains("no credentials"), "{err}");
+}
+
+#[test]
+fn podman_style_auth_file_is_used() {
+    let reg = Registry::start(
+        Auth::Htpasswd {
+            user: "bob",
+            password: "pw-for-bob",
+        },
+        false,
+    );
+    let env = Env::new();
+    env.busybox_image("demo:1", "hi");
+    let auth = env.path("auth.json");
+    let b64 = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode("bob:pw-for-bob")
+    };
+    std::fs::write(
+        &auth,
+        format!(r#"{{"auths":{{"{}":{{"auth":"{b64}"}}}}}}"#, reg.host()),
+    )
+    .unwrap();
+    let out = env
+        .cmd(&["copy", "demo:1", &reg.r("p/demo:1")])
+        .env("REGISTRY_AUTH_FILE", &auth)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn tls_with_a_custom_ca() {
+    let reg = Registry::start(Auth::None, true);
+    let env = Env::new();
+    let digest = env.busybox_image("demo:1", "hi");
+    let ca = reg.ca.clone().unwrap();
+    let v = push_json(
+        &env,
+        "demo:1",
+        &reg.r("tls/demo:1"),
+        &["--ca-file", ca.to_str().unwrap()],
+    );
+    assert_eq!(v["digest"], digest.as_str());
+    let pulled = Env::new();
+    let got = pulled.ok(&[
+        "copy",
+        "--ca-file",
+        ca.to_str().unwrap(),
+        &reg.r("tls/demo:1"),
+        "x:1",
+    ]);
+    assert_eq!(got.trim(), digest);
+    // Without the CA the certificate is refused (and plain HTTP gets nowhere).
+    let err = pulled.fails(&["inspect", &reg.r("tls/demo:1")]);
+    assert!(err.contains(&reg.host()), "{err}");
+    assert!(
+        err.to_lowercase().contains("certificate") || err.contains("HTTPS"),
+        "{err}"
+    );
+    if have("skopeo") {
+        let certs = env.path("skopeo-certs");
+        std::fs::create_dir_all(&certs).unwrap();
+        std::fs::copy(&ca, certs.join("ca.crt")).unwrap();
+        let d = skopeo_digest(
+            &reg.r("tls/demo:1"),
+            &["--cert-dir", certs.to_str().unwrap(), "--tls-verify=true"],
+        );
+        assert_eq!(d, digest);
+    }
+}
+
+#[test]
+fn an_interrupted_push_resumes_and_never_tags_missing_content() {
+    let reg = Registry::start(Auth::None, false);
+    let env = Env::new();
+    layered_image(&env, "big:1", 24);
+    let target = reg.r("resume/big:1");
+    let mut child = env
+        .cmd(&["copy", "--jobs", "1", "big:1", &target])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill it once the first blob has landed in the registry.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while reg.stored_blobs().is_empty() {
+        assert!(Instant::now() < deadline, "no blob arrived");
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let _ = child.kill();
+    let status = child.wait().unwrap();
+    if status.success() {
+        note(
+            "interrupted push",
+            "SKIPPED (the push finished before it could be killed)",
+        );
+        return;
+    }
+    let landed = reg.stored_blobs().len();
+    assert!((1..4).contains(&landed), "{landed} blobs landed");
+    let err = env.fails(&["inspect", &target]);
+    assert!(
+        err.contains("not found"),
+        "no tag may point at missing content: {err}"
+    );
+    let v = push_json(&env, "big:1", &target, &[]);
+    assert_eq!(v["push"]["skipped"], landed as u64, "{v}");
+    assert_eq!(v["push"]["pushed"], 4 - landed as u64, "{v}");
+    env.ok(&["validate", &target]);
+}
