@@ -1,0 +1,401 @@
+//! An in-process fake registry, only for faults the real one cannot
+//! produce (error bursts, dropped connections, wrong bytes, 202 mounts,
+//! cross-host redirects, endless bodies, 416 chunks). Everything else is
+//! tested against docker-registry.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+/// Faults to inject.
+#[derive(Default, Clone)]
+pub struct Faults {
+    /// Statuses to answer (in order) before serving manifest GETs normally.
+    pub manifest_errors: Vec<u16>,
+    /// Drop the connection half-way through the first GET of this blob.
+    pub drop_blob_once: Option<String>,
+    /// Serve these bytes instead of the real blob with this digest.
+    pub wrong_bytes: Option<(String, Vec<u8>)>,
+    /// Answer mounts with 202 and an upload location.
+    pub mount_202: bool,
+    /// Redirect blob GETs to this base URL (another host).
+    pub redirect_blobs_to: Option<String>,
+    /// Stream an endless manifest body.
+    pub endless_manifest: bool,
+    /// Answer the second PATCH of each upload with 416, once.
+    pub patch_416_once: bool,
+    /// Require this Authorization header on /v2/ requests (Basic).
+    pub require_auth: Option<String>,
+}
+
+/// One recorded request.
+#[derive(Clone, Debug)]
+pub struct Seen {
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    pub authorization: Option<String>,
+    pub range: Option<String>,
+}
+
+#[derive(Default)]
+pub struct Inner {
+    pub faults: Faults,
+    pub blobs: HashMap<String, Vec<u8>>,
+    pub manifests: HashMap<String, (String, Vec<u8>)>,
+    pub uploads: HashMap<String, Vec<u8>>,
+    pub patches: HashMap<String, usize>,
+    pub seen: Vec<Seen>,
+    /// (repository, digest) pairs a HEAD finds: blobs are per repository.
+    pub linked: std::collections::HashSet<(String, String)>,
+    pub dropped: bool,
+    pub sent_416: bool,
+    next_upload: usize,
+}
+
+#[derive(Clone)]
+pub struct Fake {
+    pub addr: SocketAddr,
+    pub state: Arc<Mutex<Inner>>,
+    _rt: Arc<tokio::runtime::Runtime>,
+}
+
+impl Fake {
+    /// Starts a fake on `host` (`127.0.0.1` or `localhost`), port chosen freely.
+    pub fn start(faults: Faults) -> Self {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let state = Arc::new(Mutex::new(Inner {
+            faults,
+            ..Default::default()
+        }));
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = axum::Router::new()
+            .fallback(handle)
+            .with_state(Arc::clone(&state));
+        rt.spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        Fake {
+            addr,
+            state,
+            _rt: Arc::new(rt),
+        }
+    }
+
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.addr.port())
+    }
+
+    /// Loads every blob and tagged manifest of an OCI layout into repo `repo`.
+    pub fn load_layout(&self, layout: &std::path::Path, repo: &str) {
+        let mut st = self.state.lock().unwrap();
+        for e in std::fs::read_dir(layout.join("blobs/sha256")).unwrap() {
+            let e = e.unwrap();
+            let d = format!("sha256:{}", e.file_name().to_string_lossy());
+            st.linked.insert((repo.to_string(), d.clone()));
+            st.blobs.insert(d, std::fs::read(e.path()).unwrap());
+        }
+        let index: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+        for m in index["manifests"].as_array().unwrap() {
+            let digest = m["digest"].as_str().unwrap().to_string();
+            let mt = m["mediaType"].as_str().unwrap().to_string();
+            let bytes = st.blobs[&digest].clone();
+            if let Some(tag) = m["annotations"]["org.opencontainers.image.ref.name"].as_str() {
+                st.manifests
+                    .insert(format!("{repo}:{tag}"), (mt.clone(), bytes.clone()));
+            }
+            st.manifests.insert(format!("{repo}:{digest}"), (mt, bytes));
+        }
+    }
+
+    pub fn seen(&self) -> Vec<Seen> {
+        self.state.lock().unwrap().seen.clone()
+    }
+}
+
+fn status(code: u16) -> Response {
+    StatusCode::from_u16(code).unwrap().into_response()
+}
+
+fn sha256(b: &[u8]) -> String {
+    strata::Digest::of(b).to_string()
+}
+
+async fn handle(State(state): State<Arc<Mutex<Inner>>>, req: Request) -> Response {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let query = req.uri().query().unwrap_or_default().to_string();
+    let headers = req.headers().clone();
+    let body = axum::body::to_bytes(req.into_body(), 256 << 20)
+        .await
+        .unwrap_or_default();
+    let q: HashMap<String, String> = url_pairs(&query);
+    let mut st = state.lock().unwrap();
+    st.seen.push(Seen {
+        method: method.to_string(),
+        path: path.clone(),
+        query: query.clone(),
+        authorization: headers
+            .get(header::AUTHORIZATION)
+            .map(|v| v.to_str().unwrap().to_string()),
+        range: headers
+            .get(header::RANGE)
+            .map(|v| v.to_str().unwrap().to_string()),
+    });
+    // Blob content served after a cross-host redirect.
+    if let Some(d) = path.strip_prefix("/redirected/") {
+        return match st.blobs.get(d) {
+            Some(b) => b.clone().into_response(),
+            None => status(404),
+        };
+    }
+    if let Some(want) = &st.faults.require_auth
+        && headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            != Some(want.as_str())
+    {
+        return Response::builder()
+            .status(401)
+            .header(header::WWW_AUTHENTICATE, "Basic realm=\"fake\"")
+            .body(Body::empty())
+            .unwrap();
+    }
+    let Some(rest) = path.strip_prefix("/v2/") else {
+        return status(404);
+    };
+    if rest.is_empty() {
+        return status(200);
+    }
+    let (repo, op, arg) = split(rest);
+    match (method.clone(), op) {
+        (Method::GET | Method::HEAD, "manifests") => {
+            if !st.faults.manifest_errors.is_empty() {
+                let code = st.faults.manifest_errors.remove(0);
+                return Response::builder()
+                    .status(code)
+                    .header(header::RETRY_AFTER, "0")
+                    .body(Body::empty())
+                    .unwrap();
+            }
+            if st.faults.endless_manifest {
+                let stream = futures_util::stream::iter(
+                    (0..100_000)
+                        .map(|_| Ok::<_, std::io::Error>(Bytes::from(vec![b' '; 64 * 1024]))),
+                );
+                return Response::builder()
+                    .header(
+                        header::CONTENT_TYPE,
+                        "application/vnd.oci.image.manifest.v1+json",
+                    )
+                    .body(Body::from_stream(stream))
+                    .unwrap();
+            }
+            match st.manifests.get(&format!("{repo}:{arg}")) {
+                Some((mt, bytes)) => Response::builder()
+                    .header(header::CONTENT_TYPE, mt)
+                    .header("docker-content-digest", sha256(bytes))
+                    .header(header::CONTENT_LENGTH, bytes.len())
+                    .body(if method == Method::HEAD {
+                        Body::empty()
+                    } else {
+                        Body::from(bytes.clone())
+                    })
+                    .unwrap(),
+                None => status(404),
+            }
+        }
+        (Method::PUT, "manifests") => {
+            let mt = headers
+                .get(header::CONTENT_TYPE)
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .to_string();
+            st.manifests
+                .insert(format!("{repo}:{arg}"), (mt, body.to_vec()));
+            status(201)
+        }
+        (Method::HEAD, "blobs") => match st.blobs.get(arg) {
+            Some(b) if st.linked.contains(&(repo.to_string(), arg.to_string())) => {
+                Response::builder()
+                    .header(header::CONTENT_LENGTH, b.len())
+                    .body(Body::empty())
+                    .unwrap()
+            }
+            _ => status(404),
+        },
+        (Method::GET, "blobs") => {
+            let Some(real) = st.blobs.get(arg).cloned() else {
+                return status(404);
+            };
+            if let Some(to) = &st.faults.redirect_blobs_to {
+                return Response::builder()
+                    .status(307)
+                    .header(header::LOCATION, format!("{to}/redirected/{arg}"))
+                    .body(Body::empty())
+                    .unwrap();
+            }
+            let bytes = match &st.faults.wrong_bytes {
+                Some((d, b)) if d == arg => b.clone(),
+                _ => real,
+            };
+            if let Some(r) = headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
+                let start: usize = r
+                    .trim_start_matches("bytes=")
+                    .trim_end_matches('-')
+                    .parse()
+                    .unwrap();
+                return Response::builder()
+                    .status(206)
+                    .header(header::CONTENT_LENGTH, bytes.len() - start)
+                    .header(
+                        header::CONTENT_RANGE,
+                        format!("bytes {start}-{}/{}", bytes.len() - 1, bytes.len()),
+                    )
+                    .body(Body::from(bytes[start..].to_vec()))
+                    .unwrap();
+            }
+            if st.faults.drop_blob_once.as_deref() == Some(arg) && !st.dropped {
+                st.dropped = true;
+                let half = Bytes::from(bytes[..bytes.len() / 2].to_vec());
+                let stream = futures_util::stream::iter(vec![
+                    Ok::<_, std::io::Error>(half),
+                    Err(std::io::Error::other("connection dropped by the fake")),
+                ]);
+                return Response::builder()
+                    .header(header::CONTENT_LENGTH, bytes.len())
+                    .body(Body::from_stream(stream))
+                    .unwrap();
+            }
+            Response::builder()
+                .header(header::CONTENT_LENGTH, bytes.len())
+                .body(Body::from(bytes))
+                .unwrap()
+        }
+        (Method::POST, "blobs") => {
+            if let Some(d) = q.get("mount") {
+                if !st.faults.mount_202 && st.blobs.contains_key(d) {
+                    st.linked.insert((repo.to_string(), d.clone()));
+                    return Response::builder()
+                        .status(201)
+                        .header(header::LOCATION, format!("/v2/{repo}/blobs/{d}"))
+                        .body(Body::empty())
+                        .unwrap();
+                }
+            }
+            st.next_upload += 1;
+            let id = format!("u{}", st.next_upload);
+            st.uploads.insert(id.clone(), Vec::new());
+            Response::builder()
+                .status(202)
+                .header(
+                    header::LOCATION,
+                    format!("/v2/{repo}/blobs/uploads/{id}?state=fake"),
+                )
+                .header(header::RANGE, "0-0")
+                .body(Body::empty())
+                .unwrap()
+        }
+        (Method::PATCH, "uploads") => {
+            let n = {
+                let c = st.patches.entry(arg.to_string()).or_default();
+                *c += 1;
+                *c
+            };
+            if st.faults.patch_416_once && n == 2 && !st.sent_416 {
+                st.sent_416 = true;
+                return status(416);
+            }
+            let range = headers
+                .get(header::CONTENT_RANGE)
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .to_string();
+            let start: usize = range.split('-').next().unwrap().parse().unwrap();
+            let up = st.uploads.get_mut(arg).unwrap();
+            if start != up.len() {
+                return status(416);
+            }
+            up.extend_from_slice(&body);
+            let end = up.len();
+            Response::builder()
+                .status(202)
+                .header(
+                    header::LOCATION,
+                    format!("/v2/{repo}/blobs/uploads/{arg}?state=fake"),
+                )
+                .header(header::RANGE, format!("0-{}", end - 1))
+                .body(Body::empty())
+                .unwrap()
+        }
+        (Method::GET, "uploads") => {
+            let len = st.uploads.get(arg).map(|u| u.len()).unwrap_or(0);
+            Response::builder()
+                .status(204)
+                .header(header::RANGE, format!("0-{}", len.saturating_sub(1)))
+                .header(
+                    header::LOCATION,
+                    format!("/v2/{repo}/blobs/uploads/{arg}?state=fake"),
+                )
+                .body(Body::empty())
+                .unwrap()
+        }
+        (Method::PUT, "uploads") => {
+            let mut up = st.uploads.remove(arg).unwrap_or_default();
+            up.extend_from_slice(&body);
+            let want = q.get("digest").cloned().unwrap_or_default();
+            if sha256(&up) != want {
+                return Response::builder()
+                    .status(400)
+                    .body(Body::from(r#"{"errors":[{"code":"DIGEST_INVALID","message":"provided digest did not match uploaded content"}]}"#))
+                    .unwrap();
+            }
+            st.linked.insert((repo.to_string(), want.clone()));
+            st.blobs.insert(want.clone(), up);
+            Response::builder()
+                .status(201)
+                .header(header::LOCATION, format!("/v2/{repo}/blobs/{want}"))
+                .body(Body::empty())
+                .unwrap()
+        }
+        _ => status(405),
+    }
+}
+
+/// Splits `REPO/manifests/REF`, `REPO/blobs/DIGEST`, `REPO/blobs/uploads/[ID]`.
+fn split(rest: &str) -> (&str, &str, &str) {
+    if let Some(i) = rest.find("/blobs/uploads") {
+        let id = rest[i + "/blobs/uploads".len()..].trim_start_matches('/');
+        let op = if id.is_empty() { "blobs" } else { "uploads" };
+        return (&rest[..i], op, id);
+    }
+    for op in ["manifests", "blobs", "tags"] {
+        if let Some(i) = rest.find(&format!("/{op}/")) {
+            return (&rest[..i], op, &rest[i + op.len() + 2..]);
+        }
+    }
+    (rest, "", "")
+}
+
+fn url_pairs(q: &str) -> HashMap<String, String> {
+    q.split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.replace("%3A", ":")))
+        .collect()
+}

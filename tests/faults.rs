@@ -1,0 +1,240 @@
+//! Registry faults the real registry cannot produce, against the in-process
+//! fake: error bursts, a dropped connection, wrong bytes, a 202 to a mount,
+//! a cross-host redirect, an endless manifest, a 416 on a chunk.
+
+mod common;
+
+use common::fake::{Fake, Faults};
+use common::{Env, files_under};
+use serde_json::Value;
+
+/// A store image loaded into the fake as `src/img:1`; returns (env, digest,
+/// layer digest).
+fn setup(fake: &Fake) -> (Env, String, String) {
+    let env = Env::new();
+    let digest = env.busybox_image("img:1", "hi");
+    let layout = env.path("layout");
+    env.ok(&["copy", "img:1", &format!("oci:{}:1", layout.display())]);
+    fake.load_layout(&layout, "src/img");
+    let v: Value = serde_json::from_str(&env.ok(&["inspect", "--json", "img:1"])).unwrap();
+    let layer = v["layers"][0]["digest"].as_str().unwrap().to_string();
+    (env, digest, layer)
+}
+
+fn r(fake: &Fake, path: &str) -> String {
+    format!("docker://{}/{path}", fake.host())
+}
+
+#[test]
+fn bursts_of_500_and_429_are_retried() {
+    let fake = Fake::start(Faults {
+        manifest_errors: vec![500, 503, 429],
+        ..Default::default()
+    });
+    let (_env, digest, _) = setup(&fake);
+    let pulled = Env::new();
+    assert_eq!(
+        pulled.ok(&["copy", &r(&fake, "src/img:1"), "x:1"]).trim(),
+        digest
+    );
+    let manifest_gets = fake
+        .seen()
+        .iter()
+        .filter(|s| s.path.contains("/manifests/"))
+        .count();
+    assert_eq!(manifest_gets, 4, "three failures, then success");
+}
+
+#[test]
+fn endless_errors_give_up_with_the_registry_named() {
+    let fake = Fake::start(Faults {
+        manifest_errors: vec![500; 50],
+        ..Default::default()
+    });
+    let (_env, _, _) = setup(&fake);
+    let pulled = Env::new();
+    let err = pulled.fails(&["copy", &r(&fake, "src/img:1"), "x:1"]);
+    assert!(err.contains(&fake.host()) && err.contains("500"), "{err}");
+    assert_eq!(
+        fake.seen()
+            .iter()
+            .filter(|s| s.path.contains("/manifests/"))
+            .count(),
+        5,
+        "bounded attempts"
+    );
+}
+
+#[test]
+fn a_connection_dropped_mid_blob_resumes_with_a_range_request() {
+    let fake = Fake::start(Faults::default());
+    let (_env, digest, layer) = setup(&fake);
+    fake.state.lock().unwrap().faults.drop_blob_once = Some(layer.clone());
+    let pulled = Env::new();
+    assert_eq!(
+        pulled.ok(&["copy", &r(&fake, "src/img:1"), "x:1"]).trim(),
+        digest
+    );
+    pulled.ok(&["validate", "x:1"]);
+    let ranged: Vec<_> = fake
+        .seen()
+        .into_iter()
+        .filter(|s| s.path.ends_with(&layer) && s.range.is_some())
+        .collect();
+    assert_eq!(ranged.len(), 1, "one resume");
+    assert_ne!(ranged[0].range.as_deref(), Some("bytes=0-"));
+}
+
+#[test]
+fn wrong_bytes_for_a_digest_are_refused_and_nothing_is_stored() {
+    let fake = Fake::start(Faults::default());
+    let (_env, _, layer) = setup(&fake);
+    let real_len = fake.state.lock().unwrap().blobs[&layer].len();
+    fake.state.lock().unwrap().faults.wrong_bytes = Some((layer.clone(), vec![7u8; real_len]));
+    let pulled = Env::new();
+    pulled.ok(&["store", "path"]);
+    let before = files_under(&pulled.store());
+    let err = pulled.fails(&["copy", &r(&fake, "src/img:1"), "x:1"]);
+    assert!(
+        err.contains("digest mismatch") && err.contains(&layer),
+        "{err}"
+    );
+    assert_eq!(
+        files_under(&pulled.store()),
+        before,
+        "no blob, no temp file, no tag"
+    );
+}
+
+#[test]
+fn a_202_answer_to_a_mount_falls_back_to_uploading() {
+    let fake = Fake::start(Faults {
+        mount_202: true,
+        ..Default::default()
+    });
+    let (env, digest, layer) = setup(&fake);
+    let v: Value = serde_json::from_str(&env.ok(&[
+        "copy",
+        "--json",
+        &r(&fake, "src/img:1"),
+        &r(&fake, "dst/img:1"),
+    ]))
+    .unwrap();
+    assert_eq!(v["digest"], digest.as_str());
+    assert_eq!(v["push"]["mounted"], 0);
+    assert_eq!(v["push"]["pushed"], 2);
+    let seen = fake.seen();
+    assert!(
+        seen.iter()
+            .any(|s| s.method == "POST" && s.query.contains("mount=")),
+        "a mount was tried"
+    );
+    assert!(
+        seen.iter()
+            .any(|s| s.method == "PUT" && s.path.contains("/dst/img/blobs/uploads/")),
+        "then an upload"
+    );
+    assert!(fake.state.lock().unwrap().blobs.contains_key(&layer));
+}
+
+#[test]
+fn credentials_never_follow_a_redirect_to_another_host() {
+    let other = Fake::start(Faults::default());
+    let auth = {
+        use base64::Engine as _;
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode("carol:pw")
+        )
+    };
+    let fake = Fake::start(Faults {
+        require_auth: Some(auth.clone()),
+        ..Default::default()
+    });
+    let (env, digest, _layer) = setup(&fake);
+    let blobs = fake.state.lock().unwrap().blobs.clone();
+    other.state.lock().unwrap().blobs.extend(blobs);
+    // "localhost" is another host than "127.0.0.1" (and another port, too).
+    fake.state.lock().unwrap().faults.redirect_blobs_to =
+        Some(format!("http://localhost:{}", other.addr.port()));
+    let authfile = env.path("auth.json");
+    std::fs::write(
+        &authfile,
+        format!(
+            r#"{{"auths":{{"{}":{{"auth":"{}"}}}}}}"#,
+            fake.host(),
+            auth.trim_start_matches("Basic ")
+        ),
+    )
+    .unwrap();
+    let pulled = Env::new();
+    let out = pulled
+        .cmd(&["copy", &r(&fake, "src/img:1"), "x:1"])
+        .env("REGISTRY_AUTH_FILE", &authfile)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), digest);
+    let at_other = other.seen();
+    assert!(!at_other.is_empty(), "the blob came from the other host");
+    assert!(
+        at_other.iter().all(|s| s.authorization.is_none()),
+        "credentials leaked: {at_other:?}"
+    );
+    assert!(
+        fake.seen()
+            .iter()
+            .any(|s| s.authorization.as_deref() == Some(auth.as_str()))
+    );
+}
+
+#[test]
+fn an_endless_manifest_body_is_cut_at_4_mib() {
+    let fake = Fake::start(Faults {
+        endless_manifest: true,
+        ..Default::default()
+    });
+    let env = Env::new();
+    let started = std::time::Instant::now();
+    let err = env.fails(&["inspect", &r(&fake, "src/img:1")]);
+    assert!(err.contains("limit") && err.contains("4194304"), "{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+}
+
+#[test]
+fn a_416_on_a_chunk_resumes_from_the_upload_status() {
+    let fake = Fake::start(Faults {
+        patch_416_once: true,
+        ..Default::default()
+    });
+    let env = Env::new();
+    let digest = env.busybox_image("img:1", "hi");
+    let v: Value = serde_json::from_str(&env.ok(&[
+        "copy",
+        "--json",
+        "--chunk-size",
+        "300000",
+        "img:1",
+        &r(&fake, "c/img:1"),
+    ]))
+    .unwrap();
+    assert_eq!(v["digest"], digest.as_str());
+    let seen = fake.seen();
+    assert!(
+        seen.iter()
+            .any(|s| s.method == "GET" && s.path.contains("/blobs/uploads/")),
+        "upload status asked"
+    );
+    assert!(fake.state.lock().unwrap().sent_416);
+    // The fake checked the digest of the assembled upload on PUT.
+    let pulled = Env::new();
+    assert_eq!(
+        pulled.ok(&["copy", &r(&fake, "c/img:1"), "x:1"]).trim(),
+        digest
+    );
+    pulled.ok(&["validate", "x:1"]);
+}
