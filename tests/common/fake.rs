@@ -288,15 +288,16 @@ async fn handle(State(state): State<Arc<Mutex<Inner>>>, req: Request) -> Respons
                 .unwrap()
         }
         (Method::POST, "blobs") => {
-            if let Some(d) = q.get("mount") {
-                if !st.faults.mount_202 && st.blobs.contains_key(d) {
-                    st.linked.insert((repo.to_string(), d.clone()));
-                    return Response::builder()
-                        .status(201)
-                        .header(header::LOCATION, format!("/v2/{repo}/blobs/{d}"))
-                        .body(Body::empty())
-                        .unwrap();
-                }
+            if let Some(d) = q.get("mount")
+                && !st.faults.mount_202
+                && st.blobs.contains_key(d)
+            {
+                st.linked.insert((repo.to_string(), d.clone()));
+                return Response::builder()
+                    .status(201)
+                    .header(header::LOCATION, format!("/v2/{repo}/blobs/{d}"))
+                    .body(Body::empty())
+                    .unwrap();
             }
             st.next_upload += 1;
             let id = format!("u{}", st.next_upload);
