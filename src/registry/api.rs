@@ -3,7 +3,7 @@
 use std::io::Read;
 
 use reqwest::StatusCode;
-use reqwest::blocking::{Body, Response};
+use reqwest::blocking::Response;
 use reqwest::header::{ACCEPT, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, LOCATION};
 
 use super::client::{Client, check};
@@ -369,6 +369,15 @@ impl<'a> Repo<'a> {
             .map_err(|e| Error::invalid("upload location", self.host(), format!("{loc:?}: {e}")))
     }
 
+    fn upload_headers() -> reqwest::header::HeaderMap {
+        let mut h = reqwest::header::HeaderMap::new();
+        h.insert(
+            CONTENT_TYPE,
+            "application/octet-stream".parse().expect("valid"),
+        );
+        h
+    }
+
     /// Uploads a whole blob in one PUT.
     pub fn upload_monolithic(
         &self,
@@ -378,17 +387,24 @@ impl<'a> Repo<'a> {
         open: &Opener<'_>,
     ) -> Result<()> {
         let what = format!("upload {digest}");
-        let resp = self.send(true, &what, |h, _| {
-            let mut url = reqwest::Url::parse(location)
-                .map_err(|e| Error::invalid("upload location", self.host(), e.to_string()))?;
-            url.query_pairs_mut()
-                .append_pair("digest", &digest.to_string());
-            Ok(h.put(url)
-                .header(CONTENT_TYPE, "application/octet-stream")
-                .header(CONTENT_LENGTH, size)
-                .body(Body::sized(open()?, size)))
-        })?;
-        check(resp, self.host(), &what).map(|_| ())
+        let mut url = reqwest::Url::parse(location)
+            .map_err(|e| Error::invalid("upload location", self.host(), e.to_string()))?;
+        url.query_pairs_mut()
+            .append_pair("digest", &digest.to_string());
+        self.client
+            .send_streamed(
+                self.host(),
+                self.r.auth_key(),
+                &self.scope(true),
+                &what,
+                reqwest::Method::PUT,
+                url,
+                Self::upload_headers(),
+                size,
+                open,
+            )?
+            .check(self.host(), &what)
+            .map(|_| ())
     }
 
     /// Uploads a blob in PATCH chunks of `chunk` bytes (at least the
@@ -409,18 +425,33 @@ impl<'a> Repo<'a> {
         while offset < size {
             let len = chunk.min(size - offset);
             let start = offset;
-            let loc = location.clone();
-            let resp = self.send(true, &what, |h, _| {
+            let url = reqwest::Url::parse(&location)
+                .map_err(|e| Error::invalid("upload location", self.host(), e.to_string()))?;
+            let mut headers = Self::upload_headers();
+            headers.insert(
+                CONTENT_RANGE,
+                format!("{start}-{}", start + len - 1)
+                    .parse()
+                    .expect("valid"),
+            );
+            let part = || -> Result<Box<dyn Read + Send>> {
                 let mut r = open()?;
                 std::io::copy(&mut (&mut r).take(start), &mut std::io::sink())
                     .map_err(|e| Error::from_pipeline("blob", e))?;
-                Ok(h.patch(loc.as_str())
-                    .header(CONTENT_TYPE, "application/octet-stream")
-                    .header(CONTENT_RANGE, format!("{start}-{}", start + len - 1))
-                    .header(CONTENT_LENGTH, len)
-                    .body(Body::sized(r.take(len), len)))
-            })?;
-            if resp.status() == StatusCode::RANGE_NOT_SATISFIABLE {
+                Ok(Box::new(r.take(len)))
+            };
+            let answer = self.client.send_streamed(
+                self.host(),
+                self.r.auth_key(),
+                &self.scope(true),
+                &what,
+                reqwest::Method::PATCH,
+                url,
+                headers,
+                len,
+                &part,
+            )?;
+            if answer.status == StatusCode::RANGE_NOT_SATISFIABLE {
                 resumes += 1;
                 if resumes > 5 {
                     return Err(Error::Registry {
@@ -433,9 +464,9 @@ impl<'a> Repo<'a> {
                 offset = self.upload_status(&location)?;
                 continue;
             }
-            let resp = check(resp, self.host(), &what)?;
-            location = self.location(&resp, &what)?;
-            offset = match range_end(&resp) {
+            let answer = answer.check(self.host(), &what)?;
+            location = answer_location(&answer, self.host(), &what)?;
+            offset = match range_end(&answer.headers) {
                 Some(end) => end + 1,
                 None => start + len,
             };
@@ -455,12 +486,29 @@ impl<'a> Repo<'a> {
         let what = "upload status".to_string();
         let resp = self.send(true, &what, |h, _| Ok(h.get(location)))?;
         let resp = check(resp, self.host(), &what)?;
-        Ok(range_end(&resp).map_or(0, |e| e + 1))
+        Ok(range_end(resp.headers()).map_or(0, |e| e + 1))
     }
 }
 
-fn range_end(resp: &Response) -> Option<u64> {
-    let v = resp.headers().get(reqwest::header::RANGE)?.to_str().ok()?;
+fn answer_location(a: &super::client::Answer, host: &str, what: &str) -> Result<String> {
+    let loc = a
+        .headers
+        .get(LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| Error::Registry {
+            host: host.to_string(),
+            what: what.to_string(),
+            status: a.status.as_u16(),
+            detail: "no Location header in the answer".into(),
+        })?;
+    a.url
+        .join(loc)
+        .map(|u| u.to_string())
+        .map_err(|e| Error::invalid("upload location", host, format!("{loc:?}: {e}")))
+}
+
+fn range_end(headers: &reqwest::header::HeaderMap) -> Option<u64> {
+    let v = headers.get(reqwest::header::RANGE)?.to_str().ok()?;
     let (_, end) = v.trim_start_matches("bytes=").split_once('-')?;
     end.trim().parse().ok()
 }

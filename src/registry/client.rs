@@ -84,7 +84,40 @@ pub struct Client {
     http: Http,
     opts: ClientOptions,
     hosts: Mutex<HashMap<String, HostState>>,
+    streaming: std::sync::OnceLock<Result<(reqwest::Client, tokio::runtime::Runtime), String>>,
 }
+
+/// A response to a streamed upload, read completely (uploads answer with
+/// headers and at most a small error body).
+#[derive(Debug)]
+pub struct Answer {
+    /// Status.
+    pub status: StatusCode,
+    /// Headers.
+    pub headers: HeaderMap,
+    /// Final URL (after redirects), to resolve a relative Location.
+    pub url: reqwest::Url,
+    /// Body (at most 64 KiB kept).
+    pub body: String,
+}
+
+impl Answer {
+    /// [`check`] for a streamed answer.
+    pub fn check(self, host: &str, what: &str) -> Result<Answer> {
+        if self.status.is_success() {
+            return Ok(self);
+        }
+        Err(Error::Registry {
+            host: host.to_string(),
+            what: what.to_string(),
+            status: self.status.as_u16(),
+            detail: envelope_detail(&self.body),
+        })
+    }
+}
+
+/// Bytes per chunk handed to the HTTP stack when streaming an upload.
+const STREAM_CHUNK: usize = 1 << 20;
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -101,36 +134,14 @@ fn is_retryable_status(s: StatusCode) -> bool {
 impl Client {
     /// A client with `opts`.
     pub fn new(opts: ClientOptions) -> Result<Self> {
+        let ca = load_ca(&opts)?;
         let mut b = Http::builder()
             .user_agent(concat!("strata/", env!("CARGO_PKG_VERSION")))
             .timeout(None)
             .connect_timeout(Duration::from_secs(30))
             .tcp_keepalive(Duration::from_secs(30))
-            .redirect(reqwest::redirect::Policy::custom(|attempt| {
-                // Authorization is dropped by reqwest on a cross-host hop;
-                // a downgrade to plain HTTP is refused outright.
-                let downgrade = attempt
-                    .previous()
-                    .last()
-                    .is_some_and(|p| p.scheme() == "https")
-                    && attempt.url().scheme() == "http";
-                if downgrade {
-                    let msg = format!(
-                        "refused redirect from https to plain http ({})",
-                        attempt.url()
-                    );
-                    attempt.error(msg)
-                } else if attempt.previous().len() >= 10 {
-                    attempt.error("more than 10 redirects")
-                } else {
-                    attempt.follow()
-                }
-            }));
-        if let Some(ca) = &opts.ca_file {
-            let pem = std::fs::read(ca).map_err(|e| Error::io(ca, e))?;
-            let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| {
-                Error::invalid("CA certificate", ca.display().to_string(), e.to_string())
-            })?;
+            .redirect(redirect_policy());
+        if let Some(cert) = ca {
             b = b.add_root_certificate(cert);
         }
         let http = b
@@ -140,7 +151,164 @@ impl Client {
             http,
             opts,
             hosts: Mutex::new(HashMap::new()),
+            streaming: std::sync::OnceLock::new(),
         })
+    }
+
+    /// The async client and runtime used to stream upload bodies in large
+    /// chunks (the blocking client pumps readers 8 KiB at a time).
+    fn streaming(&self) -> Result<&(reqwest::Client, tokio::runtime::Runtime)> {
+        self.streaming
+            .get_or_init(|| {
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .thread_name("strata-upload")
+                    .enable_all()
+                    .build()
+                    .map_err(|e| e.to_string())?;
+                let mut b = reqwest::Client::builder()
+                    .user_agent(concat!("strata/", env!("CARGO_PKG_VERSION")))
+                    .connect_timeout(Duration::from_secs(30))
+                    .tcp_keepalive(Duration::from_secs(30))
+                    .redirect(redirect_policy());
+                if let Some(cert) = load_ca(&self.opts).map_err(|e| e.to_string())? {
+                    b = b.add_root_certificate(cert);
+                }
+                Ok((b.build().map_err(|e| e.to_string())?, rt))
+            })
+            .as_ref()
+            .map_err(|e| Error::Unsupported(format!("cannot build the upload client: {e}")))
+    }
+
+    /// Sends `method url` with a body streamed from `open()` (`size` bytes)
+    /// in 1 MiB chunks, authorized for `scope`, with the same 401-refresh
+    /// and retry rules as [`Client::send`]; each attempt re-opens the body.
+    #[allow(clippy::too_many_arguments)]
+    pub fn send_streamed(
+        &self,
+        host: &str,
+        auth_key: &str,
+        scope: &str,
+        what: &str,
+        method: reqwest::Method,
+        url: reqwest::Url,
+        headers: HeaderMap,
+        size: u64,
+        open: &(dyn Fn() -> Result<Box<dyn std::io::Read + Send>> + Sync),
+    ) -> Result<Answer> {
+        self.base(host)?;
+        {
+            let mut hosts = self.hosts.lock().expect("lock");
+            let st = hosts.get_mut(host).expect("pinged");
+            for s in scope.split(' ').filter(|s| !s.is_empty()) {
+                st.scopes.insert(s.to_string());
+            }
+        }
+        let (client, rt) = self.streaming()?;
+        let mut refreshed = false;
+        let mut delay = self.opts.backoff;
+        let mut attempt = 1;
+        loop {
+            let auth = self.authorization(host, auth_key, false)?;
+            let mut reader = open()?;
+            let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(4);
+            let pump = std::thread::spawn(move || {
+                let mut left = size;
+                while left > 0 {
+                    let mut buf = vec![0u8; STREAM_CHUNK.min(left as usize)];
+                    let mut filled = 0;
+                    while filled < buf.len() {
+                        match reader.read(&mut buf[filled..]) {
+                            Ok(0) => break,
+                            Ok(n) => filled += n,
+                            Err(e) => {
+                                let _ = tx.blocking_send(Err(e));
+                                return;
+                            }
+                        }
+                    }
+                    if filled == 0 {
+                        return;
+                    }
+                    buf.truncate(filled);
+                    left -= filled as u64;
+                    if tx.blocking_send(Ok(bytes::Bytes::from(buf))).is_err() {
+                        return;
+                    }
+                }
+            });
+            let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+                rx.recv().await.map(|item| (item, rx))
+            });
+            let mut req = client
+                .request(method.clone(), url.clone())
+                .headers(headers.clone())
+                .header(reqwest::header::CONTENT_LENGTH, size)
+                .body(reqwest::Body::wrap_stream(stream));
+            if let Some(a) = &auth {
+                req = req.header(AUTHORIZATION, a.expose());
+            }
+            let outcome = rt.block_on(async {
+                let resp = req.send().await?;
+                let status = resp.status();
+                let headers = resp.headers().clone();
+                let url = resp.url().clone();
+                let body = resp.text().await.unwrap_or_default();
+                Ok::<_, reqwest::Error>(Answer {
+                    status,
+                    headers,
+                    url,
+                    body: body.chars().take(64 * 1024).collect(),
+                })
+            });
+            let _ = pump.join();
+            match outcome {
+                Ok(a) if a.status == StatusCode::UNAUTHORIZED && !refreshed => {
+                    refreshed = true;
+                    let mut hosts = self.hosts.lock().expect("lock");
+                    let st = hosts.get_mut(host).expect("pinged");
+                    if let Some(c) = parse_challenge(&a.headers) {
+                        st.challenge = c;
+                    }
+                    st.token = None;
+                    drop(hosts);
+                    let _ = self.authorization(host, auth_key, true)?;
+                }
+                Ok(a) if is_retryable_status(a.status) && attempt < self.opts.attempts => {
+                    std::thread::sleep(delay);
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                    attempt += 1;
+                }
+                Ok(a)
+                    if a.status == StatusCode::UNAUTHORIZED
+                        || a.status == StatusCode::FORBIDDEN =>
+                {
+                    return Err(Error::Unauthorized {
+                        host: host.to_string(),
+                        what: what.to_string(),
+                        detail: format!(
+                            "status {}; run `strata login {auth_key}` with an account that may push",
+                            a.status.as_u16()
+                        ),
+                    });
+                }
+                Ok(a) => return Ok(a),
+                Err(e)
+                    if attempt < self.opts.attempts
+                        && (e.is_connect() || e.is_timeout() || e.is_request()) =>
+                {
+                    std::thread::sleep(delay);
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                    attempt += 1;
+                }
+                Err(e) => {
+                    return Err(Error::Connect {
+                        host: host.to_string(),
+                        detail: format!("{what}: {}", error_chain(&e)),
+                    });
+                }
+            }
+        }
     }
 
     /// The options.
@@ -511,6 +679,39 @@ impl Client {
     }
 }
 
+fn load_ca(opts: &ClientOptions) -> Result<Option<reqwest::Certificate>> {
+    let Some(ca) = &opts.ca_file else {
+        return Ok(None);
+    };
+    let pem = std::fs::read(ca).map_err(|e| Error::io(ca, e))?;
+    reqwest::Certificate::from_pem(&pem)
+        .map(Some)
+        .map_err(|e| Error::invalid("CA certificate", ca.display().to_string(), e.to_string()))
+}
+
+/// Authorization is dropped by reqwest on a cross-host hop; a downgrade to
+/// plain HTTP is refused outright.
+fn redirect_policy() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        let downgrade = attempt
+            .previous()
+            .last()
+            .is_some_and(|p| p.scheme() == "https")
+            && attempt.url().scheme() == "http";
+        if downgrade {
+            let msg = format!(
+                "refused redirect from https to plain http ({})",
+                attempt.url()
+            );
+            attempt.error(msg)
+        } else if attempt.previous().len() >= 10 {
+            attempt.error("more than 10 redirects")
+        } else {
+            attempt.follow()
+        }
+    })
+}
+
 /// Formats an error with its sources (reqwest hides the interesting part).
 pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
@@ -563,7 +764,18 @@ pub fn check(resp: Response, host: &str, what: &str) -> Result<Response> {
     let status = resp.status().as_u16();
     let mut body = String::new();
     let _ = std::io::Read::read_to_string(&mut std::io::Read::take(resp, 64 * 1024), &mut body);
-    let detail = match serde_json::from_str::<serde_json::Value>(&body) {
+    Err(Error::Registry {
+        host: host.to_string(),
+        what: what.to_string(),
+        status,
+        detail: envelope_detail(&body),
+    })
+}
+
+/// The codes and messages of a registry error envelope, or the start of the
+/// body when it is not one.
+fn envelope_detail(body: &str) -> String {
+    match serde_json::from_str::<serde_json::Value>(body) {
         Ok(v) if v.get("errors").is_some_and(|e| e.is_array()) => v["errors"]
             .as_array()
             .expect("checked")
@@ -584,11 +796,5 @@ pub fn check(resp: Response, host: &str, what: &str) -> Result<Response> {
             .collect::<String>()
             .trim()
             .to_string(),
-    };
-    Err(Error::Registry {
-        host: host.to_string(),
-        what: what.to_string(),
-        status,
-        detail,
-    })
+    }
 }
