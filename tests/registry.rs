@@ -399,3 +399,100 @@ fn an_interrupted_push_resumes_and_never_tags_missing_content() {
     assert_eq!(v["push"]["pushed"], 4 - landed as u64, "{v}");
     env.ok(&["validate", &target]);
 }
+
+#[test]
+fn token_auth_with_scopes_accumulated_for_mounts_and_refresh_tokens() {
+    let env = Env::new();
+    let token_dir = env.path("token");
+    std::fs::create_dir_all(&token_dir).unwrap();
+    let tokens = common::token::TokenServer::start(&token_dir, "dave", "dave-pw", "refresh-xyz");
+    let reg = Registry::start(
+        Auth::Token {
+            realm: tokens.realm(),
+            cert: tokens.cert.clone(),
+        },
+        false,
+    );
+    let digest = env.busybox_image("demo:1", "hi");
+
+    // Anonymous: the token grants nothing, and the error says where we looked.
+    let err = env.fails(&["copy", "demo:1", &reg.r("tok/a:1")]);
+    assert!(
+        err.contains(&reg.host()) && err.contains("strata login"),
+        "{err}"
+    );
+
+    let auth = env.path("auth.json");
+    let b64 = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode("dave:dave-pw")
+    };
+    std::fs::write(
+        &auth,
+        format!(r#"{{"auths":{{"{}":{{"auth":"{b64}"}}}}}}"#, reg.host()),
+    )
+    .unwrap();
+    let with_auth = |args: &[&str]| {
+        let out = env
+            .cmd(args)
+            .env("REGISTRY_AUTH_FILE", &auth)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let v: Value =
+        serde_json::from_str(&with_auth(&["copy", "--json", "demo:1", &reg.r("tok/a:1")])).unwrap();
+    assert_eq!(v["digest"], digest.as_str());
+    // A mount needs pull on the source and push on the target in one token.
+    let v: Value = serde_json::from_str(&with_auth(&[
+        "copy",
+        "--json",
+        &reg.r("tok/a:1"),
+        &reg.r("tok/b:1"),
+    ]))
+    .unwrap();
+    assert_eq!(v["push"]["mounted"], 2, "{v}");
+    let scopes = tokens.log.lock().unwrap().scopes.clone();
+    assert!(
+        scopes
+            .iter()
+            .any(|s| s.contains(&"repository:tok/a:pull".to_string())
+                && s.contains(&"repository:tok/b:pull,push".to_string())),
+        "{scopes:?}"
+    );
+    if have("skopeo") {
+        assert_eq!(
+            skopeo_digest(
+                &reg.r("tok/b:1"),
+                &["--tls-verify=false", "--creds", "dave:dave-pw"]
+            ),
+            digest
+        );
+    }
+
+    // An identity (refresh) token is exchanged with the OAuth2 refresh grant.
+    std::fs::write(
+        &auth,
+        format!(
+            r#"{{"auths":{{"{}":{{"identitytoken":"refresh-xyz"}}}}}}"#,
+            reg.host()
+        ),
+    )
+    .unwrap();
+    let pulled = with_auth(&["copy", &reg.r("tok/b:1"), "pulled:1"]);
+    assert_eq!(pulled.trim(), digest);
+    assert!(
+        tokens
+            .log
+            .lock()
+            .unwrap()
+            .grants
+            .iter()
+            .any(|g| g == "refresh_token")
+    );
+}

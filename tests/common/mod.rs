@@ -3,6 +3,7 @@
 
 pub mod fake;
 pub mod registry;
+pub mod token;
 
 use std::fs;
 use std::io::Write;

@@ -17,6 +17,8 @@ pub enum Auth {
         user: &'static str,
         password: &'static str,
     },
+    /// Token auth: (realm URL, PEM certificate that signs the tokens).
+    Token { realm: String, cert: PathBuf },
 }
 
 pub struct Registry {
@@ -43,7 +45,7 @@ impl Registry {
             .unwrap();
         let port = free_port();
         let mut auth_cfg = String::new();
-        if let Auth::Htpasswd { user, password } = auth {
+        if let Auth::Htpasswd { user, password } = &auth {
             let out = Command::new("htpasswd")
                 .args(["-Bbn", user, password])
                 .output()
@@ -53,6 +55,14 @@ impl Registry {
             auth_cfg = format!(
                 "auth:\n  htpasswd:\n    realm: strata-test\n    path: {}\n",
                 dir.path().join("htpasswd").display()
+            );
+        }
+        if let Auth::Token { realm, cert } = &auth {
+            auth_cfg = format!(
+                "auth:\n  token:\n    realm: {realm}\n    service: {}\n    issuer: {}\n    rootcertbundle: {}\n",
+                super::token::SERVICE,
+                super::token::ISSUER,
+                cert.display()
             );
         }
         let mut tls_cfg = String::new();
