@@ -238,3 +238,113 @@ fn a_416_on_a_chunk_resumes_from_the_upload_status() {
     );
     pulled.ok(&["validate", "x:1"]);
 }
+
+#[test]
+fn a_content_type_that_disagrees_with_the_media_type_is_refused() {
+    let fake = Fake::start(Faults {
+        manifest_content_type: Some("application/vnd.oci.image.index.v1+json".into()),
+        ..Default::default()
+    });
+    let (_env, _, _) = setup(&fake);
+    let err = Env::new().fails(&["inspect", &r(&fake, "src/img:1")]);
+    assert!(
+        err.contains("Content-Type") && err.contains("disagrees"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_library_reports_progress_for_each_blob() {
+    use std::sync::{Arc, Mutex};
+    use strata::registry::push::{BlobOutcome, Progress, push};
+    let fake = Fake::start(Faults::default());
+    let env = Env::new();
+    env.busybox_image("img:1", "hi");
+    let store = strata::store::Store::open(env.store()).unwrap();
+    let ctx = strata::transport::Context::new(store);
+    let image =
+        strata::transport::open(&strata::transport::ImageRef::parse("img:1").unwrap(), &ctx)
+            .unwrap();
+    let events: Arc<Mutex<Vec<Progress>>> = Arc::default();
+    let sink = Arc::clone(&events);
+    let client = strata::registry::Client::new(Default::default()).unwrap();
+    let target = strata::registry::RegistryRef::parse(&format!("{}/p/img:1", fake.host())).unwrap();
+    let report = push(
+        &client,
+        image.as_ref(),
+        &target,
+        &["extra".into()],
+        &[],
+        Some(Arc::new(move |p: &Progress| {
+            sink.lock().unwrap().push(p.clone())
+        })),
+    )
+    .unwrap();
+    assert_eq!(report.pushed, 2);
+    assert_eq!(report.tags, ["1", "extra"]);
+    let events = events.lock().unwrap();
+    let starts = events
+        .iter()
+        .filter(|e| matches!(e, Progress::Start { .. }))
+        .count();
+    let done = events
+        .iter()
+        .filter(|e| {
+            matches!(
+                e,
+                Progress::Done {
+                    outcome: BlobOutcome::Pushed,
+                    ..
+                }
+            )
+        })
+        .count();
+    let last_bytes = events
+        .iter()
+        .filter_map(|e| match e {
+            Progress::Bytes { sent, .. } => Some(*sent),
+            _ => None,
+        })
+        .max()
+        .unwrap();
+    assert_eq!((starts, done), (2, 2));
+    assert!(last_bytes > 900_000, "byte progress reported: {last_bytes}");
+    assert!(
+        fake.state
+            .lock()
+            .unwrap()
+            .manifests
+            .contains_key("p/img:extra")
+    );
+}
+
+#[test]
+fn chunks_are_never_smaller_than_the_registry_minimum() {
+    let fake = Fake::start(Faults {
+        chunk_min: Some(400_000),
+        ..Default::default()
+    });
+    let env = Env::new();
+    let digest = env.busybox_image("img:1", "hi");
+    env.ok(&[
+        "copy",
+        "--chunk-size",
+        "100000",
+        "img:1",
+        &r(&fake, "m/img:1"),
+    ]);
+    let patches: Vec<usize> = fake
+        .seen()
+        .iter()
+        .filter(|s| s.method == "PATCH")
+        .map(|s| s.body_len)
+        .collect();
+    assert!(patches.len() >= 2, "{patches:?}");
+    let (last, rest) = patches.split_last().unwrap();
+    assert!(rest.iter().all(|&n| n == 400_000), "{patches:?}");
+    assert!(*last <= 400_000);
+    assert_eq!(
+        Env::new().ok(&["copy", &r(&fake, "m/img:1"), "x:1"]).trim(),
+        digest
+    );
+}

@@ -496,3 +496,102 @@ fn token_auth_with_scopes_accumulated_for_mounts_and_refresh_tokens() {
             .any(|g| g == "refresh_token")
     );
 }
+
+#[test]
+fn the_platform_is_picked_from_a_multi_platform_index() {
+    if !have("skopeo") {
+        note(
+            "multi-platform index via skopeo --all",
+            "SKIPPED (skopeo not installed)",
+        );
+        return;
+    }
+    let reg = Registry::start(Auth::None, false);
+    let env = Env::new();
+    // Two single-platform images, then an index over both in one layout.
+    let mut descs = Vec::new();
+    for (arch, line) in [("amd64", "on amd64"), ("arm64", "on arm64")] {
+        let ep = serde_json::to_string(&["/bin/busybox", "echo", line]).unwrap();
+        let d = env.ok(&[
+            "new",
+            "--platform",
+            &format!("linux/{arch}"),
+            "--add",
+            "/bin/busybox:/bin/busybox",
+            "--entrypoint",
+            &ep,
+            "--tag",
+            &format!("multi:{arch}"),
+        ]);
+        let layout = env.path("layout");
+        env.ok(&[
+            "copy",
+            &format!("multi:{arch}"),
+            &format!("oci:{}:{arch}", layout.display()),
+        ]);
+        let size = std::fs::metadata(
+            layout
+                .join("blobs/sha256")
+                .join(d.trim().trim_start_matches("sha256:")),
+        )
+        .unwrap()
+        .len();
+        descs.push(serde_json::json!({
+            "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": d.trim(), "size": size,
+            "platform": {"os": "linux", "architecture": arch}
+        }));
+    }
+    let layout = env.path("layout");
+    let index = serde_json::json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": descs});
+    let bytes = serde_json::to_vec(&index).unwrap();
+    let digest = strata::Digest::of(&bytes);
+    std::fs::write(layout.join("blobs/sha256").join(digest.hex()), &bytes).unwrap();
+    let mut top: Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    top["manifests"].as_array_mut().unwrap().push(serde_json::json!({
+        "mediaType": "application/vnd.oci.image.index.v1+json", "digest": digest.to_string(), "size": bytes.len(),
+        "annotations": {"org.opencontainers.image.ref.name": "multi"}
+    }));
+    std::fs::write(layout.join("index.json"), serde_json::to_vec(&top).unwrap()).unwrap();
+    run(Command::new("skopeo").args([
+        "copy",
+        "--all",
+        "--dest-tls-verify=false",
+        &format!("oci:{}:multi", layout.display()),
+        &reg.r("multi/img:1"),
+    ]));
+
+    let arch_of = |platform: Option<&str>| -> String {
+        let mut args = vec!["inspect", "--json"];
+        if let Some(p) = platform {
+            args.extend(["--platform", p]);
+        }
+        let r = reg.r("multi/img:1");
+        args.push(&r);
+        let v: Value = serde_json::from_str(&env.ok(&args)).unwrap();
+        v["config"]["architecture"].as_str().unwrap().to_string()
+    };
+    assert_eq!(arch_of(Some("linux/arm64")), "arm64");
+    assert_eq!(arch_of(Some("linux/amd64")), "amd64");
+    assert_eq!(arch_of(None), strata::spec::Platform::host().architecture);
+    let err = env.fails(&[
+        "inspect",
+        "--platform",
+        "linux/s390x",
+        &reg.r("multi/img:1"),
+    ]);
+    assert!(
+        err.contains("linux/s390x") && err.contains("linux/amd64") && err.contains("linux/arm64"),
+        "{err}"
+    );
+    // The same selection works from a local layout.
+    let v: Value = serde_json::from_str(&env.ok(&[
+        "inspect",
+        "--json",
+        "--platform",
+        "linux/arm64",
+        &format!("oci:{}:multi", layout.display()),
+    ]))
+    .unwrap();
+    assert_eq!(v["config"]["architecture"], "arm64");
+}

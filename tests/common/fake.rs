@@ -32,6 +32,10 @@ pub struct Faults {
     pub patch_416_once: bool,
     /// Require this Authorization header on /v2/ requests (Basic).
     pub require_auth: Option<String>,
+    /// Serve manifests with this Content-Type instead of their own.
+    pub manifest_content_type: Option<String>,
+    /// Announce this OCI-Chunk-Min-Length when an upload starts.
+    pub chunk_min: Option<u64>,
 }
 
 /// One recorded request.
@@ -42,6 +46,7 @@ pub struct Seen {
     pub query: String,
     pub authorization: Option<String>,
     pub range: Option<String>,
+    pub body_len: usize,
 }
 
 #[derive(Default)]
@@ -207,7 +212,10 @@ async fn handle(State(state): State<Arc<Mutex<Inner>>>, req: Request) -> Respons
             }
             match st.manifests.get(&format!("{repo}:{arg}")) {
                 Some((mt, bytes)) => Response::builder()
-                    .header(header::CONTENT_TYPE, mt)
+                    .header(
+                        header::CONTENT_TYPE,
+                        st.faults.manifest_content_type.as_deref().unwrap_or(mt),
+                    )
                     .header("docker-content-digest", sha256(bytes))
                     .header(header::CONTENT_LENGTH, bytes.len())
                     .body(if method == Method::HEAD {
@@ -302,8 +310,10 @@ async fn handle(State(state): State<Arc<Mutex<Inner>>>, req: Request) -> Respons
             st.next_upload += 1;
             let id = format!("u{}", st.next_upload);
             st.uploads.insert(id.clone(), Vec::new());
+            let min = st.faults.chunk_min.unwrap_or(0).to_string();
             Response::builder()
                 .status(202)
+                .header("oci-chunk-min-length", min)
                 .header(
                     header::LOCATION,
                     format!("/v2/{repo}/blobs/uploads/{id}?state=fake"),
