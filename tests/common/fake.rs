@@ -160,6 +160,7 @@ async fn handle(State(state): State<Arc<Mutex<Inner>>>, req: Request) -> Respons
         range: headers
             .get(header::RANGE)
             .map(|v| v.to_str().unwrap().to_string()),
+        body_len: body.len(),
     });
     // Blob content served after a cross-host redirect.
     if let Some(d) = path.strip_prefix("/redirected/") {
