@@ -348,3 +348,43 @@ fn chunks_are_never_smaller_than_the_registry_minimum() {
         digest
     );
 }
+
+#[test]
+fn a_redirect_from_https_to_plain_http_is_refused() {
+    let env = Env::new();
+    let certs = env.path("certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    let (ca, cert, key) = common::registry::make_certs(&certs);
+    let plain = Fake::start(Faults::default());
+    let fake = Fake::start_tls(Faults::default(), &cert, &key);
+    let (_e, _, _) = setup(&fake);
+    let blobs = fake.state.lock().unwrap().blobs.clone();
+    plain.state.lock().unwrap().blobs.extend(blobs);
+    // With the CA the TLS fake is trusted; then blob GETs redirect to http.
+    let pulled = Env::new();
+    let ok = pulled.ok(&[
+        "inspect",
+        "--ca-file",
+        ca.to_str().unwrap(),
+        &r(&fake, "src/img:1"),
+    ]);
+    assert!(ok.contains("Digest:"), "{ok}");
+    fake.state.lock().unwrap().faults.redirect_blobs_to =
+        Some(format!("http://127.0.0.1:{}", plain.addr.port()));
+    let err = pulled.fails(&[
+        "copy",
+        "--ca-file",
+        ca.to_str().unwrap(),
+        &r(&fake, "src/img:1"),
+        "x:1",
+    ]);
+    assert!(
+        err.contains("refused redirect from https to plain http"),
+        "{err}"
+    );
+    assert!(
+        plain.seen().is_empty(),
+        "nothing may reach the plain-HTTP host: {:?}",
+        plain.seen()
+    );
+}

@@ -595,3 +595,53 @@ fn the_platform_is_picked_from_a_multi_platform_index() {
     .unwrap();
     assert_eq!(v["config"]["architecture"], "arm64");
 }
+
+#[test]
+fn credential_helpers_from_docker_config_are_used() {
+    let reg = Registry::start(
+        Auth::Htpasswd {
+            user: "erin",
+            password: "helper-pw",
+        },
+        false,
+    );
+    let env = Env::new();
+    env.busybox_image("demo:1", "hi");
+    // A docker credential helper: `docker-credential-NAME get` reads the
+    // server on stdin and prints {"Username","Secret"}.
+    let bin = env.path("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let log = env.path("helper.log");
+    let helper = format!(
+        "#!/bin/sh\nread server\necho \"$1 $server\" >> {}\nprintf '{{\"ServerURL\":\"%s\",\"Username\":\"erin\",\"Secret\":\"helper-pw\"}}' \"$server\"\n",
+        log.display()
+    );
+    for name in [
+        "docker-credential-strata-test",
+        "docker-credential-strata-store",
+    ] {
+        let p = bin.join(name);
+        std::fs::write(&p, &helper).unwrap();
+        std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    }
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    std::fs::create_dir_all(env.path("docker-config")).unwrap();
+    for config in [
+        format!(r#"{{"credHelpers":{{"{}":"strata-test"}}}}"#, reg.host()),
+        r#"{"credsStore":"strata-store"}"#.to_string(),
+    ] {
+        std::fs::write(env.path("docker-config/config.json"), &config).unwrap();
+        let out = env
+            .cmd(&["copy", "demo:1", &reg.r("helper/demo:1")])
+            .env("PATH", &path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{config}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let calls = std::fs::read_to_string(&log).unwrap();
+    assert!(calls.contains(&format!("get {}", reg.host())), "{calls}");
+}

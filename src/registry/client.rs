@@ -322,7 +322,7 @@ impl Client {
     }
 
     fn allow_http(&self, host: &str) -> bool {
-        is_loopback(host) || self.opts.insecure.iter().any(|h| h == host)
+        allow_http(&self.opts.insecure, host)
     }
 
     fn credential(&self, host: &str, auth_key: &str) -> Result<Option<Credential>> {
@@ -679,6 +679,11 @@ impl Client {
     }
 }
 
+/// Plain HTTP is allowed for loopback hosts and hosts listed as insecure.
+fn allow_http(insecure: &[String], host: &str) -> bool {
+    is_loopback(host) || insecure.iter().any(|h| h == host)
+}
+
 fn load_ca(opts: &ClientOptions) -> Result<Option<reqwest::Certificate>> {
     let Some(ca) = &opts.ca_file else {
         return Ok(None);
@@ -796,5 +801,33 @@ fn envelope_detail(body: &str) -> String {
             .collect::<String>()
             .trim()
             .to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_http_only_for_loopback_and_listed_hosts() {
+        let insecure = vec!["registry.lan:5000".to_string()];
+        assert!(allow_http(&insecure, "127.0.0.1:5000"));
+        assert!(allow_http(&insecure, "localhost"));
+        assert!(allow_http(&insecure, "registry.lan:5000"));
+        assert!(
+            !allow_http(&insecure, "registry.lan"),
+            "the port is part of the host"
+        );
+        assert!(!allow_http(&insecure, "registry.example.com"));
+    }
+
+    #[test]
+    fn error_envelopes_are_decoded() {
+        let body = r#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown","detail":{"Tag":"x"}}]}"#;
+        assert_eq!(
+            envelope_detail(body),
+            r#"MANIFEST_UNKNOWN: manifest unknown ({"Tag":"x"})"#
+        );
+        assert_eq!(envelope_detail("plain text"), "plain text");
     }
 }

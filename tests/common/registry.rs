@@ -140,7 +140,7 @@ impl Drop for Registry {
 }
 
 /// A throwaway CA and a server certificate for 127.0.0.1 signed by it.
-fn make_certs(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+pub fn make_certs(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     let p = |n: &str| dir.join(n);
     let run = |args: &[&str]| {
         let out = Command::new("openssl")
