@@ -163,7 +163,7 @@ pub fn progress_bars() -> Option<ProgressFn> {
     let multi = indicatif::MultiProgress::new();
     let bars: Mutex<HashMap<String, indicatif::ProgressBar>> = Mutex::new(HashMap::new());
     let style = indicatif::ProgressStyle::with_template(
-        "{prefix:.bold} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
+        "{prefix:.bold} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {msg}",
     )
     .expect("valid template")
     .progress_chars("=> ");
@@ -183,7 +183,7 @@ pub fn progress_bars() -> Option<ProgressFn> {
             }
             Progress::Done { digest, outcome } => {
                 let msg = match outcome {
-                    BlobOutcome::Pushed => "pushed",
+                    BlobOutcome::Pushed => "done",
                     BlobOutcome::Skipped => "exists",
                     BlobOutcome::Mounted => "mounted",
                 };

@@ -25,7 +25,7 @@ use crate::spec::{Descriptor, Manifest};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BlobOutcome {
-    /// Uploaded.
+    /// Transferred (uploaded, or downloaded into a store).
     Pushed,
     /// The registry already had it.
     Skipped,

@@ -290,7 +290,9 @@ pub fn open(r: &ImageRef, ctx: &Context) -> Result<Arc<dyn Image>> {
 pub fn write(image: &dyn Image, r: &ImageRef, ctx: &Context) -> Result<Written> {
     let store = &ctx.store;
     let digest = match r {
-        ImageRef::Store(name) => oci::write_image(image, store, Some(name)),
+        ImageRef::Store(name) => {
+            oci::write_image_with(image, store, Some(name), ctx.progress.as_ref())
+        }
         ImageRef::StoreDigest(d) => {
             let written = oci::write_image(image, store, None)?;
             if written != *d {

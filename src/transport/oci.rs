@@ -6,8 +6,31 @@ use std::sync::Arc;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::image::{BlobSource, Image, ManifestImage};
+use crate::registry::push::{BlobOutcome, Progress, ProgressFn};
 use crate::spec::{Descriptor, Manifest, Platform};
 use crate::store::Store;
+
+/// Reports bytes read through it.
+struct ProgressReader<'a, R> {
+    inner: R,
+    sent: u64,
+    digest: &'a Digest,
+    progress: Option<&'a ProgressFn>,
+}
+
+impl<R: std::io::Read> std::io::Read for ProgressReader<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.sent += n as u64;
+        if let Some(p) = self.progress {
+            p(&Progress::Bytes {
+                digest: self.digest.clone(),
+                sent: self.sent,
+            });
+        }
+        Ok(n)
+    }
+}
 
 /// Opens the image tagged `tag` in the layout (or its only image when no tag
 /// is given).
@@ -52,6 +75,17 @@ pub fn select(store: &Store, tag: Option<&str>) -> Result<Descriptor> {
 /// manifest. Blobs first, then config, then manifest, then the tag: a
 /// failure never leaves a tag pointing at missing content.
 pub fn write_image(image: &dyn Image, store: &Store, tag: Option<&str>) -> Result<Digest> {
+    write_image_with(image, store, tag, None)
+}
+
+/// [`write_image`] reporting per-blob progress of the layers it copies.
+pub fn write_image_with(
+    image: &dyn Image,
+    store: &Store,
+    tag: Option<&str>,
+    progress: Option<&ProgressFn>,
+) -> Result<Digest> {
+    copy_layers_with(image, store, progress)?;
     let desc = write_blobs(image, store)?;
     if let Some(tag) = tag {
         store.set_tag(tag, &desc)?;
@@ -62,6 +96,15 @@ pub fn write_image(image: &dyn Image, store: &Store, tag: Option<&str>) -> Resul
 /// Copies the layers of `image` that `store` lacks into it, each verified
 /// against its digest and size on the way, up to 4 at a time.
 pub fn copy_layers(image: &dyn Image, store: &Store) -> Result<()> {
+    copy_layers_with(image, store, None)
+}
+
+/// [`copy_layers`] reporting per-blob progress.
+pub fn copy_layers_with(
+    image: &dyn Image,
+    store: &Store,
+    progress: Option<&ProgressFn>,
+) -> Result<()> {
     let mut seen = std::collections::BTreeSet::new();
     let todo: Vec<_> = image
         .layers()?
@@ -78,9 +121,27 @@ pub fn copy_layers(image: &dyn Image, store: &Store) -> Result<()> {
                 {
                     let d = layer.descriptor();
                     let what = format!("layer {} from {}", d.digest, image.location());
-                    let r = layer
-                        .open()
-                        .and_then(|r| store.put_verified(r, &d.digest, Some(d.size), &what));
+                    if let Some(p) = progress {
+                        p(&Progress::Start {
+                            digest: d.digest.clone(),
+                            size: d.size,
+                        });
+                    }
+                    let r = layer.open().and_then(|r| {
+                        let r = ProgressReader {
+                            inner: r,
+                            sent: 0,
+                            digest: &d.digest,
+                            progress,
+                        };
+                        store.put_verified(r, &d.digest, Some(d.size), &what)
+                    });
+                    if let (Some(p), true) = (progress, r.is_ok()) {
+                        p(&Progress::Done {
+                            digest: d.digest.clone(),
+                            outcome: BlobOutcome::Pushed,
+                        });
+                    }
                     if let Err(e) = r {
                         first_error.lock().expect("lock").get_or_insert(e);
                         break;
