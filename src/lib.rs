@@ -28,6 +28,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod compose;
 pub mod digest;
 pub mod error;
 pub mod image;

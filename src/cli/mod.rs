@@ -1,6 +1,7 @@
 //! Command-line interface.
 
 mod build;
+mod project;
 mod registry;
 mod show;
 mod storecmd;
@@ -71,6 +72,10 @@ enum Command {
     Tags(registry::TagsArgs),
     /// Delete a manifest (by tag or digest) from a registry.
     Delete(registry::DeleteArgs),
+    /// Show the layer graph of a project (text tree or --dot).
+    Graph(project::GraphArgs),
+    /// Check a project's images without building (graph, conflicts, binaries, platform).
+    Check(project::CheckArgs),
     /// Manage the content store.
     #[command(subcommand)]
     Store(storecmd::StoreCommand),
@@ -105,6 +110,8 @@ pub fn run() -> Result<()> {
         Command::Logout(a) => registry::logout(&ctx, a),
         Command::Tags(a) => registry::tags(&ctx, a),
         Command::Delete(a) => registry::delete(&ctx, a),
+        Command::Graph(a) => project::graph(&ctx, a),
+        Command::Check(a) => project::check(&ctx, a),
         Command::Store(c) => storecmd::run(&ctx, c),
     }
 }

@@ -9,7 +9,7 @@ mod walk;
 pub use builder::{LAYER_FORMAT_VERSION, LayerBuilder, StoreLayer, source_date_epoch};
 pub use compress::{Compression, Encoder, GZIP_BLOCK, encoder};
 pub use tar::TarEncoder;
-pub use walk::{Entry, EntryKind, Mapping, collect, normalize_dest};
+pub use walk::{Entry, EntryKind, Mapping, collect, glob_match, normalize_dest};
 
 use std::io::{BufRead, BufReader, Read};
 

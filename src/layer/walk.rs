@@ -28,6 +28,10 @@ pub struct Mapping {
     pub gid: u32,
     /// Permission bits to force on regular files (directories keep theirs).
     pub mode: Option<u32>,
+    /// Glob patterns, relative to `source`, of entries to leave out (`*`
+    /// and `?` stay within one path component, `**` crosses them). A
+    /// directory that matches is left out with everything below it.
+    pub exclude: Vec<String>,
 }
 
 impl Mapping {
@@ -39,7 +43,14 @@ impl Mapping {
             uid: 0,
             gid: 0,
             mode: None,
+            exclude: Vec::new(),
         })
+    }
+
+    /// Leaves out entries matching these globs.
+    pub fn exclude(mut self, patterns: Vec<String>) -> Self {
+        self.exclude = patterns;
+        self
     }
 
     /// Sets the owner of every entry of this mapping.
@@ -235,14 +246,23 @@ fn walk_dir(
             dir,
         )?;
     }
-    let mut stack: Vec<(PathBuf, Vec<u8>)> = vec![(dir.to_path_buf(), dest.to_vec())];
-    while let Some((d, dprefix)) = stack.pop() {
+    let mut stack: Vec<(PathBuf, Vec<u8>, Vec<u8>)> =
+        vec![(dir.to_path_buf(), dest.to_vec(), Vec::new())];
+    while let Some((d, dprefix, rel_prefix)) = stack.pop() {
         let mut names: Vec<std::ffi::OsString> = Vec::new();
         for ent in fs::read_dir(&d).at(&d)? {
             names.push(ent.at(&d)?.file_name());
         }
         names.sort();
         for name in names {
+            let mut rel = rel_prefix.clone();
+            if !rel.is_empty() {
+                rel.push(b'/');
+            }
+            rel.extend_from_slice(OsStr::as_bytes(&name));
+            if m.exclude.iter().any(|p| glob_match(p.as_bytes(), &rel)) {
+                continue;
+            }
             let src = d.join(&name);
             let meta = fs::symlink_metadata(&src).at(&src)?;
             let mut path = dprefix.clone();
@@ -254,7 +274,7 @@ fn walk_dir(
             let child = meta.is_dir().then(|| e.path.clone());
             insert(entries, e, idx, &src)?;
             if let Some(child) = child {
-                stack.push((src, child));
+                stack.push((src, child, rel));
             }
         }
     }
@@ -358,4 +378,39 @@ fn read_xattrs(path: &Path) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
     }
     out.sort();
     Ok(out)
+}
+
+/// Matches a path against a glob: `*` and `?` within one component, `**`
+/// across components.
+pub fn glob_match(pat: &[u8], s: &[u8]) -> bool {
+    match pat.first() {
+        None => s.is_empty(),
+        Some(b'*') if pat.get(1) == Some(&b'*') => {
+            let rest = pat[2..].strip_prefix(b"/").unwrap_or(&pat[2..]);
+            (0..=s.len()).any(|i| {
+                (i == 0 || s[i - 1] == b'/' || rest.is_empty()) && glob_match(rest, &s[i..])
+            })
+        }
+        Some(b'*') => (0..=s.len())
+            .take_while(|&i| i == 0 || s[i - 1] != b'/')
+            .any(|i| glob_match(&pat[1..], &s[i..])),
+        Some(b'?') => s.first().is_some_and(|&c| c != b'/') && glob_match(&pat[1..], &s[1..]),
+        Some(&c) => s.first() == Some(&c) && glob_match(&pat[1..], &s[1..]),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::glob_match;
+
+    #[test]
+    fn globs() {
+        assert!(glob_match(b"*.o", b"a.o"));
+        assert!(!glob_match(b"*.o", b"dir/a.o"));
+        assert!(glob_match(b"**/*.o", b"dir/sub/a.o"));
+        assert!(glob_match(b"**/*.o", b"a.o"));
+        assert!(glob_match(b"target", b"target"));
+        assert!(glob_match(b"docs/**", b"docs/x/y"));
+        assert!(!glob_match(b"?.txt", b"ab.txt"));
+    }
 }

@@ -1,0 +1,281 @@
+//! Checks on composed images, without building: file conflicts between
+//! layers, file-vs-directory clashes, declared binaries, base platform.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+
+use super::graph::Graph;
+use super::project::{ConflictPolicy, LayerDef, Project};
+use crate::error::{Error, Result};
+use crate::layer::{EntryKind, Mapping, collect, decompress};
+use crate::tarsafe::safe_entry_name;
+use crate::transport::{self, Context, ImageRef};
+
+/// What a path is in a layer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Directory.
+    Dir,
+    /// Regular file or hardlink.
+    File,
+    /// Symlink.
+    Symlink,
+}
+
+/// A path in a layer.
+#[derive(Clone, Copy, Debug)]
+pub struct FileInfo {
+    /// Its kind.
+    pub kind: Kind,
+    /// Permission bits.
+    pub mode: u32,
+}
+
+/// The mappings of a layer's `[[source.copy]]` entries.
+pub fn copy_mappings(def: &LayerDef) -> Result<Vec<Mapping>> {
+    def.file
+        .source
+        .copy
+        .iter()
+        .map(|c| {
+            let mut m = Mapping::new(def.dir.join(&c.from), &c.to)?
+                .owner(c.uid.unwrap_or(0), c.gid.unwrap_or(0))
+                .exclude(c.exclude.clone());
+            if let Some(mode) = c.mode {
+                m = m.mode(mode);
+            }
+            Ok(m)
+        })
+        .collect()
+}
+
+fn list_tar(
+    r: impl Read + Send,
+    label: &std::path::Path,
+    out: &mut BTreeMap<String, FileInfo>,
+) -> Result<()> {
+    let mut ar = tar::Archive::new(decompress(r).map_err(|e| Error::io(label, e))?);
+    for e in ar.entries().map_err(|e| Error::from_pipeline(label, e))? {
+        let e = e.map_err(|e| Error::from_pipeline(label, e))?;
+        let h = e.header();
+        let kind = match h.entry_type() {
+            tar::EntryType::Directory => Kind::Dir,
+            tar::EntryType::Symlink => Kind::Symlink,
+            tar::EntryType::Regular | tar::EntryType::Link | tar::EntryType::Continuous => {
+                Kind::File
+            }
+            _ => continue,
+        };
+        let name = safe_entry_name(label, &e.path_bytes())?;
+        if name.is_empty() {
+            continue;
+        }
+        out.insert(
+            name,
+            FileInfo {
+                kind,
+                mode: h.mode().unwrap_or(0),
+            },
+        );
+    }
+    Ok(())
+}
+
+/// Lists the files a layer will contain, without building it.
+pub fn list_layer(def: &LayerDef, ctx: &Context) -> Result<BTreeMap<String, FileInfo>> {
+    let mut out = BTreeMap::new();
+    let src = &def.file.source;
+    if !src.copy.is_empty() {
+        for e in collect(&copy_mappings(def)?, false)? {
+            let kind = match e.kind {
+                EntryKind::Dir => Kind::Dir,
+                EntryKind::Symlink(_) => Kind::Symlink,
+                EntryKind::File { .. } | EntryKind::Hardlink(_) => Kind::File,
+            };
+            out.insert(
+                String::from_utf8_lossy(&e.path).into_owned(),
+                FileInfo { kind, mode: e.mode },
+            );
+        }
+    } else if let Some(t) = &src.tar {
+        let path = def.dir.join(&t.path);
+        list_tar(
+            std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?,
+            &path,
+            &mut out,
+        )?;
+    } else if let Some(img) = &src.image {
+        let r = ImageRef::parse(&img.reference).map_err(|e| {
+            Error::invalid(
+                "layer",
+                format!("{} key source.image.ref", def.rel),
+                e.to_string(),
+            )
+        })?;
+        let image = transport::open(&r, ctx)?;
+        for layer in select_image_layers(def, image.as_ref())? {
+            let label =
+                std::path::PathBuf::from(format!("layer {} of {r}", layer.descriptor().digest));
+            list_tar(layer.open()?, &label, &mut out)?;
+        }
+    }
+    Ok(out)
+}
+
+/// The layers `[source.image]` selects, refusing indexes out of range and
+/// unknown digests.
+pub fn select_image_layers(
+    def: &LayerDef,
+    image: &dyn crate::image::Image,
+) -> Result<Vec<std::sync::Arc<dyn crate::layer::Layer>>> {
+    let img = def.file.source.image.as_ref().expect("an image source");
+    let layers = image.layers()?;
+    let mut out = Vec::new();
+    for &i in &img.indexes {
+        out.push(layers.get(i).cloned().ok_or_else(|| {
+            Error::invalid(
+                "layer",
+                format!("{} key source.image.indexes", def.rel),
+                format!(
+                    "index {i} is out of range: {} has {} layers (0 to {})",
+                    img.reference,
+                    layers.len(),
+                    layers.len().saturating_sub(1)
+                ),
+            )
+        })?);
+    }
+    for d in &img.digests {
+        let found = layers
+            .iter()
+            .find(|l| l.descriptor().digest.to_string() == *d || l.diff_id().to_string() == *d);
+        out.push(found.cloned().ok_or_else(|| {
+            Error::invalid(
+                "layer",
+                format!("{} key source.image.digests", def.rel),
+                format!("{} has no layer {d}", img.reference),
+            )
+        })?);
+    }
+    if out.is_empty() {
+        return Err(Error::invalid(
+            "layer",
+            format!("{} key source.image", def.rel),
+            "name the layers to take with indexes = [...] or digests = [...]",
+        ));
+    }
+    Ok(out)
+}
+
+/// One finding of a check.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Finding {
+    /// "error" or "warning".
+    pub level: &'static str,
+    /// The image it concerns.
+    pub image: String,
+    /// What is wrong, naming layers and paths.
+    pub message: String,
+}
+
+/// Checks image `name` of the project.
+pub fn check_image(
+    project: &Project,
+    graph: &Graph<'_>,
+    name: &str,
+    ctx: &Context,
+) -> Result<Vec<Finding>> {
+    let spec = &project.file.images[name];
+    let policy = spec.conflict_policy();
+    let mut findings = Vec::new();
+    let mut push = |level: &'static str, message: String| {
+        findings.push(Finding {
+            level,
+            image: name.to_string(),
+            message,
+        })
+    };
+    let layers = graph.image_layers(name)?;
+    let mut owner: BTreeMap<String, (&str, FileInfo)> = BTreeMap::new();
+    for &l in &layers {
+        let def = &project.layers[l];
+        let files = list_layer(def, ctx)?;
+        for b in &def.file.provides.binaries {
+            let found = def.file.provides.paths.iter().any(|p| {
+                let path = format!("{}/{b}", p.trim_matches('/'));
+                files.get(path.trim_start_matches('/')).is_some_and(|f| {
+                    f.kind == Kind::Symlink || (f.kind == Kind::File && f.mode & 0o111 != 0)
+                })
+            });
+            if !found {
+                push(
+                    "error",
+                    format!(
+                        "{} key provides.binaries: {b:?} is not an executable file under {} in layer {l}",
+                        def.rel,
+                        if def.file.provides.paths.is_empty() {
+                            "any of provides.paths (none given)".to_string()
+                        } else {
+                            def.file.provides.paths.join(", ")
+                        }
+                    ),
+                );
+            }
+        }
+        for (path, info) in files {
+            if let Some((prev, prev_info)) = owner.get(&path) {
+                let both_dirs = info.kind == Kind::Dir && prev_info.kind == Kind::Dir;
+                if !both_dirs {
+                    let clash = (info.kind == Kind::Dir) != (prev_info.kind == Kind::Dir);
+                    let overridden = spec
+                        .overrides
+                        .iter()
+                        .any(|o| *o == format!("{l}:/{path}") || *o == format!("{prev}:/{path}"));
+                    if clash {
+                        push(
+                            "error",
+                            format!(
+                                "/{path} is a directory in one of {prev} and {l} and not in the other (file-vs-directory clash)"
+                            ),
+                        );
+                    } else if !overridden && policy != ConflictPolicy::Allow {
+                        let level = if policy == ConflictPolicy::Error {
+                            "error"
+                        } else {
+                            "warning"
+                        };
+                        push(
+                            level,
+                            format!(
+                                "/{path} is in layers {prev} and {l}; {l} wins (it is above). Allow it with overrides = [\"{l}:/{path}\"] in strata.toml [images.{name}]"
+                            ),
+                        );
+                    }
+                }
+            }
+            owner.insert(path, (l, info));
+        }
+    }
+    if spec.base != "scratch" {
+        let r = ImageRef::parse(&spec.base).map_err(|e| {
+            Error::invalid(
+                "image",
+                format!("strata.toml key images.{name}.base"),
+                e.to_string(),
+            )
+        })?;
+        let base = transport::open(&r, ctx)?;
+        let have = base.config()?.platform();
+        let want = match &spec.platform {
+            Some(p) => crate::spec::Platform::parse(p)?,
+            None => crate::spec::Platform::host(),
+        };
+        if !want.matches(&have) {
+            push(
+                "error",
+                format!("base {} is {have}, but the image is for {want}", spec.base),
+            );
+        }
+    }
+    Ok(findings)
+}

@@ -1,0 +1,9 @@
+//! Layer composition: `strata.toml` projects of `layer.toml` layers, their
+//! dependency graph, and the checks on composed images.
+
+pub mod check;
+pub mod graph;
+pub mod project;
+
+pub use graph::Graph;
+pub use project::Project;

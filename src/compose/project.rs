@@ -1,0 +1,407 @@
+//! The project format: `strata.toml` at the root and one
+//! `layers/NAME/layer.toml` per layer. Parsing is strict: an unknown key is
+//! an error naming the file, line and key.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+
+/// `strata.toml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectFile {
+    /// `[project]`.
+    pub project: ProjectSection,
+    /// `[defaults]`.
+    #[serde(default)]
+    pub defaults: Defaults,
+    /// `[images.NAME]`.
+    #[serde(default)]
+    pub images: BTreeMap<String, ImageSpec>,
+    /// `[profiles]`: named groups of images.
+    #[serde(default)]
+    pub profiles: BTreeMap<String, Vec<String>>,
+}
+
+/// `[project]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectSection {
+    /// Project name.
+    pub name: String,
+}
+
+/// `[defaults]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Defaults {
+    /// Layer compression (`gzip[:LEVEL]`, `zstd[:LEVEL]`, `none`).
+    pub compression: Option<String>,
+    /// Seconds since 1970 for every mtime and `created` (overridden by the
+    /// SOURCE_DATE_EPOCH environment variable when set).
+    pub source_date_epoch: Option<u64>,
+    /// Registry prefix for pushes (`HOST[:PORT]/NAMESPACE`).
+    pub registry: Option<String>,
+    /// Tag patterns (`{version}`, `{git_sha}`, `{timestamp}`).
+    #[serde(default)]
+    pub tags: Vec<String>,
+}
+
+/// What a composed image is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ImageKind {
+    /// Adds every layer's `[runtime] layers`, transitively.
+    #[default]
+    Runtime,
+    /// Adds every layer's `[requires] layers`, transitively.
+    Builder,
+}
+
+/// How file conflicts between layers are treated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConflictPolicy {
+    /// A conflict fails the check.
+    Error,
+    /// A conflict is reported.
+    Warn,
+    /// Conflicts are allowed silently.
+    Allow,
+}
+
+/// `[images.NAME]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageSpec {
+    /// `scratch` or a reference in any transport.
+    #[serde(default = "scratch")]
+    pub base: String,
+    /// The top layers wanted (`name` or `name@version`).
+    pub layers: Vec<String>,
+    /// runtime or builder.
+    #[serde(default)]
+    pub kind: ImageKind,
+    /// Platform (`os/arch[/variant]`), default the host's.
+    pub platform: Option<String>,
+    /// Entrypoint.
+    pub entrypoint: Option<Vec<String>>,
+    /// Cmd.
+    pub cmd: Option<Vec<String>>,
+    /// Environment (merged after the layers' env).
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Working directory.
+    pub workdir: Option<String>,
+    /// User.
+    pub user: Option<String>,
+    /// Exposed ports.
+    #[serde(default)]
+    pub ports: Vec<String>,
+    /// Volumes.
+    #[serde(default)]
+    pub volumes: Vec<String>,
+    /// Labels (merged after the layers' labels).
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Tags to write (patterns allowed).
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Manifest annotations.
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+    /// Conflict policy (default: error for runtime images, warn for builders).
+    pub conflicts: Option<ConflictPolicy>,
+    /// Allowed conflicts, as `layer:/path` (the named layer wins).
+    #[serde(default)]
+    pub overrides: Vec<String>,
+}
+
+fn scratch() -> String {
+    "scratch".into()
+}
+
+impl ImageSpec {
+    /// The effective conflict policy.
+    pub fn conflict_policy(&self) -> ConflictPolicy {
+        self.conflicts.unwrap_or(match self.kind {
+            ImageKind::Runtime => ConflictPolicy::Error,
+            ImageKind::Builder => ConflictPolicy::Warn,
+        })
+    }
+}
+
+/// `layer.toml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LayerFile {
+    /// `[layer]`.
+    pub layer: LayerSection,
+    /// `[provides]`.
+    #[serde(default)]
+    pub provides: Provides,
+    /// `[requires]`: layers needed beneath it to build it.
+    #[serde(default)]
+    pub requires: Deps,
+    /// `[runtime]`: layers needed beneath it to run it.
+    #[serde(default)]
+    pub runtime: Deps,
+    /// `[aliases]`: shell alias → command in the image.
+    #[serde(default)]
+    pub aliases: BTreeMap<String, String>,
+    /// `[env]`: entries merged into the image config in layer order.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// `[labels]`.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// `[source]`.
+    #[serde(default)]
+    pub source: Source,
+}
+
+/// `[layer]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LayerSection {
+    /// Name; must equal the directory name.
+    pub name: String,
+    /// Version (bump it to record a deliberate change).
+    #[serde(default)]
+    pub version: Option<String>,
+    /// Description.
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// `[provides]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Provides {
+    /// Executables that must exist under one of `paths`.
+    #[serde(default)]
+    pub binaries: Vec<String>,
+    /// Libraries provided.
+    #[serde(default)]
+    pub libraries: Vec<String>,
+    /// Directories the binaries live in.
+    #[serde(default)]
+    pub paths: Vec<String>,
+}
+
+/// `[requires]` / `[runtime]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Deps {
+    /// Layer names (`name` or `name@version`).
+    #[serde(default)]
+    pub layers: Vec<String>,
+}
+
+/// `[source]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Source {
+    /// `[[source.copy]]`.
+    #[serde(default)]
+    pub copy: Vec<CopySource>,
+    /// `[source.tar]`.
+    pub tar: Option<TarSource>,
+    /// `[source.image]`.
+    pub image: Option<ImageSource>,
+}
+
+/// `[[source.copy]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CopySource {
+    /// Path relative to the layer directory; must stay inside the project.
+    pub from: String,
+    /// Absolute destination in the image.
+    pub to: String,
+    /// Permission bits for regular files (octal string or number).
+    pub mode: Option<u32>,
+    /// Owner.
+    pub uid: Option<u32>,
+    /// Group.
+    pub gid: Option<u32>,
+    /// Glob patterns (relative to `from`) to leave out.
+    #[serde(default)]
+    pub exclude: Vec<String>,
+}
+
+/// `[source.tar]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TarSource {
+    /// Tarball path relative to the layer directory.
+    pub path: String,
+}
+
+/// `[source.image]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageSource {
+    /// The image, in any transport.
+    #[serde(rename = "ref")]
+    pub reference: String,
+    /// Layers by index (0 is the base).
+    #[serde(default)]
+    pub indexes: Vec<usize>,
+    /// Layers by digest.
+    #[serde(default)]
+    pub digests: Vec<String>,
+}
+
+/// A loaded layer: its file and where it lives.
+#[derive(Debug, Clone)]
+pub struct LayerDef {
+    /// The parsed layer.toml.
+    pub file: LayerFile,
+    /// The layer directory.
+    pub dir: PathBuf,
+    /// Project-relative path of its layer.toml.
+    pub rel: String,
+}
+
+/// A loaded project.
+#[derive(Debug, Clone)]
+pub struct Project {
+    /// The project root.
+    pub root: PathBuf,
+    /// strata.toml.
+    pub file: ProjectFile,
+    /// Layers by name.
+    pub layers: BTreeMap<String, LayerDef>,
+}
+
+/// Parses TOML strictly, turning the error into one that names the file,
+/// line and key.
+fn parse_toml<T: for<'de> Deserialize<'de>>(path: &Path, rel: &str) -> Result<T> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    toml::from_str(&text).map_err(|e| {
+        let line = e
+            .span()
+            .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1)
+            .map(|l| format!(" line {l}"))
+            .unwrap_or_default();
+        Error::invalid(
+            "project file",
+            format!("{rel}{line}"),
+            e.message().to_string(),
+        )
+    })
+}
+
+impl Project {
+    /// Loads `root/strata.toml` and every `root/layers/*/layer.toml`.
+    pub fn load(root: impl AsRef<Path>) -> Result<Self> {
+        let root = root.as_ref().to_path_buf();
+        let file: ProjectFile = parse_toml(&root.join("strata.toml"), "strata.toml")?;
+        let mut layers = BTreeMap::new();
+        let dir = root.join("layers");
+        let mut names: Vec<_> = match std::fs::read_dir(&dir) {
+            Ok(rd) => rd
+                .collect::<std::io::Result<Vec<_>>>()
+                .map_err(|e| Error::io(&dir, e))?
+                .into_iter()
+                .filter(|e| e.path().join("layer.toml").is_file())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(Error::io(&dir, e)),
+        };
+        names.sort();
+        for dirname in names {
+            let rel = format!("layers/{dirname}/layer.toml");
+            let lf: LayerFile = parse_toml(&root.join(&rel), &rel)?;
+            if lf.layer.name != dirname {
+                return Err(Error::invalid(
+                    "layer",
+                    format!("{rel} key layer.name"),
+                    format!(
+                        "the name {:?} differs from its directory {dirname:?}; rename one of them",
+                        lf.layer.name
+                    ),
+                ));
+            }
+            layers.insert(
+                dirname.clone(),
+                LayerDef {
+                    file: lf,
+                    dir: root.join("layers").join(&dirname),
+                    rel,
+                },
+            );
+        }
+        let project = Project { root, file, layers };
+        project.check_sources()?;
+        Ok(project)
+    }
+
+    /// Copy and tar sources must stay inside the project; destinations must
+    /// be absolute; every layer has exactly one kind of source (or none).
+    fn check_sources(&self) -> Result<()> {
+        let root = self
+            .root
+            .canonicalize()
+            .map_err(|e| Error::io(&self.root, e))?;
+        for (name, def) in &self.layers {
+            let s = &def.file.source;
+            let kinds = usize::from(!s.copy.is_empty())
+                + usize::from(s.tar.is_some())
+                + usize::from(s.image.is_some());
+            if kinds > 1 {
+                return Err(Error::invalid(
+                    "layer",
+                    format!("{} key source", def.rel),
+                    format!(
+                        "layer {name} has more than one of source.copy, source.tar, source.image; use one"
+                    ),
+                ));
+            }
+            let mut paths: Vec<(&str, String)> = s
+                .copy
+                .iter()
+                .map(|c| ("source.copy.from", c.from.clone()))
+                .collect();
+            if let Some(t) = &s.tar {
+                paths.push(("source.tar.path", t.path.clone()));
+            }
+            for (key, p) in paths {
+                let full = def.dir.join(&p);
+                let canon = full.canonicalize().map_err(|e| {
+                    Error::invalid(
+                        "layer",
+                        format!("{} key {key}", def.rel),
+                        format!("{p:?}: {e}"),
+                    )
+                })?;
+                if !canon.starts_with(&root) {
+                    return Err(Error::invalid(
+                        "layer",
+                        format!("{} key {key}", def.rel),
+                        format!(
+                            "{p:?} resolves to {}, outside the project {}",
+                            canon.display(),
+                            root.display()
+                        ),
+                    ));
+                }
+            }
+            for c in &s.copy {
+                crate::layer::normalize_dest(&c.to).map_err(|e| {
+                    Error::invalid(
+                        "layer",
+                        format!("{} key source.copy.to", def.rel),
+                        e.to_string(),
+                    )
+                })?;
+            }
+        }
+        Ok(())
+    }
+}

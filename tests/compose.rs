@@ -1,0 +1,414 @@
+//! Projects: strata.toml + layers/*/layer.toml, the graph, and `check`.
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+
+use common::{BUSYBOX, Env};
+
+fn write(root: &Path, rel: &str, text: &str) {
+    let p = root.join(rel);
+    fs::create_dir_all(p.parent().unwrap()).unwrap();
+    fs::write(p, text).unwrap();
+}
+
+/// base (busybox) ← tool (requires base, runtime base) ← app (requires
+/// tool, runtime base); a runtime and a builder image of app.
+fn project(env: &Env) -> std::path::PathBuf {
+    let root = env.path("proj");
+    let rootfs = root.join("layers/base/rootfs/bin");
+    fs::create_dir_all(&rootfs).unwrap();
+    fs::copy(BUSYBOX, rootfs.join("busybox")).unwrap();
+    std::os::unix::fs::symlink("busybox", rootfs.join("sh")).unwrap();
+    write(
+        &root,
+        "layers/base/layer.toml",
+        r#"
+[layer]
+name = "base"
+version = "1.0"
+description = "busybox"
+
+[provides]
+binaries = ["sh", "busybox"]
+paths = ["/bin"]
+
+[[source.copy]]
+from = "rootfs"
+to = "/"
+"#,
+    );
+    write(&root, "layers/tool/files/tool", "#!/bin/sh\necho tool\n");
+    fs::set_permissions(
+        root.join("layers/tool/files/tool"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    write(
+        &root,
+        "layers/tool/layer.toml",
+        r#"
+[layer]
+name = "tool"
+version = "2.43"
+
+[provides]
+binaries = ["tool"]
+paths = ["/usr/bin"]
+
+[requires]
+layers = ["base"]
+
+[runtime]
+layers = ["base"]
+
+[aliases]
+tool = "tool"
+
+[[source.copy]]
+from = "files"
+to = "/usr/bin"
+"#,
+    );
+    write(&root, "layers/app/src/app.sh", "#!/bin/sh\necho app\n");
+    write(
+        &root,
+        "layers/app/layer.toml",
+        r#"
+[layer]
+name = "app"
+version = "0.1"
+
+[requires]
+layers = ["tool@2.43"]
+
+[runtime]
+layers = ["base"]
+
+[env]
+APP_MODE = "prod"
+
+[[source.copy]]
+from = "src"
+to = "/srv"
+mode = 0o755
+"#,
+    );
+    write(
+        &root,
+        "strata.toml",
+        r#"
+[project]
+name = "demo"
+
+[defaults]
+compression = "gzip"
+
+[images.runtime]
+layers = ["app"]
+kind = "runtime"
+entrypoint = ["/bin/sh", "/srv/app.sh"]
+
+[images.builder]
+layers = ["app"]
+kind = "builder"
+
+[profiles]
+prod = ["runtime"]
+"#,
+    );
+    root
+}
+
+fn replace(root: &Path, rel: &str, from: &str, to: &str) {
+    let p = root.join(rel);
+    let text = fs::read_to_string(&p).unwrap();
+    assert!(text.contains(from), "{rel} lacks {from:?}");
+    fs::write(p, text.replacen(from, to, 1)).unwrap();
+}
+
+#[test]
+fn graph_orders_layers_and_composes_images_by_kind() {
+    let env = Env::new();
+    let root = project(&env);
+    let p = root.to_str().unwrap();
+    let out = env.ok(&["graph", "-C", p]);
+    assert!(out.contains("image runtime (Runtime): base → app"), "{out}");
+    assert!(
+        out.contains("image builder (Builder): base → tool → app"),
+        "{out}"
+    );
+    assert!(out.starts_with("app@0.1\n"), "{out}");
+    assert!(
+        out.contains("└── base@1.0") && out.contains("tool@2.43"),
+        "{out}"
+    );
+    let dot = env.ok(&["graph", "-C", p, "--dot"]);
+    assert!(
+        dot.starts_with("digraph layers {")
+            && dot.contains("\"app\" -> \"tool\" [label=\"requires\"]"),
+        "{dot}"
+    );
+    assert!(
+        dot.contains("\"app\" -> \"base\" [label=\"runtime\", style=dashed]"),
+        "{dot}"
+    );
+    let ok = env.ok(&["check", "-C", p]);
+    assert!(ok.contains("ok: 2 image(s) checked"), "{ok}");
+}
+
+#[test]
+fn a_cycle_is_printed_whole() {
+    let env = Env::new();
+    let root = project(&env);
+    replace(
+        &root,
+        "layers/base/layer.toml",
+        "[provides]",
+        "[requires]\nlayers = [\"app\"]\n\n[provides]",
+    );
+    let err = env.fails(&["graph", "-C", root.to_str().unwrap()]);
+    assert!(
+        err.contains("dependency cycle: ") && err.contains("app -> ") && err.contains("base"),
+        "{err}"
+    );
+    let cycle = err.split("dependency cycle: ").nth(1).unwrap().trim();
+    let names: Vec<&str> = cycle.split(" -> ").collect();
+    assert_eq!(names.first(), names.last(), "the cycle closes: {cycle}");
+}
+
+#[test]
+fn an_unknown_layer_gets_a_did_you_mean() {
+    let env = Env::new();
+    let root = project(&env);
+    replace(&root, "layers/app/layer.toml", "\"tool@2.43\"", "\"tol\"");
+    let err = env.fails(&["graph", "-C", root.to_str().unwrap()]);
+    assert!(
+        err.contains("layer \"tol\" not found in layers/app/layer.toml key requires.layers")
+            && err.contains("did you mean \"tool\"?"),
+        "{err}"
+    );
+}
+
+#[test]
+fn unknown_keys_name_the_file_line_and_key() {
+    let env = Env::new();
+    let root = project(&env);
+    replace(&root, "layers/tool/layer.toml", "[aliases]", "[aliases]\n");
+    replace(
+        &root,
+        "layers/tool/layer.toml",
+        "version = \"2.43\"",
+        "version = \"2.43\"\nflavour = \"x\"",
+    );
+    let err = env.fails(&["check", "-C", root.to_str().unwrap()]);
+    assert!(
+        err.contains("layers/tool/layer.toml line 5") && err.contains("flavour"),
+        "{err}"
+    );
+    let env2 = Env::new();
+    let root2 = project(&env2);
+    replace(
+        &root2,
+        "strata.toml",
+        "kind = \"builder\"",
+        "kind = \"builder\"\nentrypont = [\"x\"]",
+    );
+    let err = env2.fails(&["check", "-C", root2.to_str().unwrap()]);
+    assert!(
+        err.contains("strata.toml line") && err.contains("entrypont"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_name_that_differs_from_its_directory_is_refused() {
+    let env = Env::new();
+    let root = project(&env);
+    replace(
+        &root,
+        "layers/tool/layer.toml",
+        "name = \"tool\"",
+        "name = \"tools\"",
+    );
+    let err = env.fails(&["graph", "-C", root.to_str().unwrap()]);
+    assert!(
+        err.contains("layers/tool/layer.toml key layer.name") && err.contains("\"tools\""),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_version_pin_must_match() {
+    let env = Env::new();
+    let root = project(&env);
+    replace(&root, "layers/app/layer.toml", "tool@2.43", "tool@2.44");
+    let err = env.fails(&["graph", "-C", root.to_str().unwrap()]);
+    assert!(
+        err.contains("tool@2.44 pins version 2.44") && err.contains("2.43"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_copy_source_outside_the_project_is_refused() {
+    let env = Env::new();
+    let root = project(&env);
+    fs::create_dir_all(env.path("outside")).unwrap();
+    replace(
+        &root,
+        "layers/app/layer.toml",
+        "from = \"src\"",
+        "from = \"../../../outside\"",
+    );
+    let err = env.fails(&["check", "-C", root.to_str().unwrap()]);
+    assert!(
+        err.contains("layers/app/layer.toml key source.copy.from")
+            && err.contains("outside the project"),
+        "{err}"
+    );
+}
+
+#[test]
+fn conflicts_follow_the_image_policy() {
+    let env = Env::new();
+    let root = project(&env);
+    let p = root.to_str().unwrap();
+    // app also ships /bin/busybox: a conflict with base.
+    fs::create_dir_all(root.join("layers/app/bin")).unwrap();
+    fs::write(root.join("layers/app/bin/busybox"), "not really").unwrap();
+    replace(
+        &root,
+        "layers/app/layer.toml",
+        "[[source.copy]]",
+        "[[source.copy]]\nfrom = \"bin\"\nto = \"/bin\"\n\n[[source.copy]]",
+    );
+    let err = env.fails(&["check", "-C", p, "runtime"]);
+    assert!(
+        err.contains("/bin/busybox is in layers base and app; app wins"),
+        "{err}"
+    );
+    assert!(err.contains("overrides = [\"app:/bin/busybox\"]"), "{err}");
+    // The builder image warns by default.
+    let out = env.strata(&["check", "-C", p, "builder"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("warning: image builder: /bin/busybox"));
+    // An override allows it.
+    replace(
+        &root,
+        "strata.toml",
+        "kind = \"runtime\"",
+        "kind = \"runtime\"\noverrides = [\"app:/bin/busybox\"]",
+    );
+    env.ok(&["check", "-C", p, "runtime"]);
+}
+
+#[test]
+fn a_file_versus_directory_clash_is_always_an_error() {
+    let env = Env::new();
+    let root = project(&env);
+    write(&root, "layers/app/clash/sh/x", "x");
+    replace(
+        &root,
+        "layers/app/layer.toml",
+        "[[source.copy]]",
+        "[[source.copy]]\nfrom = \"clash\"\nto = \"/bin\"\n\n[[source.copy]]",
+    );
+    replace(
+        &root,
+        "strata.toml",
+        "kind = \"runtime\"",
+        "kind = \"runtime\"\nconflicts = \"allow\"",
+    );
+    let err = env.fails(&["check", "-C", root.to_str().unwrap(), "runtime"]);
+    assert!(
+        err.contains("/bin/sh is a directory in one of base and app")
+            && err.contains("file-vs-directory"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_missing_declared_binary_is_an_error() {
+    let env = Env::new();
+    let root = project(&env);
+    replace(
+        &root,
+        "layers/tool/layer.toml",
+        "binaries = [\"tool\"]",
+        "binaries = [\"tool\", \"tool-helper\"]",
+    );
+    let err = env.fails(&["check", "-C", root.to_str().unwrap(), "builder"]);
+    assert!(err.contains("layers/tool/layer.toml key provides.binaries: \"tool-helper\" is not an executable file under /usr/bin"), "{err}");
+    // Present but not executable is no better.
+    let env2 = Env::new();
+    let root2 = project(&env2);
+    fs::set_permissions(
+        root2.join("layers/tool/files/tool"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .unwrap();
+    let err = env2.fails(&["check", "-C", root2.to_str().unwrap(), "builder"]);
+    assert!(err.contains("\"tool\" is not an executable"), "{err}");
+}
+
+#[test]
+fn a_source_image_index_out_of_range_is_refused() {
+    let env = Env::new();
+    let root = project(&env);
+    env.busybox_image("donor:1", "hi");
+    let layout = env.path("donor");
+    env.ok(&["copy", "donor:1", &format!("oci:{}:d", layout.display())]);
+    write(
+        &root,
+        "layers/extra/layer.toml",
+        &format!(
+            r#"
+[layer]
+name = "extra"
+
+[source.image]
+ref = "oci:{}:d"
+indexes = [3]
+"#,
+            layout.display()
+        ),
+    );
+    replace(
+        &root,
+        "strata.toml",
+        "layers = [\"app\"]\nkind = \"runtime\"",
+        "layers = [\"app\", \"extra\"]\nkind = \"runtime\"",
+    );
+    let err = env.fails(&["check", "-C", root.to_str().unwrap(), "runtime"]);
+    assert!(
+        err.contains("layers/extra/layer.toml key source.image.indexes")
+            && err.contains("index 3 is out of range")
+            && err.contains("has 1 layers"),
+        "{err}"
+    );
+    // Index 0 is fine, and its files are checked like any other layer's.
+    replace(
+        &root,
+        "layers/extra/layer.toml",
+        "indexes = [3]",
+        "indexes = [0]",
+    );
+    let err = env.fails(&["check", "-C", root.to_str().unwrap(), "runtime"]);
+    assert!(
+        err.contains("/bin/busybox is in layers base and extra"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_unknown_image_gets_a_did_you_mean() {
+    let env = Env::new();
+    let root = project(&env);
+    let err = env.fails(&["check", "-C", root.to_str().unwrap(), "runtim"]);
+    assert!(
+        err.contains("image \"runtim\" not found") && err.contains("did you mean \"runtime\"?"),
+        "{err}"
+    );
+}
