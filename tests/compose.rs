@@ -412,3 +412,253 @@ fn an_unknown_image_gets_a_did_you_mean() {
         "{err}"
     );
 }
+
+fn build_json(env: &Env, root: &Path, extra: &[&str]) -> serde_json::Value {
+    let mut args = vec!["build", "-C", root.to_str().unwrap(), "--json"];
+    args.extend_from_slice(extra);
+    serde_json::from_str(&env.ok(&args)).unwrap()
+}
+
+fn statuses(report: &serde_json::Value) -> Vec<(String, String)> {
+    report["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            (
+                l["name"].as_str().unwrap().to_string(),
+                l["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn image_digest(report: &serde_json::Value, name: &str) -> String {
+    report["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["name"] == name)
+        .unwrap()["digest"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn build_reuses_unchanged_layers_and_rebuilds_only_what_changed() {
+    let env = Env::new();
+    let root = project(&env);
+    let first = build_json(&env, &root, &[]);
+    assert_eq!(
+        statuses(&first),
+        [
+            ("base".into(), "built".into()),
+            ("tool".into(), "built".into()),
+            ("app".into(), "built".into())
+        ]
+    );
+    // No-op: everything cached, same digests, no file re-read.
+    let again = build_json(&env, &root, &[]);
+    assert!(
+        statuses(&again).iter().all(|(_, s)| s == "cached"),
+        "{again}"
+    );
+    assert_eq!(again["cache_hit_rate"], 1.0);
+    assert_eq!(
+        again["files_hashed"], 0,
+        "the stat cache answers for unchanged files"
+    );
+    assert_eq!(
+        image_digest(&first, "runtime"),
+        image_digest(&again, "runtime")
+    );
+    assert_eq!(
+        image_digest(&first, "builder"),
+        image_digest(&again, "builder")
+    );
+
+    // A one-line change to the app: only app is rebuilt.
+    fs::write(
+        root.join("layers/app/src/app.sh"),
+        "#!/bin/sh\necho app v2\n",
+    )
+    .unwrap();
+    let changed = build_json(&env, &root, &[]);
+    assert_eq!(
+        statuses(&changed),
+        [
+            ("base".into(), "cached".into()),
+            ("tool".into(), "cached".into()),
+            ("app".into(), "built".into())
+        ]
+    );
+    assert_ne!(
+        image_digest(&first, "runtime"),
+        image_digest(&changed, "runtime")
+    );
+
+    // A change to a lower layer does not rebuild the layers above it.
+    fs::write(root.join("layers/base/rootfs/motd"), "hello\n").unwrap();
+    let lower = build_json(&env, &root, &[]);
+    assert_eq!(
+        statuses(&lower),
+        [
+            ("base".into(), "built".into()),
+            ("tool".into(), "cached".into()),
+            ("app".into(), "cached".into())
+        ]
+    );
+    let app_layer = |r: &serde_json::Value| r["layers"][2]["digests"][0].clone();
+    assert_eq!(app_layer(&changed), app_layer(&lower));
+}
+
+#[test]
+fn built_images_carry_the_audit_trail_and_layer_env_and_run() {
+    let env = Env::new();
+    let root = project(&env);
+    replace(
+        &root,
+        "layers/tool/layer.toml",
+        "[aliases]",
+        "[env]\nPATH = \"/usr/bin:/bin\"\n\n[aliases]",
+    );
+    replace(
+        &root,
+        "layers/app/layer.toml",
+        "APP_MODE = \"prod\"",
+        "APP_MODE = \"prod\"\nPATH = \"/srv:$PATH\"",
+    );
+    replace(
+        &root,
+        "strata.toml",
+        "kind = \"builder\"",
+        "kind = \"builder\"\ntags = [\"demo/builder:dev\", \"{project}-{image}:{timestamp}\"]",
+    );
+    let report = build_json(&env, &root, &[]);
+    let tags: Vec<String> = report["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|i| {
+            i["tags"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t.as_str().unwrap().to_string())
+        })
+        .collect();
+    assert!(
+        tags.contains(&"demo/builder:dev".to_string())
+            && tags.contains(&"demo-builder:19700101-000000".to_string()),
+        "{tags:?}"
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&env.ok(&["inspect", "--json", "demo/builder:dev"])).unwrap();
+    let layers = v["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 3);
+    let a = &layers[2]["annotations"];
+    assert_eq!(a["dev.strata.layer.name"], "app");
+    assert_eq!(a["dev.strata.layer.version"], "0.1");
+    assert_eq!(a["dev.strata.layer.source"], "copy:layers/app/src");
+    let env_list = v["config"]["config"]["Env"].as_array().unwrap();
+    assert!(
+        env_list.contains(&serde_json::json!("PATH=/srv:/usr/bin:/bin")),
+        "{env_list:?}"
+    );
+    assert!(
+        env_list.contains(&serde_json::json!("APP_MODE=prod")),
+        "{env_list:?}"
+    );
+    let text = env.ok(&["inspect", "demo/builder:dev"]);
+    assert!(
+        text.contains("dev.strata.layer.source=copy:layers/base/rootfs"),
+        "{text}"
+    );
+
+    // The runtime image runs: base's busybox runs app.sh.
+    if common::have("umoci") && common::have("runc") {
+        let layout = env.path("layout");
+        env.ok(&[
+            "copy",
+            "demo/runtime:latest",
+            &format!("oci:{}:rt", layout.display()),
+        ]);
+        let bundle = env.path("bundle");
+        common::run(
+            std::process::Command::new("umoci")
+                .args(["unpack", "--image", &format!("{}:rt", layout.display())])
+                .arg(&bundle),
+        );
+        let cfg = bundle.join("config.json");
+        let mut c: serde_json::Value = serde_json::from_slice(&fs::read(&cfg).unwrap()).unwrap();
+        c["process"]["terminal"] = serde_json::Value::Bool(false);
+        fs::write(&cfg, serde_json::to_vec(&c).unwrap()).unwrap();
+        let id = format!("strata-compose-{}", std::process::id());
+        let out = std::process::Command::new("runc")
+            .args(["run", "-b"])
+            .arg(&bundle)
+            .arg(&id)
+            .output()
+            .unwrap();
+        let _ = std::process::Command::new("runc")
+            .args(["delete", "-f", &id])
+            .output();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "app");
+        common::note("project runtime image under runc", "RAN");
+    }
+}
+
+#[test]
+fn a_tarball_layer_is_checked_and_used_as_is() {
+    let env = Env::new();
+    let root = project(&env);
+    let data = root.join("layers/extra/data");
+    fs::create_dir_all(data.join("opt/extra")).unwrap();
+    fs::write(data.join("opt/extra/file"), "from a tarball").unwrap();
+    common::run(
+        std::process::Command::new("tar")
+            .args(["-czf", "extra.tar.gz", "-C", "data", "opt"])
+            .current_dir(root.join("layers/extra")),
+    );
+    write(
+        &root,
+        "layers/extra/layer.toml",
+        "[layer]\nname = \"extra\"\n\n[source.tar]\npath = \"extra.tar.gz\"\n",
+    );
+    replace(
+        &root,
+        "strata.toml",
+        "layers = [\"app\"]\nkind = \"runtime\"",
+        "layers = [\"app\", \"extra\"]\nkind = \"runtime\"",
+    );
+    build_json(&env, &root, &["runtime"]);
+    assert!(
+        env.ok(&["ls", "demo/runtime:latest"])
+            .contains("/opt/extra/file")
+    );
+    // A hostile tarball is refused and nothing is tagged.
+    let evil = env.path("evil.tar");
+    {
+        let mut h = tar::Header::new_old();
+        h.as_old_mut().name[..9].copy_from_slice(b"../escape");
+        h.set_size(0);
+        h.set_cksum();
+        let mut bytes = h.as_bytes().to_vec();
+        bytes.extend_from_slice(&[0u8; 1024]);
+        fs::write(&evil, bytes).unwrap();
+    }
+    fs::copy(&evil, root.join("layers/extra/extra.tar.gz")).unwrap();
+    let before = env.ok(&["store", "ls"]);
+    let err = env.fails(&["build", "-C", root.to_str().unwrap(), "runtime"]);
+    assert!(
+        err.contains("unsafe path") && err.contains("../escape"),
+        "{err}"
+    );
+    assert_eq!(env.ok(&["store", "ls"]), before);
+}

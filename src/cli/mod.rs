@@ -72,6 +72,8 @@ enum Command {
     Tags(registry::TagsArgs),
     /// Delete a manifest (by tag or digest) from a registry.
     Delete(registry::DeleteArgs),
+    /// Build a project's images: only changed layers are rebuilt.
+    Build(project::BuildArgs),
     /// Show the layer graph of a project (text tree or --dot).
     Graph(project::GraphArgs),
     /// Check a project's images without building (graph, conflicts, binaries, platform).
@@ -110,6 +112,7 @@ pub fn run() -> Result<()> {
         Command::Logout(a) => registry::logout(&ctx, a),
         Command::Tags(a) => registry::tags(&ctx, a),
         Command::Delete(a) => registry::delete(&ctx, a),
+        Command::Build(a) => project::build(&ctx, a),
         Command::Graph(a) => project::graph(&ctx, a),
         Command::Check(a) => project::check(&ctx, a),
         Command::Store(c) => storecmd::run(&ctx, c),

@@ -1,6 +1,8 @@
 //! Layer composition: `strata.toml` projects of `layer.toml` layers, their
 //! dependency graph, and the checks on composed images.
 
+pub mod build;
+pub mod cache;
 pub mod check;
 pub mod graph;
 pub mod project;

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use crate::error::{Error, Result};
 
 /// `strata.toml`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProjectFile {
     /// `[project]`.
@@ -27,7 +27,7 @@ pub struct ProjectFile {
 }
 
 /// `[project]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProjectSection {
     /// Project name.
@@ -35,7 +35,7 @@ pub struct ProjectSection {
 }
 
 /// `[defaults]`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Defaults {
     /// Layer compression (`gzip[:LEVEL]`, `zstd[:LEVEL]`, `none`).
@@ -51,7 +51,7 @@ pub struct Defaults {
 }
 
 /// What a composed image is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum ImageKind {
     /// Adds every layer's `[runtime] layers`, transitively.
@@ -62,7 +62,7 @@ pub enum ImageKind {
 }
 
 /// How file conflicts between layers are treated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ConflictPolicy {
     /// A conflict fails the check.
@@ -74,7 +74,7 @@ pub enum ConflictPolicy {
 }
 
 /// `[images.NAME]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ImageSpec {
     /// `scratch` or a reference in any transport.
@@ -135,7 +135,7 @@ impl ImageSpec {
 }
 
 /// `layer.toml`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct LayerFile {
     /// `[layer]`.
@@ -164,7 +164,7 @@ pub struct LayerFile {
 }
 
 /// `[layer]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct LayerSection {
     /// Name; must equal the directory name.
@@ -178,7 +178,7 @@ pub struct LayerSection {
 }
 
 /// `[provides]`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Provides {
     /// Executables that must exist under one of `paths`.
@@ -193,7 +193,7 @@ pub struct Provides {
 }
 
 /// `[requires]` / `[runtime]`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Deps {
     /// Layer names (`name` or `name@version`).
@@ -202,7 +202,7 @@ pub struct Deps {
 }
 
 /// `[source]`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Source {
     /// `[[source.copy]]`.
@@ -215,7 +215,7 @@ pub struct Source {
 }
 
 /// `[[source.copy]]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct CopySource {
     /// Path relative to the layer directory; must stay inside the project.
@@ -234,7 +234,7 @@ pub struct CopySource {
 }
 
 /// `[source.tar]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TarSource {
     /// Tarball path relative to the layer directory.
@@ -242,7 +242,7 @@ pub struct TarSource {
 }
 
 /// `[source.image]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ImageSource {
     /// The image, in any transport.

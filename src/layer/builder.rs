@@ -130,6 +130,43 @@ impl LayerBuilder {
     }
 }
 
+impl LayerBuilder {
+    /// Makes a layer of an existing tarball (plain, gzip or zstd). Every
+    /// entry name is checked first (no absolute paths, no `..`); the tar
+    /// stream is then compressed as it is, so its diff_id is the digest of
+    /// the uncompressed tarball. Mappings, mtime and owners do not apply.
+    pub fn build_from_tar(&self, store: &Store, path: &Path) -> Result<StoreLayer> {
+        let open = || -> Result<Box<dyn Read + Send>> {
+            let f = File::open(path).at(path)?;
+            super::decompress(f).at(path)
+        };
+        let mut ar = ::tar::Archive::new(open()?);
+        for e in ar.entries().at(path)? {
+            let e = e.at(path)?;
+            crate::tarsafe::safe_entry_name(path, &e.path_bytes())?;
+            if e.header().entry_type().is_hard_link()
+                && let Some(t) = e.link_name_bytes()
+            {
+                crate::tarsafe::safe_entry_name(path, &t)?;
+            }
+        }
+        let blob = store.blob_writer()?;
+        let blob_dir = store.root().join("blobs");
+        let enc = encoder(self.compression, self.threads, blob).at(&blob_dir)?;
+        let mut hashed = HashingWriter::new(enc);
+        std::io::copy(&mut open()?, &mut hashed).map_err(|e| Error::from_pipeline(path, e))?;
+        let (enc, diff_id, _) = hashed.finish();
+        let (digest, size) = enc.finish().at(&blob_dir)?.commit(None, "layer")?;
+        let mut desc = Descriptor::new(self.compression.media_type(), digest, size);
+        desc.annotations = self.annotations.clone();
+        Ok(StoreLayer {
+            store: store.clone(),
+            desc,
+            diff_id,
+        })
+    }
+}
+
 fn write_entry<W: Write>(tar: &mut TarEncoder<W>, e: &Entry, buf: &mut [u8]) -> Result<()> {
     let EntryKind::File {
         source,

@@ -1,0 +1,531 @@
+//! `strata build`: build the layers whose inputs changed, reuse the rest,
+//! compose the images and tag them in the store.
+//!
+//! A layer's cache key hashes strata's layer-format version, the
+//! compression, the mtime epoch, its normalized layer.toml and its inputs:
+//! every copied entry's path, kind, mode, owner, link target and content
+//! digest (from the stat cache), a tarball's digest, or the digests of the
+//! image layers it takes. A layer whose key is cached is not rebuilt — no
+//! tar, no compression. Layers do not depend on the layers beneath them, so
+//! changing a lower layer rebuilds only the manifests and configs of the
+//! images that contain it.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::Serialize;
+
+use super::cache::{CachedLayer, LayerCache, StatCache};
+use super::check::{copy_mappings, select_image_layers};
+use super::graph::Graph;
+use super::project::{LayerDef, Project};
+use crate::digest::{Digest, Hasher};
+use crate::error::{Error, Result};
+use crate::image::{Image, ImageBuilder};
+use crate::layer::{
+    Compression, EntryKind, LAYER_FORMAT_VERSION, Layer, LayerBuilder, StoreLayer, collect,
+};
+use crate::spec::Platform;
+use crate::transport::{self, Context, ImageRef};
+
+/// Annotation keys of the audit trail on every layer descriptor.
+pub mod annotations {
+    /// The layer's name.
+    pub const NAME: &str = "dev.strata.layer.name";
+    /// The layer's version.
+    pub const VERSION: &str = "dev.strata.layer.version";
+    /// Where its content came from (project-relative path, tarball, or
+    /// image reference and digest).
+    pub const SOURCE: &str = "dev.strata.layer.source";
+}
+
+/// What happened to one layer.
+#[derive(Debug, Clone, Serialize)]
+pub struct LayerReport {
+    /// Layer name.
+    pub name: String,
+    /// Layer version.
+    pub version: Option<String>,
+    /// "built", "cached" or "imported".
+    pub status: &'static str,
+    /// Seconds spent.
+    pub seconds: f64,
+    /// Compressed size of its blobs.
+    pub size: u64,
+    /// Its blob digests.
+    pub digests: Vec<Digest>,
+    /// The cache key.
+    pub key: Digest,
+}
+
+/// What happened to one image.
+#[derive(Debug, Clone, Serialize)]
+pub struct ImageReport {
+    /// Image name.
+    pub name: String,
+    /// Manifest digest.
+    pub digest: Digest,
+    /// Sum of its layers' compressed sizes.
+    pub size: u64,
+    /// The same sum for the image the first tag pointed at before, if any.
+    pub previous_size: Option<u64>,
+    /// Tags written.
+    pub tags: Vec<String>,
+}
+
+/// The build report.
+#[derive(Debug, Clone, Serialize)]
+pub struct BuildReport {
+    /// Layers in build order.
+    pub layers: Vec<LayerReport>,
+    /// Images.
+    pub images: Vec<ImageReport>,
+    /// Cached layers / all layers.
+    pub cache_hit_rate: f64,
+    /// Files whose content was read to compute keys.
+    pub files_hashed: usize,
+    /// Total seconds.
+    pub seconds: f64,
+}
+
+/// Which images to build.
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    /// Images by name (all when empty and no profile).
+    pub images: Vec<String>,
+    /// A profile from `[profiles]`.
+    pub profile: Option<String>,
+}
+
+struct Built {
+    layers: Vec<Arc<dyn Layer>>,
+    report: LayerReport,
+}
+
+/// The images a selection names.
+pub fn selected_images(project: &Project, sel: &Selection) -> Result<Vec<String>> {
+    let mut names = sel.images.clone();
+    if let Some(p) = &sel.profile {
+        let members = project
+            .file
+            .profiles
+            .get(p)
+            .ok_or_else(|| Error::NotFound {
+                what: format!("profile {p:?}"),
+                location: "strata.toml [profiles]".into(),
+                hint: format!(
+                    " (profiles: {})",
+                    project
+                        .file
+                        .profiles
+                        .keys()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            })?;
+        names.extend(members.iter().cloned());
+    }
+    if names.is_empty() {
+        names = project.file.images.keys().cloned().collect();
+    }
+    names.dedup();
+    Ok(names)
+}
+
+/// The mtime/created epoch: SOURCE_DATE_EPOCH when set, else the project
+/// default, else 0.
+pub fn epoch(project: &Project) -> Result<u64> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(v) if !v.trim().is_empty() => crate::layer::source_date_epoch(),
+        _ => Ok(project.file.defaults.source_date_epoch.unwrap_or(0)),
+    }
+}
+
+/// The compression of the project's layers.
+pub fn compression(project: &Project) -> Result<Compression> {
+    match &project.file.defaults.compression {
+        Some(c) => Compression::parse(c).map_err(|e| {
+            Error::invalid(
+                "project",
+                "strata.toml key defaults.compression",
+                e.to_string(),
+            )
+        }),
+        None => Ok(Compression::gzip()),
+    }
+}
+
+/// Computes a layer's cache key.
+pub fn layer_key(
+    def: &LayerDef,
+    compression: Compression,
+    epoch: u64,
+    stat: &mut StatCache,
+    ctx: &Context,
+) -> Result<Digest> {
+    let mut h = Hasher::new();
+    let mut put = |s: &[u8]| {
+        h.update(&(s.len() as u64).to_le_bytes());
+        h.update(s);
+    };
+    put(format!("strata-layer-format-{LAYER_FORMAT_VERSION}").as_bytes());
+    put(compression.to_string().as_bytes());
+    put(&epoch.to_le_bytes());
+    put(&crate::json::to_canonical(&def.file));
+    let src = &def.file.source;
+    if !src.copy.is_empty() {
+        for e in collect(&copy_mappings(def)?, false)? {
+            put(&e.path);
+            put(&[e.mode as u8, (e.mode >> 8) as u8, (e.mode >> 16) as u8]);
+            put(&e.uid.to_le_bytes());
+            put(&e.gid.to_le_bytes());
+            match &e.kind {
+                EntryKind::Dir => put(b"d"),
+                EntryKind::Symlink(t) => {
+                    put(b"l");
+                    put(t);
+                }
+                EntryKind::Hardlink(t) => {
+                    put(b"h");
+                    put(t);
+                }
+                EntryKind::File { source, .. } => {
+                    put(b"f");
+                    put(stat.digest(source)?.hex().as_bytes());
+                }
+            }
+        }
+    } else if let Some(t) = &src.tar {
+        put(b"tar");
+        put(stat.digest(&def.dir.join(&t.path))?.hex().as_bytes());
+    } else if let Some(img) = &src.image {
+        let r = ImageRef::parse(&img.reference)?;
+        let image = transport::open(&r, ctx)?;
+        for l in select_image_layers(def, image.as_ref())? {
+            put(l.descriptor().digest.hex().as_bytes());
+        }
+    }
+    Ok(h.finish())
+}
+
+fn audit(def: &LayerDef, name: &str, source: String) -> BTreeMap<String, String> {
+    let mut a = BTreeMap::new();
+    a.insert(annotations::NAME.to_string(), name.to_string());
+    if let Some(v) = &def.file.layer.version {
+        a.insert(annotations::VERSION.to_string(), v.clone());
+    }
+    a.insert(annotations::SOURCE.to_string(), source);
+    a
+}
+
+fn build_layer(
+    project: &Project,
+    name: &str,
+    compression: Compression,
+    epoch: u64,
+    stat: &mut StatCache,
+    cache: &LayerCache,
+    ctx: &Context,
+) -> Result<Built> {
+    let started = Instant::now();
+    let def = &project.layers[name];
+    let key = layer_key(def, compression, epoch, stat, ctx)?;
+    let rel_dir = format!("layers/{name}");
+    let src = &def.file.source;
+    let mut report = LayerReport {
+        name: name.to_string(),
+        version: def.file.layer.version.clone(),
+        status: "cached",
+        seconds: 0.0,
+        size: 0,
+        digests: Vec::new(),
+        key: key.clone(),
+    };
+    let layers: Vec<Arc<dyn Layer>> = if let Some(img) = &src.image {
+        let r = ImageRef::parse(&img.reference)?;
+        let image = transport::open(&r, ctx)?;
+        let mut out: Vec<Arc<dyn Layer>> = Vec::new();
+        for l in select_image_layers(def, image.as_ref())? {
+            let mut d = l.descriptor();
+            let fresh = !ctx.store.has_blob(&d.digest);
+            if fresh {
+                ctx.store.put_verified(
+                    l.open()?,
+                    &d.digest,
+                    Some(d.size),
+                    &format!("layer {} of {r}", d.digest),
+                )?;
+                report.status = "imported";
+            }
+            d.annotations = audit(def, name, format!("image:{}@{}", img.reference, d.digest));
+            out.push(Arc::new(StoreLayer::new(ctx.store.clone(), d, l.diff_id())));
+        }
+        out
+    } else if let Some(c) = cache.get(&key) {
+        vec![
+            Arc::new(StoreLayer::new(ctx.store.clone(), c.descriptor, c.diff_id)) as Arc<dyn Layer>,
+        ]
+    } else if src.copy.is_empty() && src.tar.is_none() {
+        Vec::new()
+    } else {
+        report.status = "built";
+        let source = if let Some(t) = &src.tar {
+            format!("tar:{rel_dir}/{}", t.path)
+        } else {
+            let froms: Vec<String> = src
+                .copy
+                .iter()
+                .map(|c| format!("{rel_dir}/{}", c.from))
+                .collect();
+            format!("copy:{}", froms.join(","))
+        };
+        let mut lb = LayerBuilder::new().compression(compression).mtime(epoch);
+        for (k, v) in audit(def, name, source) {
+            lb = lb.annotation(k, v);
+        }
+        let layer = if let Some(t) = &src.tar {
+            lb.build_from_tar(&ctx.store, &def.dir.join(&t.path))?
+        } else {
+            for m in copy_mappings(def)? {
+                lb = lb.mapping(m);
+            }
+            lb.build(&ctx.store)?
+        };
+        cache.put(
+            &key,
+            &CachedLayer {
+                descriptor: layer.descriptor(),
+                diff_id: layer.diff_id(),
+            },
+        )?;
+        vec![Arc::new(layer)]
+    };
+    report.size = layers.iter().map(|l| l.descriptor().size).sum();
+    report.digests = layers.iter().map(|l| l.descriptor().digest).collect();
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(Built { layers, report })
+}
+
+/// Expands `$NAME` / `${NAME}` in `value` with the config's current env.
+fn expand(value: &str, env: &[String]) -> String {
+    let lookup = |k: &str| {
+        env.iter()
+            .find_map(|e| e.strip_prefix(&format!("{k}=")).map(str::to_string))
+            .unwrap_or_default()
+    };
+    let mut out = String::new();
+    let mut rest = value;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        let (name, len) = if let Some(inner) = after.strip_prefix('{') {
+            match inner.find('}') {
+                Some(j) => (&inner[..j], j + 2),
+                None => ("", 0),
+            }
+        } else {
+            let n = after
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(after.len());
+            (&after[..n], n)
+        };
+        if name.is_empty() {
+            out.push('$');
+            rest = after;
+        } else {
+            out.push_str(&lookup(name));
+            rest = &after[len..];
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+fn expand_tag(pattern: &str, project: &Project, image: &str, epoch: u64) -> Result<String> {
+    let mut t = pattern
+        .replace("{project}", &project.file.project.name)
+        .replace("{image}", image);
+    if t.contains("{timestamp}") {
+        t = t.replace(
+            "{timestamp}",
+            &crate::image::rfc3339(epoch)
+                .replace([':', '-'], "")
+                .replace('T', "-")
+                .trim_end_matches('Z')
+                .to_string(),
+        );
+    }
+    if t.contains("{git_sha}") {
+        let out = std::process::Command::new("git")
+            .args(["rev-parse", "--short=12", "HEAD"])
+            .current_dir(&project.root)
+            .output()
+            .map_err(|e| {
+                Error::bad_input("tag pattern {git_sha}", format!("cannot run git: {e}"))
+            })?;
+        if !out.status.success() {
+            return Err(Error::bad_input(
+                "tag pattern {git_sha}",
+                format!(
+                    "{} is not in a git repository with commits",
+                    project.root.display()
+                ),
+            ));
+        }
+        t = t.replace("{git_sha}", String::from_utf8_lossy(&out.stdout).trim());
+    }
+    crate::reference::normalize_name(&t).map_err(|e| {
+        Error::invalid(
+            "tag",
+            format!("strata.toml images.{image}.tags {pattern:?}"),
+            e.to_string(),
+        )
+    })
+}
+
+/// Builds the selected images.
+pub fn build(project: &Project, ctx: &Context, sel: &Selection) -> Result<BuildReport> {
+    let started = Instant::now();
+    let graph = Graph::new(project)?;
+    let names = selected_images(project, sel)?;
+    let compression = compression(project)?;
+    let epoch = epoch(project)?;
+    // Check every image's layer list (and tag patterns) before writing anything.
+    let mut plans = Vec::new();
+    for name in &names {
+        let layers = graph.image_layers(name)?;
+        let spec = &project.file.images[name];
+        let patterns = if spec.tags.is_empty() {
+            vec!["{project}/{image}:latest".to_string()]
+        } else {
+            spec.tags.clone()
+        };
+        let tags = patterns
+            .iter()
+            .map(|p| expand_tag(p, project, name, epoch))
+            .collect::<Result<Vec<_>>>()?;
+        plans.push((name.clone(), layers, tags));
+    }
+    let cache = LayerCache::new(&ctx.store)?;
+    let mut stat = StatCache::load(&ctx.store)?;
+    let mut built: BTreeMap<&str, Built> = BTreeMap::new();
+    let mut order = Vec::new();
+    for &l in graph.order() {
+        if plans.iter().any(|(_, ls, _)| ls.contains(&l)) {
+            built.insert(
+                l,
+                build_layer(project, l, compression, epoch, &mut stat, &cache, ctx)?,
+            );
+            order.push(l);
+        }
+    }
+    stat.save()?;
+    let mut images = Vec::new();
+    for (name, layers, tags) in plans {
+        let spec = &project.file.images[&name];
+        let platform = match &spec.platform {
+            Some(p) => Platform::parse(p)?,
+            None => Platform::host(),
+        };
+        let mut image = if spec.base == "scratch" {
+            ImageBuilder::scratch(platform)
+        } else {
+            let r = ImageRef::parse(&spec.base).map_err(|e| {
+                Error::invalid(
+                    "image",
+                    format!("strata.toml key images.{name}.base"),
+                    e.to_string(),
+                )
+            })?;
+            let base = transport::open(&r, ctx)?;
+            transport::oci::copy_layers(base.as_ref(), &ctx.store)?;
+            ImageBuilder::from_base(base.as_ref(), &spec.base)?
+        };
+        image.created(epoch);
+        for l in &layers {
+            let def = &project.layers[*l];
+            for layer in &built[l].layers {
+                let v = def
+                    .file
+                    .layer
+                    .version
+                    .as_deref()
+                    .map(|v| format!("@{v}"))
+                    .unwrap_or_default();
+                image.append_layer(Arc::clone(layer), &format!("strata build: layer {l}{v}"));
+            }
+            let cfg = image.config_mut();
+            for (k, v) in &def.file.env {
+                let value = expand(v, &cfg.env());
+                cfg.set_env(k, &value);
+            }
+            for (k, v) in &def.file.labels {
+                cfg.set_label(k, v);
+            }
+        }
+        let cfg = image.config_mut();
+        for (k, v) in &spec.env {
+            let value = expand(v, &cfg.env());
+            cfg.set_env(k, &value);
+        }
+        if let Some(e) = &spec.entrypoint {
+            cfg.set_entrypoint(e.clone());
+        }
+        if let Some(c) = &spec.cmd {
+            cfg.set_cmd(c.clone());
+        }
+        if let Some(w) = &spec.workdir {
+            cfg.set_workdir(w);
+        }
+        if let Some(u) = &spec.user {
+            cfg.set_user(u);
+        }
+        for p in &spec.ports {
+            cfg.add_exposed_port(p)?;
+        }
+        for v in &spec.volumes {
+            cfg.add_volume(v)?;
+        }
+        for (k, v) in &spec.labels {
+            cfg.set_label(k, v);
+        }
+        for (k, v) in &spec.annotations {
+            image.annotate(k, v);
+        }
+        let previous_size = ctx.store.resolve(&tags[0]).ok().and_then(|d| {
+            let img = transport::oci::open(&ctx.store, Some(&tags[0]), &Platform::host()).ok()?;
+            let _ = d;
+            Some(img.layers().ok()?.iter().map(|l| l.descriptor().size).sum())
+        });
+        let digest = transport::oci::write_image(&image, &ctx.store, None)?;
+        let desc = image.descriptor()?;
+        for t in &tags {
+            ctx.store.set_tag(t, &desc)?;
+        }
+        images.push(ImageReport {
+            name,
+            digest,
+            size: image.layers()?.iter().map(|l| l.descriptor().size).sum(),
+            previous_size,
+            tags,
+        });
+    }
+    let layer_reports: Vec<LayerReport> = order.iter().map(|l| built[l].report.clone()).collect();
+    let hits = layer_reports
+        .iter()
+        .filter(|r| r.status == "cached")
+        .count();
+    Ok(BuildReport {
+        cache_hit_rate: if layer_reports.is_empty() {
+            1.0
+        } else {
+            hits as f64 / layer_reports.len() as f64
+        },
+        layers: layer_reports,
+        images,
+        files_hashed: stat.hashed,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}

@@ -1,0 +1,150 @@
+//! The build cache: layer cache keys → built layers, and a stat cache so
+//! unchanged inputs are not re-read.
+//!
+//! Both live under `STORE/.strata/` (the store stays a valid OCI layout).
+//! A cache entry whose blob is gone (after `store gc`) is a miss.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::digest::{Digest, hash_reader};
+use crate::error::{Error, IoContext, Result};
+use crate::spec::Descriptor;
+use crate::store::Store;
+
+/// A layer in the cache.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CachedLayer {
+    /// Its descriptor (media type, digest, size, annotations).
+    pub descriptor: Descriptor,
+    /// Its diff_id.
+    pub diff_id: Digest,
+}
+
+/// The layer cache of a store.
+pub struct LayerCache {
+    store: Store,
+    dir: PathBuf,
+}
+
+impl LayerCache {
+    /// The cache of `store`.
+    pub fn new(store: &Store) -> Result<Self> {
+        let dir = store.root().join(".strata/layers");
+        std::fs::create_dir_all(&dir).at(&dir)?;
+        Ok(LayerCache {
+            store: store.clone(),
+            dir,
+        })
+    }
+
+    /// The layer built for `key`, if its blob is still in the store.
+    pub fn get(&self, key: &Digest) -> Option<CachedLayer> {
+        let bytes = std::fs::read(self.dir.join(key.hex())).ok()?;
+        let c: CachedLayer = serde_json::from_slice(&bytes).ok()?;
+        self.store.has_blob(&c.descriptor.digest).then_some(c)
+    }
+
+    /// Records the layer built for `key`.
+    pub fn put(&self, key: &Digest, layer: &CachedLayer) -> Result<()> {
+        write_atomic(
+            &self.dir,
+            key.hex(),
+            &serde_json::to_vec(layer).expect("serializes"),
+        )
+    }
+}
+
+fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .tempfile_in(dir)
+        .at(dir)?;
+    tmp.write_all(bytes).at(tmp.path())?;
+    tmp.persist(dir.join(name))
+        .map_err(|e| Error::io(dir.join(name), e.error))?;
+    Ok(())
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+struct StatEntry {
+    size: u64,
+    mtime_ns: i128,
+    ino: u64,
+    dev: u64,
+    digest: Digest,
+}
+
+/// path, size, mtime, inode → content digest.
+pub struct StatCache {
+    path: PathBuf,
+    entries: BTreeMap<PathBuf, StatEntry>,
+    dirty: bool,
+    /// Files whose content was hashed (stat cache misses).
+    pub hashed: usize,
+}
+
+impl StatCache {
+    /// Loads the stat cache of `store` (empty when absent or unreadable).
+    pub fn load(store: &Store) -> Result<Self> {
+        let dir = store.root().join(".strata");
+        std::fs::create_dir_all(&dir).at(&dir)?;
+        let path = dir.join("statcache.json");
+        let entries = std::fs::read(&path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        Ok(StatCache {
+            path,
+            entries,
+            dirty: false,
+            hashed: 0,
+        })
+    }
+
+    /// The content digest of `file`, re-reading it only when its size,
+    /// mtime or inode changed.
+    pub fn digest(&mut self, file: &Path) -> Result<Digest> {
+        let m = std::fs::metadata(file).at(file)?;
+        let mtime_ns = i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec());
+        if let Some(e) = self.entries.get(file)
+            && e.size == m.len()
+            && e.mtime_ns == mtime_ns
+            && e.ino == m.ino()
+            && e.dev == m.dev()
+        {
+            return Ok(e.digest.clone());
+        }
+        let (digest, _) = hash_reader(std::fs::File::open(file).at(file)?).at(file)?;
+        self.hashed += 1;
+        self.entries.insert(
+            file.to_path_buf(),
+            StatEntry {
+                size: m.len(),
+                mtime_ns,
+                ino: m.ino(),
+                dev: m.dev(),
+                digest: digest.clone(),
+            },
+        );
+        self.dirty = true;
+        Ok(digest)
+    }
+
+    /// Writes the cache back when it changed.
+    pub fn save(&self) -> Result<()> {
+        if !self.dirty {
+            return Ok(());
+        }
+        let dir = self.path.parent().expect("in .strata");
+        write_atomic(
+            dir,
+            "statcache.json",
+            &serde_json::to_vec(&self.entries).expect("serializes"),
+        )
+    }
+}
