@@ -348,14 +348,10 @@ fn expand_tag(pattern: &str, project: &Project, image: &str, epoch: u64) -> Resu
         .replace("{project}", &project.file.project.name)
         .replace("{image}", image);
     if t.contains("{timestamp}") {
-        t = t.replace(
-            "{timestamp}",
-            &crate::image::rfc3339(epoch)
-                .replace([':', '-'], "")
-                .replace('T', "-")
-                .trim_end_matches('Z')
-                .to_string(),
-        );
+        let stamp = crate::image::rfc3339(epoch)
+            .replace([':', '-'], "")
+            .replace('T', "-");
+        t = t.replace("{timestamp}", stamp.trim_end_matches('Z'));
     }
     if t.contains("{git_sha}") {
         let out = std::process::Command::new("git")
@@ -494,11 +490,9 @@ pub fn build(project: &Project, ctx: &Context, sel: &Selection) -> Result<BuildR
         for (k, v) in &spec.annotations {
             image.annotate(k, v);
         }
-        let previous_size = ctx.store.resolve(&tags[0]).ok().and_then(|d| {
-            let img = transport::oci::open(&ctx.store, Some(&tags[0]), &Platform::host()).ok()?;
-            let _ = d;
-            Some(img.layers().ok()?.iter().map(|l| l.descriptor().size).sum())
-        });
+        let previous_size = transport::oci::open(&ctx.store, Some(&tags[0]), &Platform::host())
+            .ok()
+            .and_then(|img| Some(img.layers().ok()?.iter().map(|l| l.descriptor().size).sum()));
         let digest = transport::oci::write_image(&image, &ctx.store, None)?;
         let desc = image.descriptor()?;
         for t in &tags {
