@@ -662,3 +662,145 @@ fn a_tarball_layer_is_checked_and_used_as_is() {
     );
     assert_eq!(env.ok(&["store", "ls"]), before);
 }
+
+fn plan_json(env: &Env, root: &Path, extra: &[&str]) -> serde_json::Value {
+    let mut args = vec!["plan", "-C", root.to_str().unwrap(), "--json"];
+    args.extend_from_slice(extra);
+    serde_json::from_str(&env.ok(&args)).unwrap()
+}
+
+#[test]
+fn plan_says_what_would_be_built_and_why_without_building() {
+    let env = Env::new();
+    let root = project(&env);
+    let p = plan_json(&env, &root, &[]);
+    assert!(
+        p["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|l| l["action"] == "build" && l["reasons"][0] == "never built in this store"),
+        "{p}"
+    );
+    assert!(
+        !env.store().join("blobs/sha256").exists()
+            || common::files_under(&env.store().join("blobs/sha256")).is_empty(),
+        "plan builds nothing"
+    );
+    build_json(&env, &root, &[]);
+    let p = plan_json(&env, &root, &[]);
+    assert!(
+        p["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|l| l["action"] == "reuse"),
+        "{p}"
+    );
+    assert!(
+        p["images"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|i| i["action"] == "reuse"),
+        "{p}"
+    );
+    fs::write(
+        root.join("layers/app/src/app.sh"),
+        "#!/bin/sh\necho changed\n",
+    )
+    .unwrap();
+    fs::write(root.join("layers/app/src/new.txt"), "new").unwrap();
+    let p = plan_json(&env, &root, &[]);
+    let app = p["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["name"] == "app")
+        .unwrap();
+    assert_eq!(app["action"], "build");
+    let reasons: Vec<&str> = app["reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap())
+        .collect();
+    assert!(
+        reasons.contains(&"changed /srv/app.sh") && reasons.contains(&"added /srv/new.txt"),
+        "{reasons:?}"
+    );
+    let runtime = p["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["name"] == "runtime")
+        .unwrap();
+    assert_eq!(runtime["action"], "compose");
+    assert_eq!(runtime["changed_layers"], serde_json::json!(["app"]));
+    let text = env.ok(&["plan", "-C", root.to_str().unwrap()]);
+    assert!(
+        text.contains("layer app@0.1") && text.contains("changed /srv/app.sh"),
+        "{text}"
+    );
+}
+
+#[test]
+fn plan_since_maps_git_changes_to_layers_and_images() {
+    let env = Env::new();
+    let root = project(&env);
+    let git = |args: &[&str]| {
+        common::run(
+            std::process::Command::new("git")
+                .args([
+                    "-c",
+                    "user.name=t",
+                    "-c",
+                    "user.email=t@e",
+                    "-c",
+                    "commit.gpgsign=false",
+                ])
+                .args(args)
+                .current_dir(&root),
+        )
+    };
+    git(&["init", "-q"]);
+    git(&["add", "-A"]);
+    git(&["commit", "-qm", "init"]);
+    let p = plan_json(&env, &root, &["--since", "HEAD"]);
+    assert_eq!(p["since"]["layers"], serde_json::json!([]));
+    assert_eq!(p["since"]["images"], serde_json::json!([]));
+    fs::write(
+        root.join("layers/tool/files/tool"),
+        "#!/bin/sh\necho tool v2\n",
+    )
+    .unwrap();
+    let p = plan_json(&env, &root, &["--since", "HEAD"]);
+    assert_eq!(
+        p["since"]["paths"],
+        serde_json::json!(["layers/tool/files/tool"])
+    );
+    assert_eq!(p["since"]["layers"], serde_json::json!(["tool"]));
+    assert_eq!(
+        p["since"]["images"],
+        serde_json::json!(["builder"]),
+        "only the builder contains tool"
+    );
+    fs::write(root.join("layers/base/rootfs/new-file"), "x").unwrap();
+    let p = plan_json(&env, &root, &["--since", "HEAD"]);
+    assert_eq!(
+        p["since"]["images"],
+        serde_json::json!(["builder", "runtime"]),
+        "untracked files count"
+    );
+    let err = env.fails(&[
+        "plan",
+        "-C",
+        root.to_str().unwrap(),
+        "--since",
+        "no-such-rev",
+    ]);
+    assert!(
+        err.contains("--since") && err.contains("no-such-rev"),
+        "{err}"
+    );
+}

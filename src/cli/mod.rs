@@ -74,6 +74,8 @@ enum Command {
     Delete(registry::DeleteArgs),
     /// Build a project's images: only changed layers are rebuilt.
     Build(project::BuildArgs),
+    /// Say what a build would make or reuse, and why, without building.
+    Plan(project::PlanArgs),
     /// Show the layer graph of a project (text tree or --dot).
     Graph(project::GraphArgs),
     /// Check a project's images without building (graph, conflicts, binaries, platform).
@@ -113,6 +115,7 @@ pub fn run() -> Result<()> {
         Command::Tags(a) => registry::tags(&ctx, a),
         Command::Delete(a) => registry::delete(&ctx, a),
         Command::Build(a) => project::build(&ctx, a),
+        Command::Plan(a) => project::plan(&ctx, a),
         Command::Graph(a) => project::graph(&ctx, a),
         Command::Check(a) => project::check(&ctx, a),
         Command::Store(c) => storecmd::run(&ctx, c),

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{Result, bail};
 use clap::Args;
-use strata::compose::{Graph, Project, build, check};
+use strata::compose::{Graph, Project, build, check, plan};
 
 use super::Ctx;
 
@@ -211,5 +211,75 @@ pub fn build(ctx: &Ctx, a: BuildArgs) -> Result<()> {
         report.files_hashed,
         report.seconds
     );
+    Ok(())
+}
+
+#[derive(Args)]
+#[command(after_help = "\
+Says which layers and images a build would make or reuse, and why (which
+input changed), without building. With --since REV, maps the paths git
+reports changed since REV (plus untracked files) to layers and to the images
+that contain them: use it instead of path filters in CI.
+
+Examples:
+  strata plan
+  strata plan --since origin/main --json | jq -r '.since.images[]'")]
+pub struct PlanArgs {
+    /// Project directory (with strata.toml).
+    #[arg(long, short = 'C', default_value = ".", value_name = "DIR")]
+    project: PathBuf,
+    /// Images to plan (default: all, or the profile's).
+    images: Vec<String>,
+    /// Plan the images of this [profiles] entry.
+    #[arg(long, value_name = "NAME")]
+    profile: Option<String>,
+    /// Map the paths changed since this git revision to layers and images.
+    #[arg(long, value_name = "GIT_REV")]
+    since: Option<String>,
+    /// Print the plan as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn plan(ctx: &Ctx, a: PlanArgs) -> Result<()> {
+    let project = Project::load(&a.project)?;
+    let sel = build::Selection {
+        images: a.images.clone(),
+        profile: a.profile.clone(),
+    };
+    let t = ctx.transport(&None)?;
+    let p = plan::plan(&project, &t, &sel, a.since.as_deref())?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&p)?);
+        return Ok(());
+    }
+    for l in &p.layers {
+        let v = l
+            .version
+            .as_deref()
+            .map(|v| format!("@{v}"))
+            .unwrap_or_default();
+        println!("layer {:<24} {}", format!("{}{v}", l.name), l.action);
+        for r in &l.reasons {
+            println!("    {r}");
+        }
+    }
+    for i in &p.images {
+        let why = if i.changed_layers.is_empty() {
+            String::new()
+        } else {
+            format!(" (layers: {})", i.changed_layers.join(", "))
+        };
+        println!("image {:<24} {}{why}", i.name, i.action);
+    }
+    if let Some(s) = &p.since {
+        println!(
+            "since {}: {} changed paths → layers [{}] → images [{}]",
+            s.rev,
+            s.paths.len(),
+            s.layers.join(", "),
+            s.images.join(", ")
+        );
+    }
     Ok(())
 }

@@ -157,6 +157,44 @@ pub fn compression(project: &Project) -> Result<Compression> {
     }
 }
 
+/// What a layer's key was computed from, to explain a rebuild.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
+pub struct Inputs {
+    /// The build settings (format version, compression, epoch).
+    pub settings: String,
+    /// Digest of the normalized layer.toml.
+    pub definition: String,
+    /// Input → fingerprint (image path for copied entries, `tar` or `image`).
+    pub files: BTreeMap<String, String>,
+}
+
+impl Inputs {
+    /// Why `self` (now) differs from `before`, one line each.
+    pub fn changes_since(&self, before: &Inputs) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.settings != before.settings {
+            out.push(format!(
+                "build settings changed ({} → {})",
+                before.settings, self.settings
+            ));
+        }
+        if self.definition != before.definition {
+            out.push("layer.toml changed".into());
+        }
+        for (k, v) in &self.files {
+            match before.files.get(k) {
+                None => out.push(format!("added {k}")),
+                Some(b) if b != v => out.push(format!("changed {k}")),
+                _ => {}
+            }
+        }
+        for k in before.files.keys().filter(|k| !self.files.contains_key(*k)) {
+            out.push(format!("removed {k}"));
+        }
+        out
+    }
+}
+
 /// Computes a layer's cache key.
 pub fn layer_key(
     def: &LayerDef,
@@ -165,7 +203,23 @@ pub fn layer_key(
     stat: &mut StatCache,
     ctx: &Context,
 ) -> Result<Digest> {
+    Ok(layer_key_inputs(def, compression, epoch, stat, ctx)?.0)
+}
+
+/// Computes a layer's cache key and the inputs it hashed.
+pub fn layer_key_inputs(
+    def: &LayerDef,
+    compression: Compression,
+    epoch: u64,
+    stat: &mut StatCache,
+    ctx: &Context,
+) -> Result<(Digest, Inputs)> {
     let mut h = Hasher::new();
+    let mut inputs = Inputs {
+        settings: format!("format {LAYER_FORMAT_VERSION}, {compression}, epoch {epoch}"),
+        definition: Digest::of(&crate::json::to_canonical(&def.file)).to_string(),
+        files: BTreeMap::new(),
+    };
     let mut put = |s: &[u8]| {
         h.update(&(s.len() as u64).to_le_bytes());
         h.update(s);
@@ -181,33 +235,37 @@ pub fn layer_key(
             put(&[e.mode as u8, (e.mode >> 8) as u8, (e.mode >> 16) as u8]);
             put(&e.uid.to_le_bytes());
             put(&e.gid.to_le_bytes());
-            match &e.kind {
-                EntryKind::Dir => put(b"d"),
-                EntryKind::Symlink(t) => {
-                    put(b"l");
-                    put(t);
-                }
-                EntryKind::Hardlink(t) => {
-                    put(b"h");
-                    put(t);
-                }
-                EntryKind::File { source, .. } => {
-                    put(b"f");
-                    put(stat.digest(source)?.hex().as_bytes());
-                }
-            }
+            let fingerprint = match &e.kind {
+                EntryKind::Dir => "dir".to_string(),
+                EntryKind::Symlink(t) => format!("symlink {}", String::from_utf8_lossy(t)),
+                EntryKind::Hardlink(t) => format!("link {}", String::from_utf8_lossy(t)),
+                EntryKind::File { source, .. } => stat.digest(source)?.to_string(),
+            };
+            put(fingerprint.as_bytes());
+            inputs.files.insert(
+                format!("/{}", String::from_utf8_lossy(&e.path)),
+                format!("{fingerprint} {:o} {}:{}", e.mode, e.uid, e.gid),
+            );
         }
     } else if let Some(t) = &src.tar {
+        let d = stat.digest(&def.dir.join(&t.path))?;
         put(b"tar");
-        put(stat.digest(&def.dir.join(&t.path))?.hex().as_bytes());
+        put(d.hex().as_bytes());
+        inputs
+            .files
+            .insert(format!("tarball {}", t.path), d.to_string());
     } else if let Some(img) = &src.image {
         let r = ImageRef::parse(&img.reference)?;
         let image = transport::open(&r, ctx)?;
-        for l in select_image_layers(def, image.as_ref())? {
+        for (i, l) in select_image_layers(def, image.as_ref())?.iter().enumerate() {
             put(l.descriptor().digest.hex().as_bytes());
+            inputs.files.insert(
+                format!("image {} layer {i}", img.reference),
+                l.descriptor().digest.to_string(),
+            );
         }
     }
-    Ok(h.finish())
+    Ok((h.finish(), inputs))
 }
 
 fn audit(def: &LayerDef, name: &str, source: String) -> BTreeMap<String, String> {
@@ -231,7 +289,8 @@ fn build_layer(
 ) -> Result<Built> {
     let started = Instant::now();
     let def = &project.layers[name];
-    let key = layer_key(def, compression, epoch, stat, ctx)?;
+    let (key, inputs) = layer_key_inputs(def, compression, epoch, stat, ctx)?;
+    cache.put_inputs(name, &serde_json::to_vec(&inputs).expect("serializes"))?;
     let rel_dir = format!("layers/{name}");
     let src = &def.file.source;
     let mut report = LayerReport {

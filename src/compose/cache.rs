@@ -48,6 +48,18 @@ impl LayerCache {
         self.store.has_blob(&c.descriptor.digest).then_some(c)
     }
 
+    /// Records what layer `name` was last built from.
+    pub fn put_inputs(&self, name: &str, json: &[u8]) -> Result<()> {
+        let dir = self.dir.with_file_name("inputs");
+        std::fs::create_dir_all(&dir).at(&dir)?;
+        write_atomic(&dir, name, json)
+    }
+
+    /// What layer `name` was last built from, if recorded.
+    pub fn inputs(&self, name: &str) -> Option<Vec<u8>> {
+        std::fs::read(self.dir.with_file_name("inputs").join(name)).ok()
+    }
+
     /// Records the layer built for `key`.
     pub fn put(&self, key: &Digest, layer: &CachedLayer) -> Result<()> {
         write_atomic(
@@ -133,6 +145,11 @@ impl StatCache {
         );
         self.dirty = true;
         Ok(digest)
+    }
+
+    /// Forgets changes (for read-only uses such as `plan`).
+    pub fn discard(&mut self) {
+        self.dirty = false;
     }
 
     /// Writes the cache back when it changed.

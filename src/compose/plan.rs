@@ -1,0 +1,233 @@
+//! `strata plan`: which layers and images a build would make or reuse, and
+//! why, without building. With `--since REV`, the paths git reports changed
+//! are mapped to layers and to the images that contain them.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::build::{Inputs, Selection, compression, epoch, layer_key_inputs, selected_images};
+use super::cache::{LayerCache, StatCache};
+use super::graph::Graph;
+use super::project::Project;
+use crate::error::{Error, Result};
+use crate::transport::Context;
+
+/// One layer in the plan.
+#[derive(Debug, Serialize)]
+pub struct LayerPlan {
+    /// Name.
+    pub name: String,
+    /// Version.
+    pub version: Option<String>,
+    /// "build" or "reuse".
+    pub action: &'static str,
+    /// Why it would be built.
+    pub reasons: Vec<String>,
+}
+
+/// One image in the plan.
+#[derive(Debug, Serialize)]
+pub struct ImagePlan {
+    /// Name.
+    pub name: String,
+    /// "compose" when a layer of it would be built, else "reuse".
+    pub action: &'static str,
+    /// Its layers, base first.
+    pub layers: Vec<String>,
+    /// The layers that would be built.
+    pub changed_layers: Vec<String>,
+}
+
+/// What `--since` found.
+#[derive(Debug, Serialize)]
+pub struct SincePlan {
+    /// The revision compared against.
+    pub rev: String,
+    /// Project-relative paths git reports changed.
+    pub paths: Vec<String>,
+    /// Layers those paths belong to.
+    pub layers: Vec<String>,
+    /// Images containing those layers (all of them when strata.toml changed).
+    pub images: Vec<String>,
+}
+
+/// The whole plan.
+#[derive(Debug, Serialize)]
+pub struct Plan {
+    /// Layers in build order.
+    pub layers: Vec<LayerPlan>,
+    /// Images.
+    pub images: Vec<ImagePlan>,
+    /// With `--since`.
+    pub since: Option<SincePlan>,
+}
+
+/// Plans a build of `sel`, reading the store's cache but writing nothing.
+pub fn plan(
+    project: &Project,
+    ctx: &Context,
+    sel: &Selection,
+    since: Option<&str>,
+) -> Result<Plan> {
+    let graph = Graph::new(project)?;
+    let names = selected_images(project, sel)?;
+    let compression = compression(project)?;
+    let epoch = epoch(project)?;
+    let cache = LayerCache::new(&ctx.store)?;
+    let mut stat = StatCache::load(&ctx.store)?;
+    let mut wanted: BTreeSet<&str> = BTreeSet::new();
+    let mut image_layers = BTreeMap::new();
+    for n in &names {
+        let ls = graph.image_layers(n)?;
+        wanted.extend(ls.iter().copied());
+        image_layers.insert(n.clone(), ls);
+    }
+    let mut layers = Vec::new();
+    let mut building = BTreeSet::new();
+    for &l in graph.order().iter().filter(|l| wanted.contains(*l)) {
+        let def = &project.layers[l];
+        let (key, inputs) = layer_key_inputs(def, compression, epoch, &mut stat, ctx)?;
+        let is_image_source = def.file.source.image.is_some();
+        let cached = is_image_source
+            || cache.get(&key).is_some()
+            || (def.file.source.copy.is_empty() && def.file.source.tar.is_none());
+        let reasons = if cached {
+            Vec::new()
+        } else {
+            match cache
+                .inputs(l)
+                .and_then(|b| serde_json::from_slice::<Inputs>(&b).ok())
+            {
+                Some(before) => {
+                    let mut r = inputs.changes_since(&before);
+                    if r.is_empty() {
+                        r.push("its cached blob is no longer in the store".into());
+                    }
+                    r
+                }
+                None => vec!["never built in this store".into()],
+            }
+        };
+        if !cached {
+            building.insert(l);
+        }
+        layers.push(LayerPlan {
+            name: l.to_string(),
+            version: def.file.layer.version.clone(),
+            action: if cached { "reuse" } else { "build" },
+            reasons,
+        });
+    }
+    stat.discard();
+    let images = image_layers
+        .into_iter()
+        .map(|(name, ls)| {
+            let changed: Vec<String> = ls
+                .iter()
+                .filter(|l| building.contains(*l))
+                .map(|l| l.to_string())
+                .collect();
+            ImagePlan {
+                name,
+                action: if changed.is_empty() {
+                    "reuse"
+                } else {
+                    "compose"
+                },
+                layers: ls.iter().map(|l| l.to_string()).collect(),
+                changed_layers: changed,
+            }
+        })
+        .collect();
+    let since = since
+        .map(|rev| since_plan(project, &graph, rev))
+        .transpose()?;
+    Ok(Plan {
+        layers,
+        images,
+        since,
+    })
+}
+
+fn git(root: &Path, args: &[&str]) -> Result<String> {
+    let out = std::process::Command::new("git")
+        .args(args)
+        .current_dir(root)
+        .output()
+        .map_err(|e| Error::bad_input("--since", format!("cannot run git: {e}")))?;
+    if !out.status.success() {
+        return Err(Error::bad_input(
+            "--since",
+            format!(
+                "git {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn since_plan(project: &Project, graph: &Graph<'_>, rev: &str) -> Result<SincePlan> {
+    let top = PathBuf::from(git(&project.root, &["rev-parse", "--show-toplevel"])?.trim());
+    let root = project
+        .root
+        .canonicalize()
+        .map_err(|e| Error::io(&project.root, e))?;
+    let mut changed: BTreeSet<PathBuf> = BTreeSet::new();
+    for args in [
+        vec!["diff", "--name-only", rev, "--"],
+        vec!["ls-files", "--others", "--exclude-standard"],
+    ] {
+        let base = if args[0] == "ls-files" {
+            root.clone()
+        } else {
+            top.clone()
+        };
+        for line in git(&project.root, &args)?.lines().filter(|l| !l.is_empty()) {
+            changed.insert(base.join(line));
+        }
+    }
+    // Each layer owns its directory and every copy or tar source it names.
+    let mut owned: Vec<(PathBuf, &str)> = Vec::new();
+    for (name, def) in &project.layers {
+        owned.push((def.dir.canonicalize().unwrap_or(def.dir.clone()), name));
+        for c in &def.file.source.copy {
+            if let Ok(p) = def.dir.join(&c.from).canonicalize() {
+                owned.push((p, name));
+            }
+        }
+    }
+    let mut paths = Vec::new();
+    let mut layers: BTreeSet<&str> = BTreeSet::new();
+    let mut all_images = false;
+    for p in &changed {
+        let Ok(rel) = p.strip_prefix(&root) else {
+            continue;
+        };
+        paths.push(rel.display().to_string());
+        if rel == Path::new("strata.toml") {
+            all_images = true;
+        }
+        for (dir, name) in &owned {
+            if p.starts_with(dir) {
+                layers.insert(name);
+            }
+        }
+    }
+    let mut images = Vec::new();
+    for name in project.file.images.keys() {
+        let ls = graph.image_layers(name)?;
+        if all_images || ls.iter().any(|l| layers.contains(l)) {
+            images.push(name.clone());
+        }
+    }
+    Ok(SincePlan {
+        rev: rev.to_string(),
+        paths,
+        layers: layers.into_iter().map(str::to_string).collect(),
+        images,
+    })
+}
