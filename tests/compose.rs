@@ -804,3 +804,79 @@ fn plan_since_maps_git_changes_to_layers_and_images() {
         "{err}"
     );
 }
+
+#[test]
+fn the_lock_pins_bytes_and_locked_builds_fail_on_drift_without_writing() {
+    let env = Env::new();
+    let root = project(&env);
+    let p = root.to_str().unwrap();
+    build_json(&env, &root, &[]);
+    let lock = fs::read_to_string(root.join("strata.lock")).unwrap();
+    for l in [
+        "name = \"app\"",
+        "name = \"tool\"",
+        "name = \"base\"",
+        "version = \"2.43\"",
+        "diff_ids = [\"sha256:",
+    ] {
+        assert!(lock.contains(l), "{lock}");
+    }
+    env.ok(&["build", "-C", p, "--locked"]);
+
+    // Drift without a version bump: --locked refuses and writes nothing.
+    fs::write(
+        root.join("layers/app/src/app.sh"),
+        "#!/bin/sh\necho drift\n",
+    )
+    .unwrap();
+    let blobs_before = common::files_under(&env.store().join("blobs"));
+    let tags_before = env.ok(&["store", "ls"]);
+    let err = env.fails(&["build", "-C", p, "--locked"]);
+    assert!(
+        err.contains("strata.lock key layer.app") && err.contains("app@0.1 would differ"),
+        "{err}"
+    );
+    assert_eq!(
+        common::files_under(&env.store().join("blobs")),
+        blobs_before,
+        "nothing written to the store"
+    );
+    assert_eq!(env.ok(&["store", "ls"]), tags_before);
+    assert_eq!(
+        fs::read_to_string(root.join("strata.lock")).unwrap(),
+        lock,
+        "the lock is left alone"
+    );
+
+    // A plain build records it, with a warning about the missing bump.
+    let out = env.strata(&["build", "-C", p]);
+    assert!(out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("app@0.1 changed bytes without a version bump")
+    );
+    env.ok(&["build", "-C", p, "--locked"]);
+
+    // A version bump is a deliberate change: --locked wants it recorded.
+    replace(
+        &root,
+        "layers/app/layer.toml",
+        "version = \"0.1\"",
+        "version = \"0.2\"",
+    );
+    let err = env.fails(&["build", "-C", p, "--locked"]);
+    assert!(
+        err.contains("strata.lock pins app@0.1") && err.contains("0.2"),
+        "{err}"
+    );
+    let out = env.strata(&["build", "-C", p]);
+    assert!(
+        out.status.success()
+            && !String::from_utf8_lossy(&out.stderr).contains("without a version bump")
+    );
+    assert!(
+        fs::read_to_string(root.join("strata.lock"))
+            .unwrap()
+            .contains("version = \"0.2\"")
+    );
+}

@@ -120,6 +120,10 @@ pub struct BuildArgs {
     /// Also write the (single) built image to this transport.
     #[arg(long, value_name = "REF")]
     output: Option<String>,
+    /// Fail, before writing anything, when a layer's bytes would differ from
+    /// strata.lock (and leave strata.lock as it is).
+    #[arg(long)]
+    locked: bool,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -150,6 +154,7 @@ pub fn build(ctx: &Ctx, a: BuildArgs) -> Result<()> {
     let sel = build::Selection {
         images: a.images.clone(),
         profile: a.profile.clone(),
+        locked: a.locked,
     };
     if output.is_some() && build::selected_images(&project, &sel)?.len() != 1 {
         bail!("--output needs exactly one image; name it (strata build IMAGE --output ...)");
@@ -162,6 +167,9 @@ pub fn build(ctx: &Ctx, a: BuildArgs) -> Result<()> {
         strata::transport::write(image.as_ref(), out, &t)?;
     }
     if a.json {
+        for w in &report.warnings {
+            eprintln!("warning: {w}");
+        }
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(());
     }
@@ -198,6 +206,9 @@ pub fn build(ctx: &Ctx, a: BuildArgs) -> Result<()> {
             human(i.size),
             i.tags.join(" ")
         );
+    }
+    for w in &report.warnings {
+        eprintln!("warning: {w}");
     }
     let hits = report
         .layers
@@ -246,6 +257,7 @@ pub fn plan(ctx: &Ctx, a: PlanArgs) -> Result<()> {
     let sel = build::Selection {
         images: a.images.clone(),
         profile: a.profile.clone(),
+        locked: false,
     };
     let t = ctx.transport(&None)?;
     let p = plan::plan(&project, &t, &sel, a.since.as_deref())?;

@@ -87,6 +87,8 @@ pub struct BuildReport {
     pub files_hashed: usize,
     /// Total seconds.
     pub seconds: f64,
+    /// Warnings (layers whose bytes changed without a version bump).
+    pub warnings: Vec<String>,
 }
 
 /// Which images to build.
@@ -96,6 +98,9 @@ pub struct Selection {
     pub images: Vec<String>,
     /// A profile from `[profiles]`.
     pub profile: Option<String>,
+    /// Fail when a layer's bytes would differ from strata.lock (and do not
+    /// update it).
+    pub locked: bool,
 }
 
 struct Built {
@@ -463,6 +468,10 @@ pub fn build(project: &Project, ctx: &Context, sel: &Selection) -> Result<BuildR
             .collect::<Result<Vec<_>>>()?;
         plans.push((name.clone(), layers, tags));
     }
+    let mut lock = super::lock::Lock::load(&project.root)?;
+    if sel.locked {
+        verify_locked(project, &graph, &plans, &lock, compression, epoch, ctx)?;
+    }
     let cache = LayerCache::new(&ctx.store)?;
     let mut stat = StatCache::load(&ctx.store)?;
     let mut built: BTreeMap<&str, Built> = BTreeMap::new();
@@ -477,6 +486,17 @@ pub fn build(project: &Project, ctx: &Context, sel: &Selection) -> Result<BuildR
         }
     }
     stat.save()?;
+    let mut warnings = Vec::new();
+    if !sel.locked {
+        for (&name, b) in &built {
+            if let Some(w) = lock.record(pin_of(project, name, &b.layers)) {
+                warnings.push(w);
+            }
+        }
+        let all: Vec<&str> = project.layers.keys().map(String::as_str).collect();
+        lock.retain(&all);
+        lock.save(&project.root)?;
+    }
     let mut images = Vec::new();
     for (name, layers, tags) in plans {
         let spec = &project.file.images[&name];
@@ -580,5 +600,76 @@ pub fn build(project: &Project, ctx: &Context, sel: &Selection) -> Result<BuildR
         images,
         files_hashed: stat.hashed,
         seconds: started.elapsed().as_secs_f64(),
+        warnings,
     })
+}
+
+fn pin_of(project: &Project, name: &str, layers: &[Arc<dyn Layer>]) -> super::lock::Pin {
+    super::lock::Pin {
+        name: name.to_string(),
+        version: project.layers[name]
+            .file
+            .layer
+            .version
+            .clone()
+            .unwrap_or_default(),
+        diff_ids: layers.iter().map(|l| l.diff_id()).collect(),
+        digests: layers.iter().map(|l| l.descriptor().digest).collect(),
+    }
+}
+
+/// `--locked`: learns every layer's bytes (from the cache, or by building it
+/// into a throwaway store) and compares them with strata.lock before
+/// anything is written to the real store.
+fn verify_locked(
+    project: &Project,
+    graph: &Graph<'_>,
+    plans: &[(String, Vec<&str>, Vec<String>)],
+    lock: &super::lock::Lock,
+    compression: Compression,
+    epoch: u64,
+    ctx: &Context,
+) -> Result<()> {
+    let scratch_dir = tempfile::Builder::new()
+        .prefix("strata-locked-")
+        .tempdir()
+        .map_err(|e| Error::io(std::env::temp_dir(), e))?;
+    let mut scratch = Context::new(crate::store::Store::open_or_create(scratch_dir.path())?);
+    scratch.platform = ctx.platform.clone();
+    scratch.registry = ctx.registry.clone();
+    let real_cache = LayerCache::new(&ctx.store).ok();
+    let scratch_cache = LayerCache::new(&scratch.store)?;
+    let mut stat = StatCache::load(&ctx.store)?;
+    for &l in graph.order() {
+        if !plans.iter().any(|(_, ls, _)| ls.contains(&l)) {
+            continue;
+        }
+        let def = &project.layers[l];
+        let key = layer_key(def, compression, epoch, &mut stat, ctx)?;
+        let layers: Vec<Arc<dyn Layer>> = match real_cache.as_ref().and_then(|c| c.get(&key)) {
+            Some(c) if def.file.source.image.is_none() => {
+                vec![Arc::new(StoreLayer::new(
+                    ctx.store.clone(),
+                    c.descriptor,
+                    c.diff_id,
+                ))]
+            }
+            _ => {
+                let mut st = StatCache::load(&scratch.store)?;
+                build_layer(
+                    project,
+                    l,
+                    compression,
+                    epoch,
+                    &mut st,
+                    &scratch_cache,
+                    &scratch,
+                )?
+                .layers
+            }
+        };
+        lock.verify(&pin_of(project, l, &layers))?;
+    }
+    stat.discard();
+    Ok(())
 }

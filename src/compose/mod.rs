@@ -5,6 +5,7 @@ pub mod build;
 pub mod cache;
 pub mod check;
 pub mod graph;
+pub mod lock;
 pub mod plan;
 pub mod project;
 
