@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
-# The main job on the bundled example (examples/hello): build a small image
-# into the store, write it as an OCI layout and as a docker-archive, and run
-# it — with docker where an engine answers, otherwise with umoci + runc.
+# The main job on the bundled examples:
+#  1. examples/hello: build a small image into the store, write it as an OCI
+#     layout and as a docker-archive, and run it;
+#  2. examples/project: build a layered project (busybox base, two tool
+#     layers, a layer taken from another image, an app) into a builder and a
+#     runtime image, then build it again (everything cached) and run it.
+# Images run with docker where an engine answers, otherwise umoci + runc.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,16 +34,33 @@ $strata copy hello:latest "docker-archive:$OUT/hello.tar:strata-example/hello:la
 $strata validate "oci:$OUT/layout:hello"
 ls -l "$OUT/hello.tar" "$OUT/layout"
 
-echo "== run"
-if command -v docker >/dev/null && docker version --format '{{.Server.Version}}' >/dev/null 2>&1; then
-  echo "(docker engine answers: docker load + docker run)"
-  docker load -i "$OUT/hello.tar" >/dev/null
-  docker run --rm strata-example/hello:latest
-else
-  echo "(no docker engine: umoci unpack + runc run)"
-  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
-  rm -rf "$OUT/bundle"
-  $SUDO umoci unpack --image "$OUT/layout:hello" "$OUT/bundle" >/dev/null
-  $SUDO sed -i 's/"terminal": *true/"terminal":false/' "$OUT/bundle/config.json"
-  $SUDO runc run -b "$OUT/bundle" "strata-demo-$$"
-fi
+# run_image STORE_TAG LAYOUT_TAG ARCHIVE NAME
+run_image() {
+  if command -v docker >/dev/null && docker version --format '{{.Server.Version}}' >/dev/null 2>&1; then
+    echo "(docker engine answers: docker load + docker run)"
+    docker load -i "$3" >/dev/null
+    docker run --rm "$4"
+  else
+    echo "(no docker engine: umoci unpack + runc run)"
+    SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+    rm -rf "$OUT/bundle"
+    $SUDO umoci unpack --image "$2" "$OUT/bundle" >/dev/null
+    $SUDO sed -i 's/"terminal": *true/"terminal":false/' "$OUT/bundle/config.json"
+    $SUDO runc run -b "$OUT/bundle" "strata-demo-$$"
+  fi
+}
+
+echo "== run hello"
+run_image hello:latest "$OUT/layout:hello" "$OUT/hello.tar" strata-example/hello:latest
+
+echo "== examples/project: graph, check, build, build again"
+install -m 0755 /bin/busybox examples/project/layers/base/rootfs/bin/busybox
+$strata graph -C examples/project
+$strata check -C examples/project
+$strata build -C examples/project
+$strata build -C examples/project
+rm -rf "$OUT/project-layout" "$OUT/project.tar"
+$strata copy example/runtime:latest "oci:$OUT/project-layout:runtime"
+$strata copy example/runtime:latest "docker-archive:$OUT/project.tar:strata-example/project:latest"
+echo "== run the project's runtime image"
+run_image example/runtime:latest "$OUT/project-layout:runtime" "$OUT/project.tar" strata-example/project:latest

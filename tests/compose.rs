@@ -880,3 +880,128 @@ fn the_lock_pins_bytes_and_locked_builds_fail_on_drift_without_writing() {
             .contains("version = \"0.2\"")
     );
 }
+
+/// Copies examples/project to a temp dir with busybox staged, as the demo does.
+fn example_project(env: &Env) -> std::path::PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/project");
+    let dst = env.path("example");
+    common::run(
+        std::process::Command::new("cp")
+            .arg("-a")
+            .arg(&src)
+            .arg(&dst),
+    );
+    fs::copy(BUSYBOX, dst.join("layers/base/rootfs/bin/busybox")).unwrap();
+    dst
+}
+
+#[test]
+fn the_example_project_builds_and_its_runtime_image_runs() {
+    let env = Env::new();
+    let root = example_project(&env);
+    let p = root.to_str().unwrap();
+    env.ok(&["check", "-C", p]);
+    let report = build_json(&env, &root, &[]);
+    let runtime: Vec<&str> = report["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["name"] == "runtime")
+        .unwrap()["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        runtime,
+        ["example/runtime:latest", "example/runtime:20231114-221320"]
+    );
+    let again = build_json(&env, &root, &[]);
+    assert_eq!(again["cache_hit_rate"], 1.0);
+    // The image layer came from another image, unchanged.
+    let v: serde_json::Value =
+        serde_json::from_str(&env.ok(&["inspect", "--json", "example/runtime:latest"])).unwrap();
+    let names: Vec<&str> = v["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["annotations"]["dev.strata.layer.name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["base", "greet", "licenses", "app"],
+        "count is a build-time tool only"
+    );
+    assert!(
+        v["layers"][2]["annotations"]["dev.strata.layer.source"]
+            .as_str()
+            .unwrap()
+            .starts_with("image:oci-archive:licenses.oci.tar:licenses@sha256:")
+    );
+    let expected = "hello, strata\nlicenses: LICENSE NOTICE";
+    if common::have("umoci") && common::have("runc") {
+        let layout = env.path("layout");
+        env.ok(&[
+            "copy",
+            "example/runtime:latest",
+            &format!("oci:{}:rt", layout.display()),
+        ]);
+        let bundle = env.path("bundle");
+        common::run(
+            std::process::Command::new("umoci")
+                .args(["unpack", "--image", &format!("{}:rt", layout.display())])
+                .arg(&bundle),
+        );
+        let cfg = bundle.join("config.json");
+        let mut c: serde_json::Value = serde_json::from_slice(&fs::read(&cfg).unwrap()).unwrap();
+        c["process"]["terminal"] = serde_json::Value::Bool(false);
+        fs::write(&cfg, serde_json::to_vec(&c).unwrap()).unwrap();
+        let id = format!("strata-example-{}", std::process::id());
+        let out = std::process::Command::new("runc")
+            .args(["run", "-b"])
+            .arg(&bundle)
+            .arg(&id)
+            .output()
+            .unwrap();
+        let _ = std::process::Command::new("runc")
+            .args(["delete", "-f", &id])
+            .output();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), expected);
+        common::note("examples/project runtime image under runc", "RAN");
+    }
+    if common::docker_engine() {
+        let tar = env.path("example.tar");
+        let name = format!("strata-test/example:{}", std::process::id());
+        env.ok(&[
+            "copy",
+            "example/runtime:latest",
+            &format!("docker-archive:{}:{name}", tar.display()),
+        ]);
+        common::run(
+            std::process::Command::new("docker")
+                .arg("load")
+                .arg("-i")
+                .arg(&tar),
+        );
+        let out = std::process::Command::new("docker")
+            .args(["run", "--rm", &name])
+            .output()
+            .unwrap();
+        let _ = std::process::Command::new("docker")
+            .args(["rmi", "-f", &name])
+            .output();
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), expected);
+        common::note("examples/project runtime image under docker", "RAN");
+    } else {
+        common::note(
+            "examples/project runtime image under docker",
+            "SKIPPED (no Docker engine answers)",
+        );
+    }
+}

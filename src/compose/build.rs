@@ -260,7 +260,7 @@ pub fn layer_key_inputs(
             .files
             .insert(format!("tarball {}", t.path), d.to_string());
     } else if let Some(img) = &src.image {
-        let r = ImageRef::parse(&img.reference)?;
+        let r = ImageRef::parse(&img.reference)?.relative_to(&def.dir);
         let image = transport::open(&r, ctx)?;
         for (i, l) in select_image_layers(def, image.as_ref())?.iter().enumerate() {
             put(l.descriptor().digest.hex().as_bytes());
@@ -308,7 +308,7 @@ fn build_layer(
         key: key.clone(),
     };
     let layers: Vec<Arc<dyn Layer>> = if let Some(img) = &src.image {
-        let r = ImageRef::parse(&img.reference)?;
+        let r = ImageRef::parse(&img.reference)?.relative_to(&def.dir);
         let image = transport::open(&r, ctx)?;
         let mut out: Vec<Arc<dyn Layer>> = Vec::new();
         for l in select_image_layers(def, image.as_ref())? {
@@ -507,13 +507,15 @@ pub fn build(project: &Project, ctx: &Context, sel: &Selection) -> Result<BuildR
         let mut image = if spec.base == "scratch" {
             ImageBuilder::scratch(platform)
         } else {
-            let r = ImageRef::parse(&spec.base).map_err(|e| {
-                Error::invalid(
-                    "image",
-                    format!("strata.toml key images.{name}.base"),
-                    e.to_string(),
-                )
-            })?;
+            let r = ImageRef::parse(&spec.base)
+                .map_err(|e| {
+                    Error::invalid(
+                        "image",
+                        format!("strata.toml key images.{name}.base"),
+                        e.to_string(),
+                    )
+                })?
+                .relative_to(&project.root);
             let base = transport::open(&r, ctx)?;
             transport::oci::copy_layers(base.as_ref(), &ctx.store)?;
             ImageBuilder::from_base(base.as_ref(), &spec.base)?

@@ -105,13 +105,15 @@ pub fn list_layer(def: &LayerDef, ctx: &Context) -> Result<BTreeMap<String, File
             &mut out,
         )?;
     } else if let Some(img) = &src.image {
-        let r = ImageRef::parse(&img.reference).map_err(|e| {
-            Error::invalid(
-                "layer",
-                format!("{} key source.image.ref", def.rel),
-                e.to_string(),
-            )
-        })?;
+        let r = ImageRef::parse(&img.reference)
+            .map_err(|e| {
+                Error::invalid(
+                    "layer",
+                    format!("{} key source.image.ref", def.rel),
+                    e.to_string(),
+                )
+            })?
+            .relative_to(&def.dir);
         let image = transport::open(&r, ctx)?;
         for layer in select_image_layers(def, image.as_ref())? {
             let label =
@@ -257,13 +259,15 @@ pub fn check_image(
         }
     }
     if spec.base != "scratch" {
-        let r = ImageRef::parse(&spec.base).map_err(|e| {
-            Error::invalid(
-                "image",
-                format!("strata.toml key images.{name}.base"),
-                e.to_string(),
-            )
-        })?;
+        let r = ImageRef::parse(&spec.base)
+            .map_err(|e| {
+                Error::invalid(
+                    "image",
+                    format!("strata.toml key images.{name}.base"),
+                    e.to_string(),
+                )
+            })?
+            .relative_to(&project.root);
         let base = transport::open(&r, ctx)?;
         let have = base.config()?.platform();
         let want = match &spec.platform {

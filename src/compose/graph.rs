@@ -258,7 +258,7 @@ impl<'p> Graph<'p> {
         let needed: BTreeSet<&str> = self.edges.keys().flat_map(|n| self.deps(n)).collect();
         let mut out = String::new();
         for root in self.edges.keys().filter(|n| !needed.contains(*n)) {
-            self.tree_node(root, "", true, true, &mut out, &mut Vec::new());
+            self.tree_node(root, "", "", true, true, &mut out);
         }
         out
     }
@@ -266,11 +266,11 @@ impl<'p> Graph<'p> {
     fn tree_node(
         &self,
         n: &'p str,
+        label: &str,
         prefix: &str,
         last: bool,
         top: bool,
         out: &mut String,
-        path: &mut Vec<&'p str>,
     ) {
         let def = &self.project.layers[n];
         let version = def
@@ -284,26 +284,35 @@ impl<'p> Graph<'p> {
             out.push_str(&format!("{n}{version}\n"));
         } else {
             out.push_str(&format!(
-                "{prefix}{}{n}{version}\n",
+                "{prefix}{}{n}{version} ({label})\n",
                 if last { "└── " } else { "├── " }
             ));
         }
-        path.push(n);
         let (req, run) = &self.edges[n];
-        let children: Vec<(&str, &str)> = req
-            .iter()
-            .map(|d| (*d, "requires"))
-            .chain(run.iter().map(|d| (*d, "runtime")))
-            .collect();
+        // One line per dependency, labelled with how it is needed.
+        let mut children: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for d in req {
+            children.entry(d).or_default().push("requires");
+        }
+        for d in run {
+            children.entry(d).or_default().push("runtime");
+        }
         let child_prefix = if top {
             String::new()
         } else {
             format!("{prefix}{}", if last { "    " } else { "│   " })
         };
-        for (i, (c, _kind)) in children.iter().enumerate() {
-            self.tree_node(c, &child_prefix, i + 1 == children.len(), false, out, path);
+        let count = children.len();
+        for (i, (c, kinds)) in children.into_iter().enumerate() {
+            self.tree_node(
+                c,
+                &kinds.join(", "),
+                &child_prefix,
+                i + 1 == count,
+                false,
+                out,
+            );
         }
-        path.pop();
     }
 
     /// Graphviz: solid edges for requires, dashed for runtime.

@@ -199,6 +199,24 @@ impl ImageRef {
         Ok(ImageRef::Store(normalize_name(s)?))
     }
 
+    /// The same reference with a relative file path made relative to `base`
+    /// (for references written in project files).
+    pub fn relative_to(self, base: &std::path::Path) -> Self {
+        let fix = |p: PathBuf| if p.is_relative() { base.join(p) } else { p };
+        match self {
+            ImageRef::Oci { dir, tag } => ImageRef::Oci { dir: fix(dir), tag },
+            ImageRef::OciArchive { file, tag } => ImageRef::OciArchive {
+                file: fix(file),
+                tag,
+            },
+            ImageRef::DockerArchive { file, select } => ImageRef::DockerArchive {
+                file: fix(file),
+                select,
+            },
+            other => other,
+        }
+    }
+
     /// The tag or name this reference would give an image written to it.
     pub fn name(&self) -> Option<String> {
         match self {

@@ -1,0 +1,3 @@
+#!/bin/sh
+greet strata
+echo "licenses: $(ls /usr/share/doc/vendor | tr '\n' ' ')"
