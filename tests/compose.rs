@@ -1005,3 +1005,80 @@ fn the_example_project_builds_and_its_runtime_image_runs() {
         );
     }
 }
+
+#[test]
+fn env_defines_aliases_that_run_tools_from_the_image() {
+    let env = Env::new();
+    let root = example_project(&env);
+    let p = root.to_str().unwrap();
+    let script = env.ok(&["env", "-C", p, "builder"]);
+    assert!(
+        script.contains("greet() {") && script.contains("count() {"),
+        "{script}"
+    );
+    assert!(
+        script.contains(r#"-v "$PWD:$PWD" -w "$PWD" -u "$(id -u):$(id -g)""#),
+        "{script}"
+    );
+    assert!(script.contains("if [ -t 0 ]; then set -- -it"), "{script}");
+    let runtime = env.ok(&["env", "-C", p, "runtime", "--engine", "podman"]);
+    assert!(
+        runtime.contains("podman run --rm")
+            && runtime.contains("greet() {")
+            && !runtime.contains("count() {"),
+        "count is not in the runtime image: {runtime}"
+    );
+    let layer = env.ok(&["env", "-C", p, "count"]);
+    assert!(
+        layer.contains("count() {") && !layer.contains("greet() {"),
+        "{layer}"
+    );
+    let err = env.fails(&["env", "-C", p, "buildr"]);
+    assert!(err.contains("did you mean \"builder\"?"), "{err}");
+    if !common::docker_engine() {
+        common::note(
+            "strata env functions under docker",
+            "SKIPPED (no Docker engine answers)",
+        );
+        return;
+    }
+    env.ok(&["build", "-C", p, "builder"]);
+    let tar = env.path("builder.tar");
+    env.ok(&[
+        "copy",
+        "example/builder:latest",
+        &format!("docker-archive:{}:example/builder:latest", tar.display()),
+    ]);
+    common::run(
+        std::process::Command::new("docker")
+            .arg("load")
+            .arg("-i")
+            .arg(&tar),
+    );
+    let script_path = env.path("env.sh");
+    fs::write(&script_path, &script).unwrap();
+    let work = env.path("work");
+    fs::create_dir_all(&work).unwrap();
+    fs::write(work.join("a"), "").unwrap();
+    fs::write(work.join("b"), "").unwrap();
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            ". {} && greet you && count *",
+            script_path.display()
+        ))
+        .current_dir(&work)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let _ = std::process::Command::new("docker")
+        .args(["rmi", "-f", "example/builder:latest"])
+        .output();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello, you\n2\n");
+    common::note("strata env functions under docker", "RAN");
+}

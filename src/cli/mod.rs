@@ -76,6 +76,8 @@ enum Command {
     Build(project::BuildArgs),
     /// Say what a build would make or reuse, and why, without building.
     Plan(project::PlanArgs),
+    /// Print an env.sh with the image's (or layer's) aliases as shell functions.
+    Env(project::EnvArgs),
     /// Show the layer graph of a project (text tree or --dot).
     Graph(project::GraphArgs),
     /// Check a project's images without building (graph, conflicts, binaries, platform).
@@ -116,6 +118,7 @@ pub fn run() -> Result<()> {
         Command::Delete(a) => registry::delete(&ctx, a),
         Command::Build(a) => project::build(&ctx, a),
         Command::Plan(a) => project::plan(&ctx, a),
+        Command::Env(a) => project::env(&ctx, a),
         Command::Graph(a) => project::graph(&ctx, a),
         Command::Check(a) => project::check(&ctx, a),
         Command::Store(c) => storecmd::run(&ctx, c),

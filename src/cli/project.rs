@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{Result, bail};
 use clap::Args;
-use strata::compose::{Graph, Project, build, check, plan};
+use strata::compose::{Graph, Project, build, check, env, plan};
 
 use super::Ctx;
 
@@ -293,5 +293,36 @@ pub fn plan(ctx: &Ctx, a: PlanArgs) -> Result<()> {
             s.images.join(", ")
         );
     }
+    Ok(())
+}
+
+#[derive(Args)]
+#[command(after_help = "\
+Prints an env.sh that defines every alias of the image's layers (or of one
+layer) as a shell function running the tool from the image, with the current
+directory mounted at the same path, your uid:gid, and -it only when stdin is
+a terminal.
+
+Example:
+  strata env builder > env.sh && . ./env.sh && greet you")]
+pub struct EnvArgs {
+    /// Project directory (with strata.toml).
+    #[arg(long, short = 'C', default_value = ".", value_name = "DIR")]
+    project: PathBuf,
+    /// An image of strata.toml, or a layer.
+    target: String,
+    /// Container engine the functions call.
+    #[arg(long, default_value = "docker", value_parser = ["docker", "podman"])]
+    engine: String,
+}
+
+pub fn env(_ctx: &Ctx, a: EnvArgs) -> Result<()> {
+    let project = Project::load(&a.project)?;
+    let engine = if a.engine == "podman" {
+        env::Engine::Podman
+    } else {
+        env::Engine::Docker
+    };
+    print!("{}", env::env_script(&project, &a.target, engine)?);
     Ok(())
 }

@@ -4,6 +4,7 @@
 pub mod build;
 pub mod cache;
 pub mod check;
+pub mod env;
 pub mod graph;
 pub mod lock;
 pub mod plan;

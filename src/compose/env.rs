@@ -1,0 +1,124 @@
+//! `strata env`: an env.sh that defines each alias of an image's (or a
+//! layer's) layers as a shell function running the tool from the image.
+
+use super::graph::Graph;
+use super::project::Project;
+use crate::error::{Error, Result};
+
+/// Which container engine the functions call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// docker.
+    Docker,
+    /// podman.
+    Podman,
+}
+
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+fn valid_function_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        && !s.starts_with(|c: char| c.is_ascii_digit() || c == '-')
+}
+
+/// The env.sh text for `target` (an image name, or a layer name whose
+/// runtime image is `IMAGE` tag given by `image_ref`).
+pub fn env_script(project: &Project, target: &str, engine: Engine) -> Result<String> {
+    let graph = Graph::new(project)?;
+    let (layers, image_ref) = if project.file.images.contains_key(target) {
+        let spec = &project.file.images[target];
+        let tag = spec
+            .tags
+            .first()
+            .cloned()
+            .unwrap_or_else(|| format!("{}/{target}:latest", project.file.project.name));
+        (graph.image_layers(target)?, tag)
+    } else if project.layers.contains_key(target) {
+        // A layer alone: the first image containing it runs its tools.
+        let image = project
+            .file
+            .images
+            .keys()
+            .find(|i| {
+                graph
+                    .image_layers(i)
+                    .map(|ls| ls.contains(&target))
+                    .unwrap_or(false)
+            })
+            .ok_or_else(|| {
+                Error::bad_input(
+                    "strata env",
+                    format!("no image in strata.toml contains layer {target:?}"),
+                )
+            })?;
+        let spec = &project.file.images[image];
+        let tag = spec
+            .tags
+            .first()
+            .cloned()
+            .unwrap_or_else(|| format!("{}/{image}:latest", project.file.project.name));
+        (
+            vec![
+                graph
+                    .image_layers(image)?
+                    .into_iter()
+                    .find(|l| *l == target)
+                    .expect("contains"),
+            ],
+            tag,
+        )
+    } else {
+        let mut names: Vec<&str> = project.file.images.keys().map(String::as_str).collect();
+        names.extend(project.layers.keys().map(String::as_str));
+        let hint = super::graph::did_you_mean(target, names.iter().copied())
+            .map(|s| format!(" (did you mean {s:?}?)"))
+            .unwrap_or_default();
+        return Err(Error::NotFound {
+            what: format!("image or layer {target:?}"),
+            location: "strata.toml and layers/".into(),
+            hint,
+        });
+    };
+    let image_ref = crate::reference::normalize_name(
+        &image_ref
+            .replace("{project}", &project.file.project.name)
+            .replace("{image}", target),
+    )
+    .unwrap_or(image_ref);
+    let engine_cmd = match engine {
+        Engine::Docker => "docker",
+        Engine::Podman => "podman",
+    };
+    let mut out = format!(
+        "# strata env for {target}: source this file (. ./env.sh).\n\
+         # Each alias runs its tool in {image_ref} with the current directory\n\
+         # mounted at the same path, as your uid:gid; -it only when stdin is a terminal.\n\
+         __strata_run() {{\n\
+         \x20 if [ -t 0 ]; then set -- -it \"$@\"; else set -- -i \"$@\"; fi\n\
+         \x20 {engine_cmd} run --rm \"$@\"\n\
+         }}\n"
+    );
+    for l in layers {
+        for (alias, command) in &project.layers[l].file.aliases {
+            if !valid_function_name(alias) {
+                return Err(Error::invalid(
+                    "layer",
+                    format!("{} key aliases.{alias}", project.layers[l].rel),
+                    "an alias must be a shell function name (letters, digits, _ and -)",
+                ));
+            }
+            let argv: Vec<String> = command.split_whitespace().map(shell_quote).collect();
+            out.push_str(&format!(
+                "{alias}() {{ __strata_run -v \"$PWD:$PWD\" -w \"$PWD\" -u \"$(id -u):$(id -g)\" --entrypoint {} {} {} \"$@\"; }}\n",
+                argv.first().cloned().unwrap_or_else(|| shell_quote(alias)),
+                shell_quote(&image_ref),
+                argv.iter().skip(1).cloned().collect::<Vec<_>>().join(" "),
+            ));
+        }
+    }
+    Ok(out)
+}
