@@ -1082,3 +1082,75 @@ fn env_defines_aliases_that_run_tools_from_the_image() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "hello, you\n2\n");
     common::note("strata env functions under docker", "RAN");
 }
+
+#[test]
+fn build_push_sends_every_tag_and_moves_stable_tags() {
+    let reg = common::registry::Registry::start(common::registry::Auth::None, false);
+    let env = Env::new();
+    let root = example_project(&env);
+    replace(
+        &root,
+        "strata.toml",
+        "source_date_epoch = 1700000000",
+        &format!(
+            "source_date_epoch = 1700000000\nregistry = \"{}/team\"",
+            reg.host()
+        ),
+    );
+    replace(
+        &root,
+        "strata.toml",
+        "tags = [\"example/runtime:latest\", \"example/runtime:{timestamp}\"]",
+        "tags = [\"example/runtime:{version}\"]\nstable_tags = [\"example/runtime:runtime-stable\"]",
+    );
+    let report = build_json(&env, &root, &["runtime", "--push"]);
+    let pushed: Vec<&str> = report["images"][0]["pushed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        pushed,
+        [
+            reg.r("team/example/runtime:0.1"),
+            reg.r("team/example/runtime:runtime-stable")
+        ]
+    );
+    let digest = report["images"][0]["digest"].as_str().unwrap().to_string();
+    let v: serde_json::Value = serde_json::from_str(&env.ok(&[
+        "inspect",
+        "--json",
+        &reg.r("team/example/runtime:runtime-stable"),
+    ]))
+    .unwrap();
+    assert_eq!(v["digest"], digest.as_str());
+    // A new version: the stable tag moves, the old version tag stays.
+    fs::write(root.join("layers/app/src/app.sh"), "#!/bin/sh\necho v2\n").unwrap();
+    replace(
+        &root,
+        "layers/app/layer.toml",
+        "version = \"0.1\"",
+        "version = \"0.2\"",
+    );
+    let report2 = build_json(&env, &root, &["runtime", "--push"]);
+    let digest2 = report2["images"][0]["digest"].as_str().unwrap().to_string();
+    assert_ne!(digest, digest2);
+    let stable: serde_json::Value = serde_json::from_str(&env.ok(&[
+        "inspect",
+        "--json",
+        &reg.r("team/example/runtime:runtime-stable"),
+    ]))
+    .unwrap();
+    assert_eq!(stable["digest"], digest2.as_str());
+    let tags = env.ok(&["tags", &reg.r("team/example/runtime")]);
+    assert_eq!(
+        tags.lines().collect::<Vec<_>>(),
+        ["0.1", "0.2", "runtime-stable"]
+    );
+    // Without a registry in strata.toml, --push says what to add.
+    let env2 = Env::new();
+    let root2 = example_project(&env2);
+    let err = env2.fails(&["build", "-C", root2.to_str().unwrap(), "runtime", "--push"]);
+    assert!(err.contains("[defaults] registry"), "{err}");
+}

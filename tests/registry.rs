@@ -645,3 +645,94 @@ fn credential_helpers_from_docker_config_are_used() {
     let calls = std::fs::read_to_string(&log).unwrap();
     assert!(calls.contains(&format!("get {}", reg.host())), "{calls}");
 }
+
+#[test]
+fn prune_keeps_the_newest_stable_and_shared_tags() {
+    let reg = Registry::start(Auth::None, false);
+    let env = Env::new();
+    let src = env.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    for (i, epoch) in [(1, "100"), (2, "200"), (3, "300"), (4, "400")] {
+        std::fs::write(src.join("version"), format!("{i}")).unwrap();
+        let out = env
+            .cmd(&[
+                "new",
+                "--add",
+                &format!("{}:/v", src.display()),
+                "--tag",
+                &format!("app:v{i}"),
+            ])
+            .env("SOURCE_DATE_EPOCH", epoch)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        env.ok(&["copy", &format!("app:v{i}"), &reg.r(&format!("p/app:v{i}"))]);
+    }
+    env.ok(&["copy", "app:v1", &reg.r("p/app:release-stable")]);
+    env.ok(&["copy", "app:v2", &reg.r("p/app:keepme")]);
+    let fates = |extra: &[&str]| -> Vec<(String, String)> {
+        let mut args = vec!["prune", "--json", "--keep", "1", "--match", "v*"];
+        let repo = reg.r("p/app");
+        args.push(&repo);
+        args.extend_from_slice(extra);
+        let v: Value = serde_json::from_str(&env.ok(&args)).unwrap();
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|f| {
+                (
+                    f["tag"].as_str().unwrap().to_string(),
+                    f["action"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    let dry = fates(&[]);
+    assert_eq!(
+        dry,
+        [
+            ("keepme".into(), "keep".into()),
+            ("release-stable".into(), "protected".into()),
+            ("v1".into(), "keep".into()),
+            ("v2".into(), "keep".into()),
+            ("v3".into(), "delete".into()),
+            ("v4".into(), "keep".into()),
+        ]
+    );
+    assert!(
+        env.ok(&["tags", &reg.r("p/app")]).contains("v3"),
+        "a dry run deletes nothing"
+    );
+    let real = fates(&["--yes"]);
+    assert!(
+        real.contains(&("v3".to_string(), "deleted".to_string())),
+        "{real:?}"
+    );
+    let left = env.ok(&["tags", &reg.r("p/app")]);
+    assert_eq!(
+        left.lines().collect::<Vec<_>>(),
+        ["keepme", "release-stable", "v1", "v2", "v4"]
+    );
+    // --older-than spares the young: these images are from 1970, so 1d is no shield,
+    // but 100000w (1917) is.
+    let young: Value = serde_json::from_str(&env.ok(&[
+        "prune",
+        "--json",
+        "--keep",
+        "0",
+        "--match",
+        "v*",
+        "--older-than",
+        "100000w",
+        &reg.r("p/app"),
+    ]))
+    .unwrap();
+    assert!(
+        young
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|f| f["action"] != "delete"),
+        "{young}"
+    );
+}

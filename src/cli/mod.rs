@@ -72,6 +72,8 @@ enum Command {
     Tags(registry::TagsArgs),
     /// Delete a manifest (by tag or digest) from a registry.
     Delete(registry::DeleteArgs),
+    /// Apply a tag retention policy to a registry repository (dry run by default).
+    Prune(registry::PruneArgs),
     /// Build a project's images: only changed layers are rebuilt.
     Build(project::BuildArgs),
     /// Say what a build would make or reuse, and why, without building.
@@ -116,6 +118,7 @@ pub fn run() -> Result<()> {
         Command::Logout(a) => registry::logout(&ctx, a),
         Command::Tags(a) => registry::tags(&ctx, a),
         Command::Delete(a) => registry::delete(&ctx, a),
+        Command::Prune(a) => registry::prune(&ctx, a),
         Command::Build(a) => project::build(&ctx, a),
         Command::Plan(a) => project::plan(&ctx, a),
         Command::Env(a) => project::env(&ctx, a),

@@ -124,6 +124,10 @@ pub struct BuildArgs {
     /// strata.lock (and leave strata.lock as it is).
     #[arg(long)]
     locked: bool,
+    /// Push every built image to [defaults] registry under all its tags
+    /// (stable tags move to the new build).
+    #[arg(long)]
+    push: bool,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -155,6 +159,7 @@ pub fn build(ctx: &Ctx, a: BuildArgs) -> Result<()> {
         images: a.images.clone(),
         profile: a.profile.clone(),
         locked: a.locked,
+        push: a.push,
     };
     if output.is_some() && build::selected_images(&project, &sel)?.len() != 1 {
         bail!("--output needs exactly one image; name it (strata build IMAGE --output ...)");
@@ -258,6 +263,7 @@ pub fn plan(ctx: &Ctx, a: PlanArgs) -> Result<()> {
         images: a.images.clone(),
         profile: a.profile.clone(),
         locked: false,
+        push: false,
     };
     let t = ctx.transport(&None)?;
     let p = plan::plan(&project, &t, &sel, a.since.as_deref())?;

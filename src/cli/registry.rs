@@ -197,3 +197,70 @@ pub fn progress_bars() -> Option<ProgressFn> {
         }
     }))
 }
+
+#[derive(Args)]
+#[command(after_help = "\
+Keeps the newest N tags (by their image's created time, then name) of those
+matching --match, deletes the others that are older than --older-than.
+Never deleted: latest, tags ending in 'stable', --protect tags, tags not
+matching --match, and tags whose manifest a kept tag also uses.
+A dry run unless --yes is given.
+
+Example:
+  strata prune docker://registry.example.com/team/app --keep 10 --match 'v*' --older-than 30d --yes")]
+pub struct PruneArgs {
+    /// docker://HOST[:PORT]/REPO
+    repository: String,
+    /// How many matching tags to keep, newest first.
+    #[arg(long, value_name = "N")]
+    keep: usize,
+    /// Only delete tags older than this (e.g. 30d, 12h).
+    #[arg(long, value_name = "DURATION")]
+    older_than: Option<String>,
+    /// Only consider tags matching this glob.
+    #[arg(long = "match", value_name = "GLOB")]
+    matching: Option<String>,
+    /// A tag never to delete (repeatable).
+    #[arg(long, value_name = "TAG")]
+    protect: Vec<String>,
+    /// Delete for real.
+    #[arg(long)]
+    yes: bool,
+    /// Print the decisions as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn prune(ctx: &Ctx, a: PruneArgs) -> Result<()> {
+    let r = parse_registry(&a.repository)?;
+    let opts = strata::registry::prune::PruneOptions {
+        keep: a.keep,
+        older_than: a
+            .older_than
+            .as_deref()
+            .map(strata::registry::prune::parse_duration)
+            .transpose()?,
+        matching: a.matching.clone(),
+        protect: a.protect.clone(),
+        dry_run: !a.yes,
+    };
+    let t = ctx.transport(&None)?;
+    let fates = strata::registry::prune::prune(&t.client()?, &r, &opts)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&fates)?);
+        return Ok(());
+    }
+    for f in &fates {
+        println!(
+            "{:<10} {:<30} {}  {}",
+            f.action,
+            f.tag,
+            &f.digest.hex()[..12],
+            f.reason
+        );
+    }
+    if !a.yes && fates.iter().any(|f| f.action == "delete") {
+        eprintln!("dry run: nothing deleted; add --yes to delete");
+    }
+    Ok(())
+}

@@ -72,6 +72,8 @@ pub struct ImageReport {
     pub previous_size: Option<u64>,
     /// Tags written.
     pub tags: Vec<String>,
+    /// Registry references pushed (with `--push`).
+    pub pushed: Vec<String>,
 }
 
 /// The build report.
@@ -101,6 +103,8 @@ pub struct Selection {
     /// Fail when a layer's bytes would differ from strata.lock (and do not
     /// update it).
     pub locked: bool,
+    /// Push the built images to `[defaults] registry` under their tags.
+    pub push: bool,
 }
 
 struct Built {
@@ -411,6 +415,24 @@ fn expand_tag(pattern: &str, project: &Project, image: &str, epoch: u64) -> Resu
     let mut t = pattern
         .replace("{project}", &project.file.project.name)
         .replace("{image}", image);
+    if t.contains("{version}") {
+        let spec = &project.file.images[image];
+        let top = spec
+            .layers
+            .first()
+            .map(|l| l.split('@').next().unwrap_or(l));
+        let version = top
+            .and_then(|l| project.layers.get(l))
+            .and_then(|d| d.file.layer.version.clone())
+            .ok_or_else(|| {
+                Error::invalid(
+                    "tag",
+                    format!("strata.toml images.{image}.tags {pattern:?}"),
+                    "{version} needs a version in the image's first layer",
+                )
+            })?;
+        t = t.replace("{version}", &version);
+    }
     if t.contains("{timestamp}") {
         let stamp = crate::image::rfc3339(epoch)
             .replace([':', '-'], "")
@@ -457,11 +479,12 @@ pub fn build(project: &Project, ctx: &Context, sel: &Selection) -> Result<BuildR
     for name in &names {
         let layers = graph.image_layers(name)?;
         let spec = &project.file.images[name];
-        let patterns = if spec.tags.is_empty() {
+        let mut patterns = if spec.tags.is_empty() {
             vec!["{project}/{image}:latest".to_string()]
         } else {
             spec.tags.clone()
         };
+        patterns.extend(spec.stable_tags.iter().cloned());
         let tags = patterns
             .iter()
             .map(|p| expand_tag(p, project, name, epoch))
@@ -579,12 +602,17 @@ pub fn build(project: &Project, ctx: &Context, sel: &Selection) -> Result<BuildR
         for t in &tags {
             ctx.store.set_tag(t, &desc)?;
         }
+        let mut pushed = Vec::new();
+        if sel.push {
+            pushed = push_image(project, ctx, &image, &tags)?;
+        }
         images.push(ImageReport {
             name,
             digest,
             size: image.layers()?.iter().map(|l| l.descriptor().size).sum(),
             previous_size,
             tags,
+            pushed,
         });
     }
     let layer_reports: Vec<LayerReport> = order.iter().map(|l| built[l].report.clone()).collect();
@@ -604,6 +632,56 @@ pub fn build(project: &Project, ctx: &Context, sel: &Selection) -> Result<BuildR
         seconds: started.elapsed().as_secs_f64(),
         warnings,
     })
+}
+
+/// Pushes `image` to `[defaults] registry`: every tag `NAME:TAG` becomes
+/// `docker://REGISTRY/NAME:TAG` (one upload per repository, then tags).
+fn push_image(
+    project: &Project,
+    ctx: &Context,
+    image: &ImageBuilder,
+    tags: &[String],
+) -> Result<Vec<String>> {
+    let registry = project.file.defaults.registry.as_deref().ok_or_else(|| {
+        Error::bad_input(
+            "--push",
+            "strata.toml has no [defaults] registry = \"HOST[:PORT][/NAMESPACE]\"",
+        )
+    })?;
+    let client = ctx.client()?;
+    let mut by_repo: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for t in tags {
+        let (name, tag) = t.rsplit_once(':').expect("normalized tags have a tag");
+        by_repo
+            .entry(name.to_string())
+            .or_default()
+            .push(tag.to_string());
+    }
+    let mut pushed = Vec::new();
+    for (name, repo_tags) in by_repo {
+        let target = crate::registry::RegistryRef::parse(&format!(
+            "{}/{name}:{}",
+            registry.trim_end_matches('/'),
+            repo_tags[0]
+        ))
+        .map_err(|e| {
+            Error::invalid(
+                "project",
+                "strata.toml key defaults.registry",
+                e.to_string(),
+            )
+        })?;
+        crate::registry::push::push(
+            &client,
+            image,
+            &target,
+            &repo_tags[1..],
+            &[],
+            ctx.progress.clone(),
+        )?;
+        pushed.extend(repo_tags.iter().map(|t| target.with_tag(t).to_string()));
+    }
+    Ok(pushed)
 }
 
 fn pin_of(project: &Project, name: &str, layers: &[Arc<dyn Layer>]) -> super::lock::Pin {

@@ -107,9 +107,14 @@ pub struct ImageSpec {
     /// Labels (merged after the layers' labels).
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
-    /// Tags to write (patterns allowed).
+    /// Tags to write (patterns: `{project}`, `{image}`, `{version}` (the
+    /// first top layer's version), `{git_sha}`, `{timestamp}`).
     #[serde(default)]
     pub tags: Vec<String>,
+    /// Moving tags (e.g. `base-stable`) pointed at every new build and never
+    /// pruned; same patterns.
+    #[serde(default)]
+    pub stable_tags: Vec<String>,
     /// Manifest annotations.
     #[serde(default)]
     pub annotations: BTreeMap<String, String>,

@@ -3,6 +3,7 @@
 pub mod api;
 pub mod client;
 pub mod credentials;
+pub mod prune;
 pub mod pull;
 pub mod push;
 pub mod reference;
