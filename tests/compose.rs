@@ -1154,3 +1154,20 @@ fn build_push_sends_every_tag_and_moves_stable_tags() {
     let err = env2.fails(&["build", "-C", root2.to_str().unwrap(), "runtime", "--push"]);
     assert!(err.contains("[defaults] registry"), "{err}");
 }
+
+#[test]
+fn layers_are_grouped_in_dependency_waves() {
+    let project = strata::compose::Project::load(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/project"),
+    )
+    .unwrap();
+    let graph = strata::compose::Graph::new(&project).unwrap();
+    assert_eq!(
+        graph.waves(),
+        vec![
+            vec!["base", "licenses"],
+            vec!["count", "greet"],
+            vec!["app"]
+        ]
+    );
+}

@@ -287,7 +287,9 @@ fn audit(def: &LayerDef, name: &str, source: String) -> BTreeMap<String, String>
     a
 }
 
-fn build_layer(
+/// Computes a layer's key (recording its inputs) and builds it, or takes it
+/// from the cache.
+fn key_and_build_layer(
     project: &Project,
     name: &str,
     compression: Compression,
@@ -296,10 +298,26 @@ fn build_layer(
     cache: &LayerCache,
     ctx: &Context,
 ) -> Result<Built> {
+    let (key, inputs) = layer_key_inputs(&project.layers[name], compression, epoch, stat, ctx)?;
+    cache.put_inputs(name, &serde_json::to_vec(&inputs).expect("serializes"))?;
+    build_layer(project, name, compression, epoch, key, cache, ctx, 0)
+}
+
+/// Builds layer `name` whose key is `key` (or takes it from the cache),
+/// compressing on `threads` threads (0: all cores).
+#[allow(clippy::too_many_arguments)]
+fn build_layer(
+    project: &Project,
+    name: &str,
+    compression: Compression,
+    epoch: u64,
+    key: Digest,
+    cache: &LayerCache,
+    ctx: &Context,
+    threads: usize,
+) -> Result<Built> {
     let started = Instant::now();
     let def = &project.layers[name];
-    let (key, inputs) = layer_key_inputs(def, compression, epoch, stat, ctx)?;
-    cache.put_inputs(name, &serde_json::to_vec(&inputs).expect("serializes"))?;
     let rel_dir = format!("layers/{name}");
     let src = &def.file.source;
     let mut report = LayerReport {
@@ -350,6 +368,9 @@ fn build_layer(
             format!("copy:{}", froms.join(","))
         };
         let mut lb = LayerBuilder::new().compression(compression).mtime(epoch);
+        if threads > 0 {
+            lb = lb.threads(threads);
+        }
         for (k, v) in audit(def, name, source) {
             lb = lb.annotation(k, v);
         }
@@ -499,13 +520,52 @@ pub fn build(project: &Project, ctx: &Context, sel: &Selection) -> Result<BuildR
     let mut stat = StatCache::load(&ctx.store)?;
     let mut built: BTreeMap<&str, Built> = BTreeMap::new();
     let mut order = Vec::new();
+    // Keys first (the stat cache is sequential), then each dependency wave's
+    // layers build in parallel, sharing the cores.
+    let mut keys: BTreeMap<&str, Digest> = BTreeMap::new();
     for &l in graph.order() {
         if plans.iter().any(|(_, ls, _)| ls.contains(&l)) {
-            built.insert(
-                l,
-                build_layer(project, l, compression, epoch, &mut stat, &cache, ctx)?,
-            );
+            let (key, inputs) =
+                layer_key_inputs(&project.layers[l], compression, epoch, &mut stat, ctx)?;
+            cache.put_inputs(l, &serde_json::to_vec(&inputs).expect("serializes"))?;
+            keys.insert(l, key);
             order.push(l);
+        }
+    }
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    for wave in graph.waves() {
+        let todo: Vec<&str> = wave.into_iter().filter(|l| keys.contains_key(l)).collect();
+        let threads = (cores / todo.len().clamp(1, cores)).max(1);
+        let results: Vec<(&str, Result<Built>)> = std::thread::scope(|s| {
+            let handles: Vec<_> = todo
+                .iter()
+                .map(|&l| {
+                    let key = keys[l].clone();
+                    let cache = &cache;
+                    (
+                        l,
+                        s.spawn(move || {
+                            build_layer(project, l, compression, epoch, key, cache, ctx, threads)
+                        }),
+                    )
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|(l, h)| {
+                    (
+                        l,
+                        h.join().unwrap_or_else(|_| {
+                            Err(Error::Unsupported(format!("building layer {l} panicked")))
+                        }),
+                    )
+                })
+                .collect()
+        });
+        for (l, r) in results {
+            built.insert(l, r?);
         }
     }
     stat.save()?;
@@ -736,7 +796,7 @@ fn verify_locked(
             }
             _ => {
                 let mut st = StatCache::load(&scratch.store)?;
-                build_layer(
+                key_and_build_layer(
                     project,
                     l,
                     compression,

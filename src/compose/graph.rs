@@ -192,6 +192,25 @@ impl<'p> Graph<'p> {
         &self.order
     }
 
+    /// The layers grouped in dependency waves: a layer's wave is one more
+    /// than the deepest of its dependencies'; wave 0 needs nothing.
+    pub fn waves(&self) -> Vec<Vec<&'p str>> {
+        let mut depth: BTreeMap<&str, usize> = BTreeMap::new();
+        for &n in &self.order {
+            let d = self.deps(n).map(|d| depth[d] + 1).max().unwrap_or(0);
+            depth.insert(n, d);
+        }
+        let mut waves: Vec<Vec<&'p str>> = Vec::new();
+        for &n in &self.order {
+            let d = depth[n];
+            if waves.len() <= d {
+                waves.resize(d + 1, Vec::new());
+            }
+            waves[d].push(n);
+        }
+        waves
+    }
+
     /// The direct (requires, runtime) dependencies of a layer.
     pub fn edges(&self, layer: &str) -> (&[&'p str], &[&'p str]) {
         let (a, b) = &self.edges[layer];
