@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Benchmark for project builds (issue: layer composition). Not a test: run it
+# by hand; it prints ratios measured in the same run.
+#
+# Workload: a 3-layer project: a busybox base, the Rust toolchain directory
+# (rustc --print sysroot, ~1.4 GB) as a tool layer at /opt/rust, and a
+# one-file app. Measured after a first (cold) build:
+#   no-op build                       strata build  vs buildah bud --layers   (goal < 0.5 s)
+#   after a one-line change to the app                                       (goal < 1 s)
+# buildah runs with vfs storage in a private root, on an equivalent Containerfile.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/deps.sh buildah busybox-static time
+cargo build --release --quiet
+STRATA=$PWD/target/release/strata
+SYSROOT=${BENCH_SRC:-$(rustc --print sysroot)}
+WORK=$(mktemp -d /tmp/strata-bench-compose.XXXXXX)
+trap 'buildah --root "$WORK/buildah" --runroot "$WORK/buildah-run" --storage-driver vfs rm -a >/dev/null 2>&1 || true; rm -rf "$WORK"' EXIT
+P=$WORK/project
+mkdir -p "$P/layers/base/rootfs/bin" "$P/layers/rust" "$P/layers/app/src"
+install -m 0755 /bin/busybox "$P/layers/base/rootfs/bin/busybox"
+ln -s busybox "$P/layers/base/rootfs/bin/sh"
+echo "copying the toolchain into the project (hardlinks where possible)"
+cp -al "$SYSROOT" "$P/layers/rust/toolchain" 2>/dev/null || cp -a "$SYSROOT" "$P/layers/rust/toolchain"
+printf '#!/bin/sh\necho app 1\n' > "$P/layers/app/src/app.sh"
+cat > "$P/strata.toml" <<'TOML'
+[project]
+name = "bench"
+[images.app]
+layers = ["app"]
+kind = "runtime"
+entrypoint = ["/bin/sh", "/srv/app.sh"]
+TOML
+cat > "$P/layers/base/layer.toml" <<'TOML'
+[layer]
+name = "base"
+[[source.copy]]
+from = "rootfs"
+to = "/"
+TOML
+cat > "$P/layers/rust/layer.toml" <<'TOML'
+[layer]
+name = "rust"
+[runtime]
+layers = ["base"]
+[[source.copy]]
+from = "toolchain"
+to = "/opt/rust"
+TOML
+cat > "$P/layers/app/layer.toml" <<'TOML'
+[layer]
+name = "app"
+[runtime]
+layers = ["base", "rust"]
+[[source.copy]]
+from = "src"
+to = "/srv"
+TOML
+cat > "$P/Containerfile" <<'EOF2'
+FROM scratch
+COPY layers/base/rootfs/ /
+COPY layers/rust/toolchain/ /opt/rust/
+COPY layers/app/src/app.sh /srv/app.sh
+ENTRYPOINT ["/bin/sh", "/srv/app.sh"]
+EOF2
+
+export STRATA_STORE=$WORK/store
+B=(buildah --root "$WORK/buildah" --runroot "$WORK/buildah-run" --storage-driver vfs)
+t() { /usr/bin/time -f "%e" -o "$WORK/t" "$@" > /dev/null 2> "$WORK/err" || { cat "$WORK/err"; exit 1; }; cat "$WORK/t"; }
+
+echo "cold builds (not compared)"
+echo "  strata:  $(t "$STRATA" build -C "$P")s"
+echo "  buildah: $(t "${B[@]}" bud --layers -t bench -f "$P/Containerfile" "$P")s"
+
+s_noop=$(t "$STRATA" build -C "$P")
+b_noop=$(t "${B[@]}" bud --layers -t bench -f "$P/Containerfile" "$P")
+printf '#!/bin/sh\necho app 2\n' > "$P/layers/app/src/app.sh"
+s_change=$(t "$STRATA" build -C "$P")
+b_change=$(t "${B[@]}" bud --layers -t bench -f "$P/Containerfile" "$P")
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", a / b}'; }
+printf '\n%-40s %9s %9s %9s %s\n' "measure" "strata" "buildah" "ratio" "goal"
+printf '%-40s %8ss %8ss %8sx %s\n' "no-op build" "$s_noop" "$b_noop" "$(ratio "$s_noop" "$b_noop")" "strata < 0.5 s"
+printf '%-40s %8ss %8ss %8sx %s\n' "rebuild after a one-line app change" "$s_change" "$b_change" "$(ratio "$s_change" "$b_change")" "strata < 1 s"
