@@ -223,6 +223,19 @@ pub fn layer_key_inputs(
     stat: &mut StatCache,
     ctx: &Context,
 ) -> Result<(Digest, Inputs)> {
+    layer_key_with(def, compression, epoch, stat, ctx, true)
+}
+
+/// The key, and the inputs record only when `record` (building the record
+/// for tens of thousands of files costs more than the key itself).
+fn layer_key_with(
+    def: &LayerDef,
+    compression: Compression,
+    epoch: u64,
+    stat: &mut StatCache,
+    ctx: &Context,
+    record: bool,
+) -> Result<(Digest, Inputs)> {
     let mut h = Hasher::new();
     let mut inputs = Inputs {
         settings: format!("format {LAYER_FORMAT_VERSION}, {compression}, epoch {epoch}"),
@@ -248,13 +261,20 @@ pub fn layer_key_inputs(
                 EntryKind::Dir => "dir".to_string(),
                 EntryKind::Symlink(t) => format!("symlink {}", String::from_utf8_lossy(t)),
                 EntryKind::Hardlink(t) => format!("link {}", String::from_utf8_lossy(t)),
-                EntryKind::File { source, .. } => stat.digest(source)?.to_string(),
+                EntryKind::File {
+                    source,
+                    size,
+                    mtime,
+                    id,
+                } => stat.digest_with(source, *size, *mtime, *id)?.to_string(),
             };
             put(fingerprint.as_bytes());
-            inputs.files.insert(
-                format!("/{}", String::from_utf8_lossy(&e.path)),
-                format!("{fingerprint} {:o} {}:{}", e.mode, e.uid, e.gid),
-            );
+            if record {
+                inputs.files.insert(
+                    format!("/{}", String::from_utf8_lossy(&e.path)),
+                    format!("{fingerprint} {:o} {}:{}", e.mode, e.uid, e.gid),
+                );
+            }
         }
     } else if let Some(t) = &src.tar {
         let d = stat.digest(&def.dir.join(&t.path))?;
@@ -525,9 +545,15 @@ pub fn build(project: &Project, ctx: &Context, sel: &Selection) -> Result<BuildR
     let mut keys: BTreeMap<&str, Digest> = BTreeMap::new();
     for &l in graph.order() {
         if plans.iter().any(|(_, ls, _)| ls.contains(&l)) {
-            let (key, inputs) =
-                layer_key_inputs(&project.layers[l], compression, epoch, &mut stat, ctx)?;
-            cache.put_inputs(l, &serde_json::to_vec(&inputs).expect("serializes"))?;
+            let def = &project.layers[l];
+            let (mut key, _) = layer_key_with(def, compression, epoch, &mut stat, ctx, false)?;
+            // The record explains the next rebuild; a cache hit means the
+            // recorded inputs are these already.
+            if cache.get(&key).is_none() || !cache.has_inputs(l) {
+                let (k, inputs) = layer_key_inputs(def, compression, epoch, &mut stat, ctx)?;
+                key = k;
+                cache.put_inputs(l, &serde_json::to_vec(&inputs).expect("serializes"))?;
+            }
             keys.insert(l, key);
             order.push(l);
         }

@@ -4,7 +4,7 @@
 //! Both live under `STORE/.strata/` (the store stays a valid OCI layout).
 //! A cache entry whose blob is gone (after `store gc`) is a miss.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -55,6 +55,11 @@ impl LayerCache {
         write_atomic(&dir, name, json)
     }
 
+    /// Whether an inputs record exists for layer `name`.
+    pub fn has_inputs(&self, name: &str) -> bool {
+        self.dir.with_file_name("inputs").join(name).is_file()
+    }
+
     /// What layer `name` was last built from, if recorded.
     pub fn inputs(&self, name: &str) -> Option<Vec<u8>> {
         std::fs::read(self.dir.with_file_name("inputs").join(name)).ok()
@@ -88,13 +93,14 @@ struct StatEntry {
     mtime_ns: i128,
     ino: u64,
     dev: u64,
-    digest: Digest,
+    /// Hex digest (kept as text: tens of thousands are loaded per build).
+    digest: String,
 }
 
 /// path, size, mtime, inode → content digest.
 pub struct StatCache {
     path: PathBuf,
-    entries: BTreeMap<PathBuf, StatEntry>,
+    entries: HashMap<String, StatEntry>,
     dirty: bool,
     /// Files whose content was hashed (stat cache misses).
     pub hashed: usize,
@@ -122,25 +128,42 @@ impl StatCache {
     /// mtime or inode changed.
     pub fn digest(&mut self, file: &Path) -> Result<Digest> {
         let m = std::fs::metadata(file).at(file)?;
-        let mtime_ns = i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec());
-        if let Some(e) = self.entries.get(file)
-            && e.size == m.len()
+        self.digest_with(
+            file,
+            m.len(),
+            (m.mtime(), m.mtime_nsec()),
+            (m.dev(), m.ino()),
+        )
+    }
+
+    /// [`StatCache::digest`] with the metadata already at hand (from a walk).
+    pub fn digest_with(
+        &mut self,
+        file: &Path,
+        size: u64,
+        mtime: (i64, i64),
+        id: (u64, u64),
+    ) -> Result<Digest> {
+        let mtime_ns = i128::from(mtime.0) * 1_000_000_000 + i128::from(mtime.1);
+        let key = file.to_string_lossy();
+        if let Some(e) = self.entries.get(key.as_ref())
+            && e.size == size
             && e.mtime_ns == mtime_ns
-            && e.ino == m.ino()
-            && e.dev == m.dev()
+            && (e.dev, e.ino) == id
+            && let Ok(d) = Digest::from_hex(&e.digest)
         {
-            return Ok(e.digest.clone());
+            return Ok(d);
         }
         let (digest, _) = hash_reader(std::fs::File::open(file).at(file)?).at(file)?;
         self.hashed += 1;
         self.entries.insert(
-            file.to_path_buf(),
+            key.into_owned(),
             StatEntry {
-                size: m.len(),
+                size,
                 mtime_ns,
-                ino: m.ino(),
-                dev: m.dev(),
-                digest: digest.clone(),
+                ino: id.1,
+                dev: id.0,
+                digest: digest.hex().to_string(),
             },
         );
         self.dirty = true;

@@ -63,7 +63,8 @@ impl Lock {
     /// version stayed the same.
     pub fn record(&mut self, pin: Pin) -> Option<String> {
         let warning = self.pins.get(&pin.name).and_then(|old| {
-            (old.version == pin.version && old.digests != pin.digests).then(|| {
+            // Unversioned layers are expected to change freely.
+            (!pin.version.is_empty() && old.version == pin.version && old.digests != pin.digests).then(|| {
                 format!(
                     "layer {}@{} changed bytes without a version bump; bump its version to record a deliberate change",
                     pin.name, pin.version

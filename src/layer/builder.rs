@@ -172,6 +172,7 @@ fn write_entry<W: Write>(tar: &mut TarEncoder<W>, e: &Entry, buf: &mut [u8]) -> 
         source,
         size,
         mtime,
+        ..
     } = &e.kind
     else {
         return tar

@@ -105,6 +105,8 @@ pub enum EntryKind {
         size: u64,
         /// mtime at walk time (seconds, nanoseconds), to detect changes.
         mtime: (i64, i64),
+        /// (device, inode) at walk time, for the stat cache.
+        id: (u64, u64),
     },
     /// A symlink with its target, as stored (never followed).
     Symlink(Vec<u8>),
@@ -249,12 +251,16 @@ fn walk_dir(
     let mut stack: Vec<(PathBuf, Vec<u8>, Vec<u8>)> =
         vec![(dir.to_path_buf(), dest.to_vec(), Vec::new())];
     while let Some((d, dprefix, rel_prefix)) = stack.pop() {
-        let mut names: Vec<std::ffi::OsString> = Vec::new();
+        // DirEntry::metadata is an lstat relative to the open directory: no
+        // path lookup from the root for every file.
+        let mut children: Vec<(std::ffi::OsString, fs::Metadata)> = Vec::new();
         for ent in fs::read_dir(&d).at(&d)? {
-            names.push(ent.at(&d)?.file_name());
+            let ent = ent.at(&d)?;
+            let meta = ent.metadata().at(ent.path())?;
+            children.push((ent.file_name(), meta));
         }
-        names.sort();
-        for name in names {
+        children.sort_by(|a, b| a.0.cmp(&b.0));
+        for (name, meta) in children {
             let mut rel = rel_prefix.clone();
             if !rel.is_empty() {
                 rel.push(b'/');
@@ -264,7 +270,6 @@ fn walk_dir(
                 continue;
             }
             let src = d.join(&name);
-            let meta = fs::symlink_metadata(&src).at(&src)?;
             let mut path = dprefix.clone();
             if !path.is_empty() {
                 path.push(b'/');
@@ -304,6 +309,7 @@ fn entry_for(
             source: src.to_path_buf(),
             size: meta.len(),
             mtime: (meta.mtime(), meta.mtime_nsec()),
+            id: (meta.dev(), meta.ino()),
         }
     } else if ft.is_symlink() {
         let target = fs::read_link(src).at(src)?;
