@@ -578,38 +578,9 @@ fn built_images_carry_the_audit_trail_and_layer_env_and_run() {
 
     // The runtime image runs: base's busybox runs app.sh.
     if common::have("umoci") && common::have("runc") {
-        let layout = env.path("layout");
-        env.ok(&[
-            "copy",
-            "demo/runtime:latest",
-            &format!("oci:{}:rt", layout.display()),
-        ]);
-        let bundle = env.path("bundle");
-        common::run(
-            std::process::Command::new("umoci")
-                .args(["unpack", "--image", &format!("{}:rt", layout.display())])
-                .arg(&bundle),
-        );
-        let cfg = bundle.join("config.json");
-        let mut c: serde_json::Value = serde_json::from_slice(&fs::read(&cfg).unwrap()).unwrap();
-        c["process"]["terminal"] = serde_json::Value::Bool(false);
-        fs::write(&cfg, serde_json::to_vec(&c).unwrap()).unwrap();
-        let id = format!("strata-compose-{}", std::process::id());
-        let out = std::process::Command::new("runc")
-            .args(["run", "-b"])
-            .arg(&bundle)
-            .arg(&id)
-            .output()
-            .unwrap();
-        let _ = std::process::Command::new("runc")
-            .args(["delete", "-f", &id])
-            .output();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "app");
+        let (ok, out, err) = common::runc_run(&env, "demo/runtime:latest");
+        assert!(ok, "{err}");
+        assert_eq!(out.trim(), "app");
         common::note("project runtime image under runc", "RAN");
     }
 }
@@ -941,38 +912,9 @@ fn the_example_project_builds_and_its_runtime_image_runs() {
     );
     let expected = "hello, strata\nlicenses: LICENSE NOTICE";
     if common::have("umoci") && common::have("runc") {
-        let layout = env.path("layout");
-        env.ok(&[
-            "copy",
-            "example/runtime:latest",
-            &format!("oci:{}:rt", layout.display()),
-        ]);
-        let bundle = env.path("bundle");
-        common::run(
-            std::process::Command::new("umoci")
-                .args(["unpack", "--image", &format!("{}:rt", layout.display())])
-                .arg(&bundle),
-        );
-        let cfg = bundle.join("config.json");
-        let mut c: serde_json::Value = serde_json::from_slice(&fs::read(&cfg).unwrap()).unwrap();
-        c["process"]["terminal"] = serde_json::Value::Bool(false);
-        fs::write(&cfg, serde_json::to_vec(&c).unwrap()).unwrap();
-        let id = format!("strata-example-{}", std::process::id());
-        let out = std::process::Command::new("runc")
-            .args(["run", "-b"])
-            .arg(&bundle)
-            .arg(&id)
-            .output()
-            .unwrap();
-        let _ = std::process::Command::new("runc")
-            .args(["delete", "-f", &id])
-            .output();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), expected);
+        let (ok, out, err) = common::runc_run(&env, "example/runtime:latest");
+        assert!(ok, "{err}");
+        assert_eq!(out.trim(), expected);
         common::note("examples/project runtime image under runc", "RAN");
     }
     if common::docker_engine() {

@@ -264,37 +264,15 @@ fn umoci_unpacks_and_runc_runs_the_image() {
     }
     let env = Env::new();
     rich_image(&env);
-    let layout = env.path("layout");
-    env.ok(&["copy", "demo:1", &format!("oci:{}:demo", layout.display())]);
-    let bundle = env.path("bundle");
-    run(Command::new("umoci")
-        .args(["unpack", "--image", &format!("{}:demo", layout.display())])
-        .arg(&bundle));
-    let cfg_path = bundle.join("config.json");
-    let mut cfg = json_file(&cfg_path);
-    cfg["process"]["terminal"] = Value::Bool(false);
-    fs::write(&cfg_path, serde_json::to_vec(&cfg).unwrap()).unwrap();
-    assert!(bundle.join("rootfs/bin/busybox").exists());
-    let id = format!("strata-test-{}", std::process::id());
-    let out = Command::new("runc")
-        .args(["run", "-b"])
-        .arg(&bundle)
-        .arg(&id)
-        .output()
-        .unwrap();
-    let _ = Command::new("runc").args(["delete", "-f", &id]).output();
-    if !out.status.success() {
-        let err = String::from_utf8_lossy(&out.stderr);
+    let (ok, out, err) = common::runc_run(&env, "demo:1");
+    if !ok {
         if unsafe { geteuid() } != 0 {
             note("runc run", &format!("SKIPPED (not root: {err})"));
             return;
         }
         panic!("runc run failed: {err}");
     }
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
-        "hello from strata ignored-by-echo"
-    );
+    assert_eq!(out.trim(), "hello from strata ignored-by-echo");
     note("umoci unpack + runc run", "RAN");
 }
 

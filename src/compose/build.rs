@@ -609,38 +609,22 @@ pub fn build(project: &Project, ctx: &Context, sel: &Selection) -> Result<BuildR
     let mut images = Vec::new();
     for (name, layers, tags) in plans {
         let spec = &project.file.images[&name];
-        let platform = match &spec.platform {
-            Some(p) => Platform::parse(p)?,
-            None => Platform::host(),
-        };
-        let mut image = if spec.base == "scratch" {
-            ImageBuilder::scratch(platform)
-        } else {
-            let r = ImageRef::parse(&spec.base)
-                .map_err(|e| {
-                    Error::invalid(
-                        "image",
-                        format!("strata.toml key images.{name}.base"),
-                        e.to_string(),
-                    )
-                })?
-                .relative_to(&project.root);
-            let base = transport::open(&r, ctx)?;
-            transport::oci::copy_layers(base.as_ref(), &ctx.store)?;
-            ImageBuilder::from_base(base.as_ref(), &spec.base)?
+        let mut image = match project.base_ref(&name)? {
+            None => ImageBuilder::scratch(spec.platform()?),
+            Some(r) => {
+                let base = transport::open(&r, ctx)?;
+                transport::oci::copy_layers(base.as_ref(), &ctx.store)?;
+                ImageBuilder::from_base(base.as_ref(), &spec.base)?
+            }
         };
         image.created(epoch);
         for l in &layers {
             let def = &project.layers[*l];
             for layer in &built[l].layers {
-                let v = def
-                    .file
-                    .layer
-                    .version
-                    .as_deref()
-                    .map(|v| format!("@{v}"))
-                    .unwrap_or_default();
-                image.append_layer(Arc::clone(layer), &format!("strata build: layer {l}{v}"));
+                image.append_layer(
+                    Arc::clone(layer),
+                    &format!("strata build: layer {}", def.label()),
+                );
             }
             let cfg = image.config_mut();
             for (k, v) in &def.file.env {

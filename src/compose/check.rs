@@ -258,22 +258,10 @@ pub fn check_image(
             owner.insert(path, (l, info));
         }
     }
-    if spec.base != "scratch" {
-        let r = ImageRef::parse(&spec.base)
-            .map_err(|e| {
-                Error::invalid(
-                    "image",
-                    format!("strata.toml key images.{name}.base"),
-                    e.to_string(),
-                )
-            })?
-            .relative_to(&project.root);
+    if let Some(r) = project.base_ref(name)? {
         let base = transport::open(&r, ctx)?;
         let have = base.config()?.platform();
-        let want = match &spec.platform {
-            Some(p) => crate::spec::Platform::parse(p)?,
-            None => crate::spec::Platform::host(),
-        };
+        let want = spec.platform()?;
         if !want.matches(&have) {
             push(
                 "error",

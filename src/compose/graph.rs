@@ -291,19 +291,12 @@ impl<'p> Graph<'p> {
         top: bool,
         out: &mut String,
     ) {
-        let def = &self.project.layers[n];
-        let version = def
-            .file
-            .layer
-            .version
-            .as_deref()
-            .map(|v| format!("@{v}"))
-            .unwrap_or_default();
+        let name = self.project.layers[n].label();
         if top {
-            out.push_str(&format!("{n}{version}\n"));
+            out.push_str(&format!("{name}\n"));
         } else {
             out.push_str(&format!(
-                "{prefix}{}{n}{version} ({label})\n",
+                "{prefix}{}{name} ({label})\n",
                 if last { "└── " } else { "├── " }
             ));
         }

@@ -272,6 +272,26 @@ pub struct LayerDef {
     pub rel: String,
 }
 
+impl LayerDef {
+    /// `name@version`, or `name` when it has no version.
+    pub fn label(&self) -> String {
+        match &self.file.layer.version {
+            Some(v) => format!("{}@{v}", self.file.layer.name),
+            None => self.file.layer.name.clone(),
+        }
+    }
+}
+
+impl ImageSpec {
+    /// The platform the image is for (the host's when not given).
+    pub fn platform(&self) -> Result<crate::spec::Platform> {
+        match &self.platform {
+            Some(p) => crate::spec::Platform::parse(p),
+            None => Ok(crate::spec::Platform::host()),
+        }
+    }
+}
+
 /// A loaded project.
 #[derive(Debug, Clone)]
 pub struct Project {
@@ -302,6 +322,24 @@ fn parse_toml<T: for<'de> Deserialize<'de>>(path: &Path, rel: &str) -> Result<T>
 }
 
 impl Project {
+    /// The base image reference of image `name` (relative paths are relative
+    /// to the project root), or `None` for scratch.
+    pub fn base_ref(&self, name: &str) -> Result<Option<crate::transport::ImageRef>> {
+        let base = &self.file.images[name].base;
+        if base == "scratch" {
+            return Ok(None);
+        }
+        crate::transport::ImageRef::parse(base)
+            .map(|r| Some(r.relative_to(&self.root)))
+            .map_err(|e| {
+                Error::invalid(
+                    "image",
+                    format!("strata.toml key images.{name}.base"),
+                    e.to_string(),
+                )
+            })
+    }
+
     /// Loads `root/strata.toml` and every `root/layers/*/layer.toml`.
     pub fn load(root: impl AsRef<Path>) -> Result<Self> {
         let root = root.as_ref().to_path_buf();

@@ -53,6 +53,20 @@ pub trait Image: Send + Sync {
     }
 }
 
+/// The config of `image`, checked against the digest its manifest gives.
+pub fn checked_config(image: &dyn Image, manifest: &Manifest) -> Result<Vec<u8>> {
+    let config = image.raw_config()?;
+    let actual = Digest::of(&config);
+    if actual != manifest.config.digest {
+        return Err(Error::DigestMismatch {
+            what: format!("config of {}", image.location()),
+            expected: manifest.config.digest.to_string(),
+            actual: actual.to_string(),
+        });
+    }
+    Ok(config)
+}
+
 /// Somewhere blobs can be read by descriptor: a layout directory, an
 /// archive, a registry.
 pub trait BlobSource: Send + Sync {

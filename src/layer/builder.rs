@@ -16,6 +16,10 @@ use crate::error::{Error, IoContext, Result};
 use crate::spec::Descriptor;
 use crate::store::Store;
 
+/// Where a layer's tar stream is written: hashed (diff_id), then compressed
+/// into a blob writer.
+type LayerSink = HashingWriter<Box<dyn super::compress::Encoder<crate::store::BlobWriter>>>;
+
 /// Version of strata's layer byte format (tar header policy, gzip block
 /// layout). Part of every layer cache key: bump it when bytes change.
 pub const LAYER_FORMAT_VERSION: u32 = 1;
@@ -108,18 +112,29 @@ impl LayerBuilder {
             None => source_date_epoch()?,
         };
         let entries = collect(&self.mappings, self.xattrs)?;
-        let blob = store.blob_writer()?;
         let blob_dir = store.root().join("blobs");
-        let enc = encoder(self.compression, self.threads, blob).at(&blob_dir)?;
-        let mut tar = TarEncoder::new(HashingWriter::new(enc), mtime);
-        let mut buf = vec![0u8; 1 << 20];
-        for e in &entries {
-            write_entry(&mut tar, e, &mut buf)?;
-        }
-        let hashed = tar.finish().at(&blob_dir)?;
-        let (enc, diff_id, _tar_len) = hashed.finish();
-        let blob = enc.finish().at(&blob_dir)?;
-        let (digest, size) = blob.commit(None, "layer")?;
+        self.write_layer(store, |hashed| {
+            let mut tar = TarEncoder::new(hashed, mtime);
+            let mut buf = vec![0u8; 1 << 20];
+            for e in &entries {
+                write_entry(&mut tar, e, &mut buf)?;
+            }
+            tar.finish().at(&blob_dir)
+        })
+    }
+
+    /// The one-pass pipeline: `fill` writes the tar stream into a hasher
+    /// (diff_id) over the compressor over the store's blob writer (digest);
+    /// the blob is then committed under its digest.
+    fn write_layer(
+        &self,
+        store: &Store,
+        fill: impl FnOnce(LayerSink) -> Result<LayerSink>,
+    ) -> Result<StoreLayer> {
+        let blob_dir = store.root().join("blobs");
+        let enc = encoder(self.compression, self.threads, store.blob_writer()?).at(&blob_dir)?;
+        let (enc, diff_id, _) = fill(HashingWriter::new(enc))?.finish();
+        let (digest, size) = enc.finish().at(&blob_dir)?.commit(None, "layer")?;
         let mut desc = Descriptor::new(self.compression.media_type(), digest, size);
         desc.annotations = self.annotations.clone();
         Ok(StoreLayer {
@@ -150,19 +165,9 @@ impl LayerBuilder {
                 crate::tarsafe::safe_entry_name(path, &t)?;
             }
         }
-        let blob = store.blob_writer()?;
-        let blob_dir = store.root().join("blobs");
-        let enc = encoder(self.compression, self.threads, blob).at(&blob_dir)?;
-        let mut hashed = HashingWriter::new(enc);
-        std::io::copy(&mut open()?, &mut hashed).map_err(|e| Error::from_pipeline(path, e))?;
-        let (enc, diff_id, _) = hashed.finish();
-        let (digest, size) = enc.finish().at(&blob_dir)?.commit(None, "layer")?;
-        let mut desc = Descriptor::new(self.compression.media_type(), digest, size);
-        desc.annotations = self.annotations.clone();
-        Ok(StoreLayer {
-            store: store.clone(),
-            desc,
-            diff_id,
+        self.write_layer(store, |mut hashed| {
+            std::io::copy(&mut open()?, &mut hashed).map_err(|e| Error::from_pipeline(path, e))?;
+            Ok(hashed)
         })
     }
 }

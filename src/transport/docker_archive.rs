@@ -174,14 +174,7 @@ pub fn open(path: &Path, sel: &Selector) -> Result<ManifestImage> {
 pub fn write(image: &dyn Image, path: &Path, name: Option<&str>) -> Result<Digest> {
     let raw_manifest = image.raw_manifest()?;
     let m = Manifest::parse(&raw_manifest, &image.location())?;
-    let config = image.raw_config()?;
-    if Digest::of(&config) != m.config.digest {
-        return Err(Error::DigestMismatch {
-            what: format!("config of {}", image.location()),
-            expected: m.config.digest.to_string(),
-            actual: Digest::of(&config).to_string(),
-        });
-    }
+    let config = crate::image::checked_config(image, &m)?;
     let mut w = ArchiveWriter::create(path)?;
     let config_name = format!("{}.json", m.config.digest.hex());
     w.add_bytes(&config_name, &config)?;

@@ -112,14 +112,7 @@ pub fn write(image: &dyn Image, path: &Path, tag: Option<&str>) -> Result<Digest
             )?;
         }
     }
-    let config = image.raw_config()?;
-    if Digest::of(&config) != m.config.digest {
-        return Err(Error::DigestMismatch {
-            what: format!("config of {}", image.location()),
-            expected: m.config.digest.to_string(),
-            actual: Digest::of(&config).to_string(),
-        });
-    }
+    let config = crate::image::checked_config(image, &m)?;
     if seen.insert(m.config.digest.clone()) {
         w.add_bytes(&format!("blobs/sha256/{}", m.config.digest.hex()), &config)?;
     }

@@ -256,3 +256,37 @@ impl jsonschema::Retrieve for LocalSchemas {
         )?)
     }
 }
+
+/// Runs store image `reference` the way a user would without docker:
+/// `strata copy` to an OCI layout, `umoci unpack`, `runc run` (as root) with
+/// `process.terminal=false`. Returns (success, stdout, stderr).
+pub fn runc_run(env: &Env, reference: &str) -> (bool, String, String) {
+    let layout = env.path("runc-layout");
+    let bundle = env.path("runc-bundle");
+    let _ = fs::remove_dir_all(&bundle);
+    env.ok(&["copy", reference, &format!("oci:{}:run", layout.display())]);
+    run(Command::new("umoci")
+        .args(["unpack", "--image", &format!("{}:run", layout.display())])
+        .arg(&bundle));
+    let cfg = bundle.join("config.json");
+    let mut c: serde_json::Value = serde_json::from_slice(&fs::read(&cfg).unwrap()).unwrap();
+    c["process"]["terminal"] = serde_json::Value::Bool(false);
+    fs::write(&cfg, serde_json::to_vec(&c).unwrap()).unwrap();
+    let id = format!(
+        "strata-test-{}-{}",
+        std::process::id(),
+        bundle.display().to_string().len()
+    );
+    let out = Command::new("runc")
+        .args(["run", "-b"])
+        .arg(&bundle)
+        .arg(&id)
+        .output()
+        .unwrap();
+    let _ = Command::new("runc").args(["delete", "-f", &id]).output();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
