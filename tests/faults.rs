@@ -388,3 +388,28 @@ fn a_redirect_from_https_to_plain_http_is_refused() {
         plain.seen()
     );
 }
+
+#[test]
+fn a_registry_refusing_monolithic_uploads_gets_chunks() {
+    let fake = Fake::start(Faults {
+        refuse_monolithic: true,
+        ..Default::default()
+    });
+    let env = Env::new();
+    let digest = env.busybox_image("img:1", "hi");
+    let v: Value =
+        serde_json::from_str(&env.ok(&["copy", "--json", "img:1", &r(&fake, "big/img:1")]))
+            .unwrap();
+    assert_eq!(v["digest"], digest.as_str());
+    let seen = fake.seen();
+    assert!(
+        seen.iter().any(|s| s.method == "PATCH"),
+        "fell back to chunks"
+    );
+    assert_eq!(
+        Env::new()
+            .ok(&["copy", &r(&fake, "big/img:1"), "x:1"])
+            .trim(),
+        digest
+    );
+}

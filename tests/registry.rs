@@ -736,3 +736,26 @@ fn prune_keeps_the_newest_stable_and_shared_tags() {
         "{young}"
     );
 }
+
+#[test]
+fn a_corrupt_store_blob_is_refused_by_the_registry_and_nothing_is_tagged() {
+    let reg = Registry::start(Auth::None, false);
+    let env = Env::new();
+    env.busybox_image("demo:1", "hi");
+    let v: Value = serde_json::from_str(&env.ok(&["inspect", "--json", "demo:1"])).unwrap();
+    let layer = v["layers"][0]["digest"].as_str().unwrap().to_string();
+    let blob = env
+        .store()
+        .join("blobs/sha256")
+        .join(layer.trim_start_matches("sha256:"));
+    let mut bytes = std::fs::read(&blob).unwrap();
+    bytes[100] ^= 0xff;
+    std::fs::write(&blob, bytes).unwrap();
+    let err = env.fails(&["copy", "demo:1", &reg.r("bad/demo:1")]);
+    assert!(
+        err.contains("DIGEST_INVALID") || err.contains("digest"),
+        "{err}"
+    );
+    let err = env.fails(&["inspect", &reg.r("bad/demo:1")]);
+    assert!(err.contains("not found"), "{err}");
+}

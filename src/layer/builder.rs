@@ -287,4 +287,9 @@ impl Layer for StoreLayer {
                 .open_blob(&self.desc.digest, Some(self.desc.size))?,
         ))
     }
+    fn open_for_push(&self) -> Result<Box<dyn Read + Send>> {
+        let path = self.store.blob_path(&self.desc.digest);
+        let f = File::open(&path).at(&path)?;
+        Ok(Box::new(std::io::BufReader::with_capacity(1 << 20, f)))
+    }
 }

@@ -27,6 +27,11 @@ pub trait Layer: Send + Sync {
     /// The blob as stored (compressed), verified against its digest at end
     /// of stream.
     fn open(&self) -> Result<Box<dyn Read + Send>>;
+    /// The blob without strata's own digest check, for a consumer that
+    /// verifies the digest itself (a registry checks every pushed blob).
+    fn open_for_push(&self) -> Result<Box<dyn Read + Send>> {
+        self.open()
+    }
     /// For layers read from a registry: (API host, repository), so a push to
     /// the same registry can mount the blob instead of uploading it.
     fn mount_source(&self) -> Option<(String, String)> {

@@ -21,6 +21,9 @@ use crate::image::Image;
 use crate::layer::Layer;
 use crate::spec::{Descriptor, Manifest};
 
+/// Chunk size when a registry refuses a monolithic upload.
+const DEFAULT_CHUNK: u64 = 8 << 20;
+
 /// What happened to one blob.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -262,7 +265,8 @@ fn push_blob(
     }
     let open = || -> Result<Box<dyn std::io::Read + Send>> {
         let inner: Box<dyn std::io::Read + Send> = match item {
-            Item::Layer(l) => l.open()?,
+            // The registry checks the digest of what it receives.
+            Item::Layer(l) => l.open_for_push()?,
             Item::Bytes(b, _) => Box::new(std::io::Cursor::new(b.to_vec())),
         };
         Ok(Box::new(Counting {
@@ -282,7 +286,18 @@ fn push_blob(
         Some(c) if c < desc.size => {
             repo.upload_chunked(&location, &desc.digest, desc.size, c, &open)?
         }
-        _ => repo.upload_monolithic(&location, &desc.digest, desc.size, &open)?,
+        _ => match repo.upload_monolithic(&location, &desc.digest, desc.size, &open) {
+            // A registry that will not take the blob in one request (413
+            // too large, 405 not allowed) gets it in chunks.
+            Err(Error::Registry {
+                status: 413 | 405, ..
+            }) => {
+                let (location, min) = repo.start_upload()?;
+                let c = DEFAULT_CHUNK.max(min.unwrap_or(0));
+                repo.upload_chunked(&location, &desc.digest, desc.size, c, &open)?;
+            }
+            other => other?,
+        },
     }
     done(BlobOutcome::Pushed)
 }

@@ -36,6 +36,9 @@ pub struct Faults {
     pub manifest_content_type: Option<String>,
     /// Announce this OCI-Chunk-Min-Length when an upload starts.
     pub chunk_min: Option<u64>,
+    /// Refuse a PUT that carries the whole blob (413), as registries with a
+    /// request size limit do.
+    pub refuse_monolithic: bool,
 }
 
 /// One recorded request.
@@ -414,6 +417,15 @@ async fn handle(State(state): State<Arc<Mutex<Inner>>>, req: Request) -> Respons
                 .unwrap()
         }
         (Method::PUT, "uploads") => {
+            if st.faults.refuse_monolithic && !body.is_empty() {
+                st.uploads.remove(arg);
+                return Response::builder()
+                    .status(413)
+                    .body(Body::from(
+                        r#"{"errors":[{"code":"SIZE_INVALID","message":"request too large"}]}"#,
+                    ))
+                    .unwrap();
+            }
             let mut up = st.uploads.remove(arg).unwrap_or_default();
             up.extend_from_slice(&body);
             let want = q.get("digest").cloned().unwrap_or_default();
