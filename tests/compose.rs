@@ -1113,3 +1113,128 @@ fn layers_are_grouped_in_dependency_waves() {
         ]
     );
 }
+
+#[test]
+fn build_runs_the_checks_first_and_writes_nothing_on_failure() {
+    let env = Env::new();
+    let root = project(&env);
+    let p = root.to_str().unwrap();
+    env.ok(&["store", "path"]);
+    let before = common::files_under(&env.store());
+    // A conflict under the runtime image's error policy.
+    fs::create_dir_all(root.join("layers/app/bin")).unwrap();
+    fs::write(root.join("layers/app/bin/busybox"), "not really").unwrap();
+    replace(
+        &root,
+        "layers/app/layer.toml",
+        "[[source.copy]]",
+        "[[source.copy]]\nfrom = \"bin\"\nto = \"/bin\"\n\n[[source.copy]]",
+    );
+    let err = env.fails(&["build", "-C", p, "runtime"]);
+    assert!(
+        err.contains("strata.toml [images.runtime]")
+            && err.contains("/bin/busybox is in layers base and app"),
+        "{err}"
+    );
+    let written: Vec<_> = common::files_under(&env.store())
+        .into_iter()
+        .filter(|f| {
+            !before.contains(f)
+                && (f.starts_with(env.store().join("blobs")) || f.ends_with("index.json"))
+        })
+        .collect();
+    assert!(written.is_empty(), "nothing may be built: {written:?}");
+    assert_eq!(env.ok(&["store", "ls"]), "");
+    assert!(!root.join("strata.lock").exists());
+    // A missing declared binary.
+    fs::remove_dir_all(root.join("layers/app/bin")).unwrap();
+    replace(
+        &root,
+        "layers/app/layer.toml",
+        "[[source.copy]]\nfrom = \"bin\"\nto = \"/bin\"\n\n",
+        "",
+    );
+    replace(
+        &root,
+        "layers/tool/layer.toml",
+        "binaries = [\"tool\"]",
+        "binaries = [\"tool\", \"missing\"]",
+    );
+    let err = env.fails(&["build", "-C", p, "builder"]);
+    assert!(err.contains("\"missing\" is not an executable"), "{err}");
+    assert_eq!(env.ok(&["store", "ls"]), "");
+}
+
+#[test]
+fn a_base_for_another_platform_is_refused() {
+    let env = Env::new();
+    let root = project(&env);
+    let other = if strata::spec::Platform::host().architecture == "arm64" {
+        "linux/amd64"
+    } else {
+        "linux/arm64"
+    };
+    env.ok(&[
+        "new",
+        "--platform",
+        other,
+        "--add",
+        &format!("{BUSYBOX}:/bin/busybox"),
+        "--tag",
+        "foreign:1",
+    ]);
+    env.ok(&[
+        "copy",
+        "foreign:1",
+        &format!("oci:{}:f", root.join("base-layout").display()),
+    ]);
+    replace(
+        &root,
+        "strata.toml",
+        "kind = \"runtime\"",
+        "kind = \"runtime\"\nbase = \"oci:base-layout:f\"",
+    );
+    let err = env.fails(&["check", "-C", root.to_str().unwrap(), "runtime"]);
+    assert!(
+        err.contains(&format!("base oci:base-layout:f is {other}")),
+        "{err}"
+    );
+    let err = env.fails(&["build", "-C", root.to_str().unwrap(), "runtime"]);
+    assert!(err.contains(other), "{err}");
+}
+
+#[test]
+fn profiles_and_output_select_and_export_images() {
+    let env = Env::new();
+    let root = project(&env);
+    let p = root.to_str().unwrap();
+    let out = env.path("runtime.tar");
+    let report = build_json(
+        &env,
+        &root,
+        &[
+            "--profile",
+            "prod",
+            "--output",
+            &format!("oci-archive:{}:rt", out.display()),
+        ],
+    );
+    let names: Vec<&str> = report["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["runtime"]);
+    let v: serde_json::Value = serde_json::from_str(&env.ok(&[
+        "inspect",
+        "--json",
+        &format!("oci-archive:{}:rt", out.display()),
+    ]))
+    .unwrap();
+    assert_eq!(v["digest"], report["images"][0]["digest"]);
+    let err = env.fails(&["build", "-C", p, "--profile", "prd"]);
+    assert!(err.contains("profile \"prd\" not found"), "{err}");
+    let err = env.fails(&["build", "-C", p, "--output", "oci:x"]);
+    assert!(err.contains("exactly one image"), "{err}");
+}

@@ -543,6 +543,7 @@ pub fn build(project: &Project, ctx: &Context, sel: &Selection) -> Result<BuildR
     // Keys first (the stat cache is sequential), then each dependency wave's
     // layers build in parallel, sharing the cores.
     let mut keys: BTreeMap<&str, Digest> = BTreeMap::new();
+    let mut records = Vec::new();
     for &l in graph.order() {
         if plans.iter().any(|(_, ls, _)| ls.contains(&l)) {
             let def = &project.layers[l];
@@ -552,11 +553,17 @@ pub fn build(project: &Project, ctx: &Context, sel: &Selection) -> Result<BuildR
             if cache.get(&key).is_none() || !cache.has_inputs(l) {
                 let (k, inputs) = layer_key_inputs(def, compression, epoch, &mut stat, ctx)?;
                 key = k;
-                cache.put_inputs(l, &serde_json::to_vec(&inputs).expect("serializes"))?;
+                records.push((l, serde_json::to_vec(&inputs).expect("serializes")));
             }
             keys.insert(l, key);
             order.push(l);
         }
+    }
+    // The composition checks run before anything is written; an image whose
+    // spec and layer keys already passed is not checked again.
+    let mut warnings = check_images(project, &graph, &plans, &keys, ctx)?;
+    for (l, record) in records {
+        cache.put_inputs(l, &record)?;
     }
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
@@ -595,7 +602,6 @@ pub fn build(project: &Project, ctx: &Context, sel: &Selection) -> Result<BuildR
         }
     }
     stat.save()?;
-    let mut warnings = Vec::new();
     if !sel.locked {
         for (&name, b) in &built {
             if let Some(w) = lock.record(pin_of(project, name, &b.layers)) {
@@ -752,6 +758,59 @@ fn push_image(
         pushed.extend(repo_tags.iter().map(|t| target.with_tag(t).to_string()));
     }
     Ok(pushed)
+}
+
+/// Runs [`super::check::check_image`] for every planned image whose
+/// (spec, base, layer keys) has not passed before; errors fail the build,
+/// warnings are returned.
+fn check_images(
+    project: &Project,
+    graph: &Graph<'_>,
+    plans: &[(String, Vec<&str>, Vec<String>)],
+    keys: &BTreeMap<&str, Digest>,
+    ctx: &Context,
+) -> Result<Vec<String>> {
+    let dir = ctx.store.root().join(".strata/checks");
+    let mut warnings = Vec::new();
+    let mut passed = Vec::new();
+    for (name, layers, _) in plans {
+        let mut h = Hasher::new();
+        h.update(&crate::json::to_canonical(&project.file.images[name]));
+        for l in layers {
+            h.update(l.as_bytes());
+            h.update(keys[l].hex().as_bytes());
+        }
+        let marker = dir.join(h.finish().hex());
+        if marker.is_file() {
+            continue;
+        }
+        let findings = super::check::check_image(project, graph, name, ctx)?;
+        let errors: Vec<String> = findings
+            .iter()
+            .filter(|f| f.level == "error")
+            .map(|f| f.message.clone())
+            .collect();
+        if !errors.is_empty() {
+            return Err(Error::invalid(
+                "composition",
+                format!("strata.toml [images.{name}]"),
+                format!("{} (run strata check for the full list)", errors.join("; ")),
+            ));
+        }
+        warnings.extend(
+            findings
+                .into_iter()
+                .map(|f| format!("image {name}: {}", f.message)),
+        );
+        passed.push(marker);
+    }
+    if !passed.is_empty() {
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        for m in passed {
+            std::fs::write(&m, b"ok").map_err(|e| Error::io(&m, e))?;
+        }
+    }
+    Ok(warnings)
 }
 
 fn pin_of(project: &Project, name: &str, layers: &[Arc<dyn Layer>]) -> super::lock::Pin {
