@@ -8,6 +8,7 @@
 #   no-op build                       strata build  vs buildah bud --layers   (goal < 0.5 s)
 #   after a one-line change to the app                                       (goal < 1 s)
 # buildah runs with vfs storage in a private root, on an equivalent Containerfile.
+# strata times are the median of 3 runs; buildah's (minutes each) are single runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh buildah busybox-static time
@@ -72,10 +73,11 @@ echo "cold builds (not compared)"
 echo "  strata:  $(t "$STRATA" build -C "$P")s"
 echo "  buildah: $(t "${B[@]}" bud --layers -t bench -f "$P/Containerfile" "$P")s"
 
-s_noop=$(t "$STRATA" build -C "$P")
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+s_noop=$(for i in 1 2 3; do t "$STRATA" build -C "$P"; done | median)
 b_noop=$(t "${B[@]}" bud --layers -t bench -f "$P/Containerfile" "$P")
-printf '#!/bin/sh\necho app 2\n' > "$P/layers/app/src/app.sh"
-s_change=$(t "$STRATA" build -C "$P")
+s_change=$(for i in 2 3 4; do printf '#!/bin/sh\necho app %s\n' "$i" > "$P/layers/app/src/app.sh"; t "$STRATA" build -C "$P"; done | median)
+printf '#!/bin/sh\necho app 5\n' > "$P/layers/app/src/app.sh"
 b_change=$(t "${B[@]}" bud --layers -t bench -f "$P/Containerfile" "$P")
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", a / b}'; }

@@ -784,7 +784,7 @@ fn check_images(
         if marker.is_file() {
             continue;
         }
-        let findings = super::check::check_image(project, graph, name, ctx)?;
+        let findings = super::check::check_image_keyed(project, graph, name, ctx, Some(keys))?;
         let errors: Vec<String> = findings
             .iter()
             .filter(|f| f.level == "error")

@@ -187,6 +187,79 @@ pub fn check_image(
     name: &str,
     ctx: &Context,
 ) -> Result<Vec<Finding>> {
+    check_image_keyed(project, graph, name, ctx, None)
+}
+
+/// Where a layer's file listing is cached, by layer key.
+fn listing_path(ctx: &Context, key: &crate::digest::Digest) -> std::path::PathBuf {
+    ctx.store.root().join(".strata/listings").join(key.hex())
+}
+
+/// [`list_layer`], cached by layer key when one is given: a layer whose key
+/// did not change is not walked again.
+fn list_layer_cached(
+    def: &LayerDef,
+    ctx: &Context,
+    key: Option<&crate::digest::Digest>,
+) -> Result<BTreeMap<String, FileInfo>> {
+    let Some(key) = key else {
+        return list_layer(def, ctx);
+    };
+    let path = listing_path(ctx, key);
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        let mut out = BTreeMap::new();
+        for line in text.lines() {
+            let mut parts = line.splitn(3, ' ');
+            let (Some(k), Some(m), Some(p)) = (parts.next(), parts.next(), parts.next()) else {
+                continue;
+            };
+            let kind = match k {
+                "d" => Kind::Dir,
+                "l" => Kind::Symlink,
+                _ => Kind::File,
+            };
+            out.insert(
+                p.to_string(),
+                FileInfo {
+                    kind,
+                    mode: u32::from_str_radix(m, 8).unwrap_or(0),
+                },
+            );
+        }
+        return Ok(out);
+    }
+    let files = list_layer(def, ctx)?;
+    let mut text = String::new();
+    for (p, f) in &files {
+        if p.contains('\n') {
+            return Ok(files);
+        }
+        let k = match f.kind {
+            Kind::Dir => 'd',
+            Kind::Symlink => 'l',
+            Kind::File => 'f',
+        };
+        text.push_str(&format!("{k} {:o} {p}\n", f.mode));
+    }
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+        let tmp = path.with_extension("tmp");
+        if std::fs::write(&tmp, text).is_ok() {
+            let _ = std::fs::rename(&tmp, &path);
+        }
+    }
+    Ok(files)
+}
+
+/// [`check_image`] with the layers' cache keys, so unchanged layers' file
+/// lists come from the cache.
+pub fn check_image_keyed(
+    project: &Project,
+    graph: &Graph<'_>,
+    name: &str,
+    ctx: &Context,
+    keys: Option<&BTreeMap<&str, crate::digest::Digest>>,
+) -> Result<Vec<Finding>> {
     let spec = &project.file.images[name];
     let policy = spec.conflict_policy();
     let mut findings = Vec::new();
@@ -201,7 +274,7 @@ pub fn check_image(
     let mut owner: BTreeMap<String, (&str, FileInfo)> = BTreeMap::new();
     for &l in &layers {
         let def = &project.layers[l];
-        let files = list_layer(def, ctx)?;
+        let files = list_layer_cached(def, ctx, keys.and_then(|k| k.get(l)))?;
         for b in &def.file.provides.binaries {
             let found = def.file.provides.paths.iter().any(|p| {
                 let path = format!("{}/{b}", p.trim_matches('/'));
