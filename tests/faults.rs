@@ -140,13 +140,7 @@ fn a_202_answer_to_a_mount_falls_back_to_uploading() {
 #[test]
 fn credentials_never_follow_a_redirect_to_another_host() {
     let other = Fake::start(Faults::default());
-    let auth = {
-        use base64::Engine as _;
-        format!(
-            "Basic {}",
-            base64::engine::general_purpose::STANDARD.encode("carol:pw")
-        )
-    };
+    let auth = format!("Basic {}", common::basic_b64("carol", "pw"));
     let fake = Fake::start(Faults {
         require_auth: Some(auth.clone()),
         ..Default::default()
@@ -158,15 +152,7 @@ fn credentials_never_follow_a_redirect_to_another_host() {
     fake.state.lock().unwrap().faults.redirect_blobs_to =
         Some(format!("http://localhost:{}", other.addr.port()));
     let authfile = env.path("auth.json");
-    std::fs::write(
-        &authfile,
-        format!(
-            r#"{{"auths":{{"{}":{{"auth":"{}"}}}}}}"#,
-            fake.host(),
-            auth.trim_start_matches("Basic ")
-        ),
-    )
-    .unwrap();
+    common::write_auth_file(&authfile, &fake.host(), "carol", "pw");
     let pulled = Env::new();
     let out = pulled
         .cmd(&["copy", &r(&fake, "src/img:1"), "x:1"])

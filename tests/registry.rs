@@ -295,15 +295,7 @@ fn podman_style_auth_file_is_used() {
     let env = Env::new();
     env.busybox_image("demo:1", "hi");
     let auth = env.path("auth.json");
-    let b64 = {
-        use base64::Engine as _;
-        base64::engine::general_purpose::STANDARD.encode("bob:pw-for-bob")
-    };
-    std::fs::write(
-        &auth,
-        format!(r#"{{"auths":{{"{}":{{"auth":"{b64}"}}}}}}"#, reg.host()),
-    )
-    .unwrap();
+    common::write_auth_file(&auth, &reg.host(), "bob", "pw-for-bob");
     let out = env
         .cmd(&["copy", "demo:1", &reg.r("p/demo:1")])
         .env("REGISTRY_AUTH_FILE", &auth)
@@ -423,15 +415,7 @@ fn token_auth_with_scopes_accumulated_for_mounts_and_refresh_tokens() {
     );
 
     let auth = env.path("auth.json");
-    let b64 = {
-        use base64::Engine as _;
-        base64::engine::general_purpose::STANDARD.encode("dave:dave-pw")
-    };
-    std::fs::write(
-        &auth,
-        format!(r#"{{"auths":{{"{}":{{"auth":"{b64}"}}}}}}"#, reg.host()),
-    )
-    .unwrap();
+    common::write_auth_file(&auth, &reg.host(), "dave", "dave-pw");
     let with_auth = |args: &[&str]| {
         let out = env
             .cmd(args)

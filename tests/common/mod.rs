@@ -290,3 +290,19 @@ pub fn runc_run(env: &Env, reference: &str) -> (bool, String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// The base64 of `user:password`, as auth files and Basic headers hold it.
+pub fn basic_b64(user: &str, password: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+}
+
+/// Writes a podman-style auth file at `path` with credentials for `host`.
+pub fn write_auth_file(path: &Path, host: &str, user: &str, password: &str) {
+    let b64 = basic_b64(user, password);
+    fs::write(
+        path,
+        format!(r#"{{"auths":{{"{host}":{{"auth":"{b64}"}}}}}}"#),
+    )
+    .unwrap();
+}

@@ -213,11 +213,7 @@ async fn handle(State(cfg): State<Arc<Cfg>>, req: Request) -> Response {
     }
     let ok = match grant.as_str() {
         "basic" => {
-            let want = format!(
-                "Basic {}",
-                base64::engine::general_purpose::STANDARD
-                    .encode(format!("{}:{}", cfg.user, cfg.password))
-            );
+            let want = format!("Basic {}", super::basic_b64(&cfg.user, &cfg.password));
             auth.as_deref() == Some(want.as_str())
         }
         "refresh_token" => params
