@@ -147,14 +147,7 @@ fn recompute(r: Box<dyn Read + Send>) -> io::Result<(Digest, u64, Digest, &'stat
     let mut hashing = HashingReader::new(r);
     let (diff_id, magic) = {
         let mut peek = io::BufReader::new(&mut hashing);
-        let head = io::BufRead::fill_buf(&mut peek)?.to_vec();
-        let magic = if head.starts_with(&[0x1f, 0x8b]) {
-            media::OCI_LAYER_GZIP
-        } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-            media::OCI_LAYER_ZSTD
-        } else {
-            media::OCI_LAYER_TAR
-        };
+        let magic = crate::layer::sniff(io::BufRead::fill_buf(&mut peek)?).media_type();
         let mut dec = decompress(&mut peek)?;
         let (diff_id, _) = hash_reader(&mut dec)?;
         drop(dec);

@@ -6,7 +6,7 @@ use anyhow::{Result, bail};
 use clap::Args;
 use strata::compose::{Graph, Project, build, check, env, plan};
 
-use super::Ctx;
+use super::{Ctx, human};
 
 #[derive(Args)]
 #[command(after_help = "\
@@ -131,21 +131,6 @@ pub struct BuildArgs {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
-}
-
-fn human(n: u64) -> String {
-    let units = ["B", "KiB", "MiB", "GiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u + 1 < units.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", units[u])
-    }
 }
 
 pub fn build(ctx: &Ctx, a: BuildArgs) -> Result<()> {

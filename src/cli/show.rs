@@ -7,7 +7,7 @@ use clap::Args;
 use strata::layer::uncompressed;
 use strata::transport::{self, ImageRef};
 
-use super::Ctx;
+use super::{Ctx, human};
 
 #[derive(Args)]
 #[command(after_help = "\
@@ -64,21 +64,6 @@ pub struct InspectArgs {
     /// Platform to pick from a multi-platform image.
     #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
     platform: Option<String>,
-}
-
-fn human(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
 }
 
 pub fn inspect(ctx: &Ctx, a: InspectArgs) -> Result<()> {

@@ -212,7 +212,7 @@ pub fn layer_key(
     stat: &mut StatCache,
     ctx: &Context,
 ) -> Result<Digest> {
-    Ok(layer_key_inputs(def, compression, epoch, stat, ctx)?.0)
+    Ok(layer_key_with(def, compression, epoch, stat, ctx, false)?.0)
 }
 
 /// Computes a layer's cache key and the inputs it hashed.

@@ -39,17 +39,26 @@ pub trait Layer: Send + Sync {
     }
 }
 
+/// The compression a stream starting with `head` uses, by its magic number
+/// (gzip, zstd, or plain).
+pub fn sniff(head: &[u8]) -> Compression {
+    if head.starts_with(&[0x1f, 0x8b]) {
+        Compression::gzip()
+    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Compression::zstd()
+    } else {
+        Compression::None
+    }
+}
+
 /// Opens a decompressing reader over `r`, recognising gzip and zstd by their
 /// magic numbers and passing anything else through.
 pub fn decompress<'a>(r: impl Read + Send + 'a) -> std::io::Result<Box<dyn Read + Send + 'a>> {
     let mut br = BufReader::with_capacity(1 << 20, r);
-    let head = br.fill_buf()?;
-    Ok(if head.starts_with(&[0x1f, 0x8b]) {
-        Box::new(flate2::bufread::MultiGzDecoder::new(br))
-    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        Box::new(zstd::stream::read::Decoder::with_buffer(br)?)
-    } else {
-        Box::new(br)
+    Ok(match sniff(br.fill_buf()?) {
+        Compression::Gzip { .. } => Box::new(flate2::bufread::MultiGzDecoder::new(br)),
+        Compression::Zstd { .. } => Box::new(zstd::stream::read::Decoder::with_buffer(br)?),
+        Compression::None => Box::new(br),
     })
 }
 

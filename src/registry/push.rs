@@ -84,19 +84,23 @@ pub struct PushReport {
     pub tags: Vec<String>,
 }
 
-struct Counting<R> {
-    inner: R,
-    sent: u64,
-    digest: Digest,
-    total: Arc<AtomicU64>,
-    progress: Option<ProgressFn>,
+/// Counts the bytes of one blob read through it: into an optional running
+/// total, and as [`Progress::Bytes`] events.
+pub(crate) struct ProgressReader<R> {
+    pub(crate) inner: R,
+    pub(crate) sent: u64,
+    pub(crate) digest: Digest,
+    pub(crate) total: Option<Arc<AtomicU64>>,
+    pub(crate) progress: Option<ProgressFn>,
 }
 
-impl<R: std::io::Read> std::io::Read for Counting<R> {
+impl<R: std::io::Read> std::io::Read for ProgressReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.sent += n as u64;
-        self.total.fetch_add(n as u64, Ordering::Relaxed);
+        if let Some(t) = &self.total {
+            t.fetch_add(n as u64, Ordering::Relaxed);
+        }
         if let Some(p) = &self.progress {
             p(&Progress::Bytes {
                 digest: self.digest.clone(),
@@ -269,11 +273,11 @@ fn push_blob(
             Item::Layer(l) => l.open_for_push()?,
             Item::Bytes(b, _) => Box::new(std::io::Cursor::new(b.to_vec())),
         };
-        Ok(Box::new(Counting {
+        Ok(Box::new(ProgressReader {
             inner,
             sent: 0,
             digest: desc.digest.clone(),
-            total: Arc::clone(total),
+            total: Some(Arc::clone(total)),
             progress: progress.cloned(),
         }))
     };

@@ -134,14 +134,7 @@ pub fn open(path: &Path, sel: &Selector) -> Result<ManifestImage> {
     let mut layers = Vec::new();
     for (layer_path, diff_id) in entry.layers.iter().zip(&diff_ids) {
         let mut r = BufReader::new(index.entry(layer_path)?);
-        let head = r.fill_buf().map_err(|e| Error::io(path, e))?;
-        let mt = if head.starts_with(&[0x1f, 0x8b]) {
-            media::OCI_LAYER_GZIP
-        } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-            media::OCI_LAYER_ZSTD
-        } else {
-            media::OCI_LAYER_TAR
-        };
+        let mt = crate::layer::sniff(r.fill_buf().map_err(|e| Error::io(path, e))?).media_type();
         let (digest, size) = hash_reader(r).map_err(|e| Error::io(path, e))?;
         if mt == media::OCI_LAYER_TAR && digest != *diff_id {
             return Err(Error::DigestMismatch {

@@ -6,31 +6,9 @@ use std::sync::Arc;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::image::{BlobSource, Image, ManifestImage};
-use crate::registry::push::{BlobOutcome, Progress, ProgressFn};
+use crate::registry::push::{BlobOutcome, Progress, ProgressFn, ProgressReader};
 use crate::spec::{Descriptor, Manifest, Platform};
 use crate::store::Store;
-
-/// Reports bytes read through it.
-struct ProgressReader<'a, R> {
-    inner: R,
-    sent: u64,
-    digest: &'a Digest,
-    progress: Option<&'a ProgressFn>,
-}
-
-impl<R: std::io::Read> std::io::Read for ProgressReader<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.sent += n as u64;
-        if let Some(p) = self.progress {
-            p(&Progress::Bytes {
-                digest: self.digest.clone(),
-                sent: self.sent,
-            });
-        }
-        Ok(n)
-    }
-}
 
 /// Opens the image tagged `tag` in the layout (or its only image when no tag
 /// is given).
@@ -86,7 +64,7 @@ pub fn write_image_with(
     progress: Option<&ProgressFn>,
 ) -> Result<Digest> {
     copy_layers_with(image, store, progress)?;
-    let desc = write_blobs(image, store)?;
+    let desc = write_config_and_manifest(image, store)?;
     if let Some(tag) = tag {
         store.set_tag(tag, &desc)?;
     }
@@ -131,8 +109,9 @@ pub fn copy_layers_with(
                         let r = ProgressReader {
                             inner: r,
                             sent: 0,
-                            digest: &d.digest,
-                            progress,
+                            digest: d.digest.clone(),
+                            total: None,
+                            progress: progress.cloned(),
                         };
                         store.put_verified(r, &d.digest, Some(d.size), &what)
                     });
@@ -160,6 +139,11 @@ pub fn copy_layers_with(
 /// descriptor.
 pub fn write_blobs(image: &dyn Image, store: &Store) -> Result<Descriptor> {
     copy_layers(image, store)?;
+    write_config_and_manifest(image, store)
+}
+
+/// Writes the config and manifest of `image` (its layers already stored).
+fn write_config_and_manifest(image: &dyn Image, store: &Store) -> Result<Descriptor> {
     let raw = image.raw_manifest()?;
     let m = Manifest::parse(&raw, &image.location())?;
     let config = image.raw_config()?;
