@@ -11,7 +11,9 @@
 //!   [`image::ImageBuilder`] that appends layers to a base;
 //! * [`transport`] — reading and writing images as `oci:`, `oci-archive:`,
 //!   `docker-archive:` or store tags;
-//! * [`validate`] — recomputes every digest, diff_id and size of an image.
+//! * [`validate`] — recomputes every digest, diff_id and size of an image;
+//! * [`deb`] — layers from Debian packages (apt repositories, resolution,
+//!   dpkg status).
 //!
 //! ```no_run
 //! use strata::{store::Store, layer::{LayerBuilder, Mapping}, image::ImageBuilder};
@@ -29,6 +31,7 @@
 //! ```
 
 pub mod compose;
+pub mod deb;
 pub mod digest;
 pub mod error;
 pub mod image;

@@ -128,6 +128,10 @@ pub struct BuildArgs {
     /// (stable tags move to the new build).
     #[arg(long)]
     push: bool,
+    /// Fetch the Release files and indexes of deb layers' repositories anew
+    /// (else the ones fetched before are used, as apt uses its lists).
+    #[arg(long)]
+    refresh: bool,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -145,6 +149,7 @@ pub fn build(ctx: &Ctx, a: BuildArgs) -> Result<()> {
         profile: a.profile.clone(),
         locked: a.locked,
         push: a.push,
+        refresh: a.refresh,
     };
     if output.is_some() && build::selected_images(&project, &sel)?.len() != 1 {
         bail!("--output needs exactly one image; name it (strata build IMAGE --output ...)");
@@ -237,6 +242,9 @@ pub struct PlanArgs {
     /// Map the paths changed since this git revision to layers and images.
     #[arg(long, value_name = "GIT_REV")]
     since: Option<String>,
+    /// Fetch the Release files and indexes of deb layers' repositories anew.
+    #[arg(long)]
+    refresh: bool,
     /// Print the plan as JSON.
     #[arg(long)]
     json: bool,
@@ -249,6 +257,7 @@ pub fn plan(ctx: &Ctx, a: PlanArgs) -> Result<()> {
         profile: a.profile.clone(),
         locked: false,
         push: false,
+        refresh: a.refresh,
     };
     let t = ctx.transport(&None)?;
     let p = plan::plan(&project, &t, &sel, a.since.as_deref())?;
@@ -265,6 +274,13 @@ pub fn plan(ctx: &Ctx, a: PlanArgs) -> Result<()> {
         println!("layer {:<24} {}", format!("{}{v}", l.name), l.action);
         for r in &l.reasons {
             println!("    {r}");
+        }
+        if !l.packages.is_empty() {
+            println!(
+                "    {} packages: {}",
+                l.packages.len(),
+                l.packages.join(" ")
+            );
         }
     }
     for i in &p.images {

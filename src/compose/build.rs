@@ -18,6 +18,7 @@ use serde::Serialize;
 
 use super::cache::{CachedLayer, LayerCache, StatCache};
 use super::check::{copy_mappings, select_image_layers};
+use super::debsrc::{DebPlanner, Resolution};
 use super::graph::Graph;
 use super::project::{LayerDef, Project};
 use crate::digest::{Digest, Hasher};
@@ -105,11 +106,14 @@ pub struct Selection {
     pub locked: bool,
     /// Push the built images to `[defaults] registry` under their tags.
     pub push: bool,
+    /// Fetch the Release files of deb layers' repositories anew.
+    pub refresh: bool,
 }
 
 struct Built {
     layers: Vec<Arc<dyn Layer>>,
     report: LayerReport,
+    warnings: Vec<String>,
 }
 
 /// The images a selection names.
@@ -210,9 +214,9 @@ pub fn layer_key(
     compression: Compression,
     epoch: u64,
     stat: &mut StatCache,
-    ctx: &Context,
+    deb: &DebPlanner<'_>,
 ) -> Result<Digest> {
-    Ok(layer_key_with(def, compression, epoch, stat, ctx, false)?.0)
+    Ok(layer_key_with(def, compression, epoch, stat, deb, false)?.0)
 }
 
 /// Computes a layer's cache key and the inputs it hashed.
@@ -221,9 +225,9 @@ pub fn layer_key_inputs(
     compression: Compression,
     epoch: u64,
     stat: &mut StatCache,
-    ctx: &Context,
+    deb: &DebPlanner<'_>,
 ) -> Result<(Digest, Inputs)> {
-    layer_key_with(def, compression, epoch, stat, ctx, true)
+    layer_key_with(def, compression, epoch, stat, deb, true)
 }
 
 /// The key, and the inputs record only when `record` (building the record
@@ -233,9 +237,10 @@ fn layer_key_with(
     compression: Compression,
     epoch: u64,
     stat: &mut StatCache,
-    ctx: &Context,
+    deb: &DebPlanner<'_>,
     record: bool,
 ) -> Result<(Digest, Inputs)> {
+    let ctx = deb.context();
     let mut h = Hasher::new();
     let mut inputs = Inputs {
         settings: format!("format {LAYER_FORMAT_VERSION}, {compression}, epoch {epoch}"),
@@ -283,6 +288,21 @@ fn layer_key_with(
         inputs
             .files
             .insert(format!("tarball {}", t.path), d.to_string());
+    } else if src.deb.is_some() {
+        let res = deb.resolve(&def.file.layer.name)?;
+        put(b"deb");
+        put(res.arch.as_bytes());
+        put(&[u8::from(res.usr_links)]);
+        for p in &res.packages {
+            put(p.name.as_bytes());
+            put(p.version.as_bytes());
+            put(p.arch.as_bytes());
+            put(p.sha256.hex().as_bytes());
+            inputs.files.insert(
+                format!("package {}", p.name),
+                format!("{} {}", p.version, p.sha256),
+            );
+        }
     } else if let Some(img) = &src.image {
         let r = ImageRef::parse(&img.reference)?.relative_to(&def.dir);
         let image = transport::open(&r, ctx)?;
@@ -316,11 +336,26 @@ fn key_and_build_layer(
     epoch: u64,
     stat: &mut StatCache,
     cache: &LayerCache,
-    ctx: &Context,
+    deb: &DebPlanner<'_>,
 ) -> Result<Built> {
-    let (key, inputs) = layer_key_inputs(&project.layers[name], compression, epoch, stat, ctx)?;
+    let def = &project.layers[name];
+    let (key, inputs) = layer_key_inputs(def, compression, epoch, stat, deb)?;
     cache.put_inputs(name, &serde_json::to_vec(&inputs).expect("serializes"))?;
-    build_layer(project, name, compression, epoch, key, cache, ctx, 0)
+    let res = match def.file.source.deb {
+        Some(_) => Some(deb.resolve(name)?),
+        None => None,
+    };
+    build_layer(
+        project,
+        name,
+        compression,
+        epoch,
+        key,
+        cache,
+        deb.context(),
+        0,
+        res,
+    )
 }
 
 /// Builds layer `name` whose key is `key` (or takes it from the cache),
@@ -335,6 +370,7 @@ fn build_layer(
     cache: &LayerCache,
     ctx: &Context,
     threads: usize,
+    deb: Option<Arc<Resolution>>,
 ) -> Result<Built> {
     let started = Instant::now();
     let def = &project.layers[name];
@@ -369,6 +405,57 @@ fn build_layer(
             out.push(Arc::new(StoreLayer::new(ctx.store.clone(), d, l.diff_id())));
         }
         out
+    } else if let (Some(res), Some(d)) = (&deb, &src.deb) {
+        // One cache entry per layer: key, or key+index with one layer per package.
+        let n = if d.one_layer_per_package {
+            res.packages.len()
+        } else {
+            1
+        };
+        let subkey = |i: usize| match d.one_layer_per_package {
+            false => key.clone(),
+            true => Digest::of(format!("{key} package {i}").as_bytes()),
+        };
+        let cached: Option<Vec<CachedLayer>> = (0..n).map(|i| cache.get(&subkey(i))).collect();
+        let layers = match cached {
+            Some(c) => c,
+            None => {
+                report.status = "built";
+                let make = |g: &[crate::deb::resolve::Selected]| {
+                    let what = if d.one_layer_per_package {
+                        g.iter().map(|p| p.label()).collect::<Vec<_>>().join(",")
+                    } else {
+                        d.packages.join(",")
+                    };
+                    let mut lb = LayerBuilder::new().compression(compression).mtime(epoch);
+                    if threads > 0 {
+                        lb = lb.threads(threads);
+                    }
+                    for (k, v) in audit(def, name, format!("deb:{what}")) {
+                        lb = lb.annotation(k, v);
+                    }
+                    lb
+                };
+                let built = super::debsrc::build(ctx, res, d.one_layer_per_package, make)?;
+                let mut out = Vec::new();
+                for (i, l) in built.iter().enumerate() {
+                    let c = CachedLayer {
+                        descriptor: l.descriptor(),
+                        diff_id: l.diff_id(),
+                    };
+                    cache.put(&subkey(i), &c)?;
+                    out.push(c);
+                }
+                out
+            }
+        };
+        layers
+            .into_iter()
+            .map(|c| {
+                Arc::new(StoreLayer::new(ctx.store.clone(), c.descriptor, c.diff_id))
+                    as Arc<dyn Layer>
+            })
+            .collect()
     } else if let Some(c) = cache.get(&key) {
         vec![
             Arc::new(StoreLayer::new(ctx.store.clone(), c.descriptor, c.diff_id)) as Arc<dyn Layer>,
@@ -414,7 +501,19 @@ fn build_layer(
     report.size = layers.iter().map(|l| l.descriptor().size).sum();
     report.digests = layers.iter().map(|l| l.descriptor().digest).collect();
     report.seconds = started.elapsed().as_secs_f64();
-    Ok(Built { layers, report })
+    let warnings = deb
+        .map(|r| {
+            crate::deb::layer::postinst_warnings(&r.packages)
+                .into_iter()
+                .map(|w| format!("layer {name}: {w}"))
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(Built {
+        layers,
+        report,
+        warnings,
+    })
 }
 
 /// Expands `$NAME` / `${NAME}` in `value` with the config's current env.
@@ -533,8 +632,9 @@ pub fn build(project: &Project, ctx: &Context, sel: &Selection) -> Result<BuildR
         plans.push((name.clone(), layers, tags));
     }
     let mut lock = super::lock::Lock::load(&project.root)?;
+    let planner = DebPlanner::new(project, &graph, ctx, sel.refresh);
     if sel.locked {
-        verify_locked(project, &graph, &plans, &lock, compression, epoch, ctx)?;
+        verify_locked(project, &graph, &plans, &lock, compression, epoch, &planner)?;
     }
     let cache = LayerCache::new(&ctx.store)?;
     let mut stat = StatCache::load(&ctx.store)?;
@@ -547,11 +647,11 @@ pub fn build(project: &Project, ctx: &Context, sel: &Selection) -> Result<BuildR
     for &l in graph.order() {
         if plans.iter().any(|(_, ls, _)| ls.contains(&l)) {
             let def = &project.layers[l];
-            let (mut key, _) = layer_key_with(def, compression, epoch, &mut stat, ctx, false)?;
+            let (mut key, _) = layer_key_with(def, compression, epoch, &mut stat, &planner, false)?;
             // The record explains the next rebuild; a cache hit means the
             // recorded inputs are these already.
             if cache.get(&key).is_none() || !cache.has_inputs(l) {
-                let (k, inputs) = layer_key_inputs(def, compression, epoch, &mut stat, ctx)?;
+                let (k, inputs) = layer_key_inputs(def, compression, epoch, &mut stat, &planner)?;
                 key = k;
                 records.push((l, serde_json::to_vec(&inputs).expect("serializes")));
             }
@@ -561,7 +661,13 @@ pub fn build(project: &Project, ctx: &Context, sel: &Selection) -> Result<BuildR
     }
     // The composition checks run before anything is written; an image whose
     // spec and layer keys already passed is not checked again.
-    let mut warnings = check_images(project, &graph, &plans, &keys, ctx)?;
+    let mut warnings = check_images(project, &graph, &plans, &keys, &planner)?;
+    let mut resolutions: BTreeMap<&str, Arc<Resolution>> = BTreeMap::new();
+    for &l in keys.keys() {
+        if project.layers[l].file.source.deb.is_some() {
+            resolutions.insert(l, planner.resolve(l)?);
+        }
+    }
     for (l, record) in records {
         cache.put_inputs(l, &record)?;
     }
@@ -577,10 +683,21 @@ pub fn build(project: &Project, ctx: &Context, sel: &Selection) -> Result<BuildR
                 .map(|&l| {
                     let key = keys[l].clone();
                     let cache = &cache;
+                    let res = resolutions.get(l).cloned();
                     (
                         l,
                         s.spawn(move || {
-                            build_layer(project, l, compression, epoch, key, cache, ctx, threads)
+                            build_layer(
+                                project,
+                                l,
+                                compression,
+                                epoch,
+                                key,
+                                cache,
+                                ctx,
+                                threads,
+                                res,
+                            )
                         }),
                     )
                 })
@@ -598,7 +715,9 @@ pub fn build(project: &Project, ctx: &Context, sel: &Selection) -> Result<BuildR
                 .collect()
         });
         for (l, r) in results {
-            built.insert(l, r?);
+            let b = r?;
+            warnings.extend(b.warnings.iter().cloned());
+            built.insert(l, b);
         }
     }
     stat.save()?;
@@ -768,8 +887,9 @@ fn check_images(
     graph: &Graph<'_>,
     plans: &[(String, Vec<&str>, Vec<String>)],
     keys: &BTreeMap<&str, Digest>,
-    ctx: &Context,
+    deb: &DebPlanner<'_>,
 ) -> Result<Vec<String>> {
+    let ctx = deb.context();
     let dir = ctx.store.root().join(".strata/checks");
     let mut warnings = Vec::new();
     let mut passed = Vec::new();
@@ -784,7 +904,7 @@ fn check_images(
         if marker.is_file() {
             continue;
         }
-        let findings = super::check::check_image_keyed(project, graph, name, ctx, Some(keys))?;
+        let findings = super::check::check_image_keyed(project, graph, name, deb, Some(keys))?;
         let errors: Vec<String> = findings
             .iter()
             .filter(|f| f.level == "error")
@@ -837,8 +957,9 @@ fn verify_locked(
     lock: &super::lock::Lock,
     compression: Compression,
     epoch: u64,
-    ctx: &Context,
+    deb: &DebPlanner<'_>,
 ) -> Result<()> {
+    let ctx = deb.context();
     let scratch_dir = tempfile::Builder::new()
         .prefix("strata-locked-")
         .tempdir()
@@ -854,9 +975,15 @@ fn verify_locked(
             continue;
         }
         let def = &project.layers[l];
-        let key = layer_key(def, compression, epoch, &mut stat, ctx)?;
+        let key = layer_key(def, compression, epoch, &mut stat, deb)?;
+        let one = !def
+            .file
+            .source
+            .deb
+            .as_ref()
+            .is_some_and(|d| d.one_layer_per_package);
         let layers: Vec<Arc<dyn Layer>> = match real_cache.as_ref().and_then(|c| c.get(&key)) {
-            Some(c) if def.file.source.image.is_none() => {
+            Some(c) if def.file.source.image.is_none() && one => {
                 vec![Arc::new(StoreLayer::new(
                     ctx.store.clone(),
                     c.descriptor,
@@ -865,6 +992,8 @@ fn verify_locked(
             }
             _ => {
                 let mut st = StatCache::load(&scratch.store)?;
+                let scratch_deb = DebPlanner::new(project, graph, &scratch, false);
+                scratch_deb.share_downloads(deb)?;
                 key_and_build_layer(
                     project,
                     l,
@@ -872,7 +1001,7 @@ fn verify_locked(
                     epoch,
                     &mut st,
                     &scratch_cache,
-                    &scratch,
+                    &scratch_deb,
                 )?
                 .layers
             }

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::io::Read;
 
+use super::debsrc::DebPlanner;
 use super::graph::Graph;
 use super::project::{ConflictPolicy, LayerDef, Project};
 use crate::error::{Error, Result};
@@ -50,11 +51,11 @@ pub fn copy_mappings(def: &LayerDef) -> Result<Vec<Mapping>> {
 }
 
 fn list_tar(
-    r: impl Read + Send,
+    r: impl Read,
     label: &std::path::Path,
     out: &mut BTreeMap<String, FileInfo>,
 ) -> Result<()> {
-    let mut ar = tar::Archive::new(decompress(r).map_err(|e| Error::io(label, e))?);
+    let mut ar = tar::Archive::new(r);
     for e in ar.entries().map_err(|e| Error::from_pipeline(label, e))? {
         let e = e.map_err(|e| Error::from_pipeline(label, e))?;
         let h = e.header();
@@ -82,10 +83,15 @@ fn list_tar(
 }
 
 /// Lists the files a layer will contain, without building it.
-pub fn list_layer(def: &LayerDef, ctx: &Context) -> Result<BTreeMap<String, FileInfo>> {
+pub fn list_layer(def: &LayerDef, deb: &DebPlanner<'_>) -> Result<BTreeMap<String, FileInfo>> {
+    let ctx = deb.context();
     let mut out = BTreeMap::new();
     let src = &def.file.source;
-    if !src.copy.is_empty() {
+    if src.deb.is_some() {
+        let res = deb.resolve(&def.file.layer.name)?;
+        let label = std::path::PathBuf::from(format!("deb layer {}", def.file.layer.name));
+        super::debsrc::list(ctx, &res, |r| list_tar(r, &label, &mut out))?;
+    } else if !src.copy.is_empty() {
         for e in collect(&copy_mappings(def)?, false)? {
             let kind = match e.kind {
                 EntryKind::Dir => Kind::Dir,
@@ -99,8 +105,9 @@ pub fn list_layer(def: &LayerDef, ctx: &Context) -> Result<BTreeMap<String, File
         }
     } else if let Some(t) = &src.tar {
         let path = def.dir.join(&t.path);
+        let f = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
         list_tar(
-            std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?,
+            decompress(f).map_err(|e| Error::io(&path, e))?,
             &path,
             &mut out,
         )?;
@@ -118,7 +125,11 @@ pub fn list_layer(def: &LayerDef, ctx: &Context) -> Result<BTreeMap<String, File
         for layer in select_image_layers(def, image.as_ref())? {
             let label =
                 std::path::PathBuf::from(format!("layer {} of {r}", layer.descriptor().digest));
-            list_tar(layer.open()?, &label, &mut out)?;
+            list_tar(
+                decompress(layer.open()?).map_err(|e| Error::from_pipeline(&label, e))?,
+                &label,
+                &mut out,
+            )?;
         }
     }
     Ok(out)
@@ -187,7 +198,8 @@ pub fn check_image(
     name: &str,
     ctx: &Context,
 ) -> Result<Vec<Finding>> {
-    check_image_keyed(project, graph, name, ctx, None)
+    let deb = DebPlanner::new(project, graph, ctx, false);
+    check_image_keyed(project, graph, name, &deb, None)
 }
 
 /// Where a layer's file listing is cached, by layer key.
@@ -199,11 +211,12 @@ fn listing_path(ctx: &Context, key: &crate::digest::Digest) -> std::path::PathBu
 /// did not change is not walked again.
 fn list_layer_cached(
     def: &LayerDef,
-    ctx: &Context,
+    deb: &DebPlanner<'_>,
     key: Option<&crate::digest::Digest>,
 ) -> Result<BTreeMap<String, FileInfo>> {
+    let ctx = deb.context();
     let Some(key) = key else {
-        return list_layer(def, ctx);
+        return list_layer(def, deb);
     };
     let path = listing_path(ctx, key);
     if let Ok(text) = std::fs::read_to_string(&path) {
@@ -228,7 +241,7 @@ fn list_layer_cached(
         }
         return Ok(out);
     }
-    let files = list_layer(def, ctx)?;
+    let files = list_layer(def, deb)?;
     let mut text = String::new();
     for (p, f) in &files {
         if p.contains('\n') {
@@ -257,9 +270,10 @@ pub fn check_image_keyed(
     project: &Project,
     graph: &Graph<'_>,
     name: &str,
-    ctx: &Context,
+    deb: &DebPlanner<'_>,
     keys: Option<&BTreeMap<&str, crate::digest::Digest>>,
 ) -> Result<Vec<Finding>> {
+    let ctx = deb.context();
     let spec = &project.file.images[name];
     let policy = spec.conflict_policy();
     let mut findings = Vec::new();
@@ -274,7 +288,7 @@ pub fn check_image_keyed(
     let mut owner: BTreeMap<String, (&str, FileInfo)> = BTreeMap::new();
     for &l in &layers {
         let def = &project.layers[l];
-        let files = list_layer_cached(def, ctx, keys.and_then(|k| k.get(l)))?;
+        let files = list_layer_cached(def, deb, keys.and_then(|k| k.get(l)))?;
         for b in &def.file.provides.binaries {
             let found = def.file.provides.paths.iter().any(|p| {
                 let path = format!("{}/{b}", p.trim_matches('/'));

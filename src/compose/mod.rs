@@ -4,6 +4,7 @@
 pub mod build;
 pub mod cache;
 pub mod check;
+pub mod debsrc;
 pub mod env;
 pub mod graph;
 pub mod lock;

@@ -25,6 +25,9 @@ pub struct LayerPlan {
     pub action: &'static str,
     /// Why it would be built.
     pub reasons: Vec<String>,
+    /// A deb layer's resolved packages (`name=version`), dependencies first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub packages: Vec<String>,
 }
 
 /// One image in the plan.
@@ -77,6 +80,7 @@ pub fn plan(
     let epoch = epoch(project)?;
     let cache = LayerCache::new(&ctx.store)?;
     let mut stat = StatCache::load(&ctx.store)?;
+    let deb = super::debsrc::DebPlanner::new(project, &graph, ctx, sel.refresh);
     let mut wanted: BTreeSet<&str> = BTreeSet::new();
     let mut image_layers = BTreeMap::new();
     for n in &names {
@@ -88,11 +92,17 @@ pub fn plan(
     let mut building = BTreeSet::new();
     for &l in graph.order().iter().filter(|l| wanted.contains(*l)) {
         let def = &project.layers[l];
-        let (key, inputs) = layer_key_inputs(def, compression, epoch, &mut stat, ctx)?;
+        let (key, inputs) = layer_key_inputs(def, compression, epoch, &mut stat, &deb)?;
+        let packages = match def.file.source.deb {
+            Some(_) => deb.resolve(l)?.packages.iter().map(|p| p.label()).collect(),
+            None => Vec::new(),
+        };
         let is_image_source = def.file.source.image.is_some();
         let cached = is_image_source
             || cache.get(&key).is_some()
-            || (def.file.source.copy.is_empty() && def.file.source.tar.is_none());
+            || (def.file.source.copy.is_empty()
+                && def.file.source.tar.is_none()
+                && def.file.source.deb.is_none());
         let reasons = if cached {
             Vec::new()
         } else {
@@ -118,6 +128,7 @@ pub fn plan(
             version: def.file.layer.version.clone(),
             action: if cached { "reuse" } else { "build" },
             reasons,
+            packages,
         });
     }
     stat.discard();

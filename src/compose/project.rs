@@ -217,6 +217,45 @@ pub struct Source {
     pub tar: Option<TarSource>,
     /// `[source.image]`.
     pub image: Option<ImageSource>,
+    /// `[source.deb]`.
+    pub deb: Option<DebSource>,
+}
+
+/// `[source.deb]`: Debian packages, resolved against the apt repositories.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DebSource {
+    /// Packages (`name` or `name=version`); their dependencies are added
+    /// unless a layer beneath has them.
+    pub packages: Vec<String>,
+    /// Use only the machine's apt entries of this suite.
+    pub suite: Option<String>,
+    /// Use only these components of the machine's apt entries.
+    pub components: Option<Vec<String>>,
+    /// Debian architecture (default: the host's, e.g. amd64).
+    pub architecture: Option<String>,
+    /// Repositories to use instead of the machine's apt sources.
+    #[serde(default)]
+    pub repositories: Vec<DebRepository>,
+    /// One layer per package, in dependency order.
+    #[serde(default)]
+    pub one_layer_per_package: bool,
+}
+
+/// `[[source.deb.repositories]]`.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DebRepository {
+    /// `http://`, `https://` or `file:` URI.
+    pub uri: String,
+    /// Suite (or a flat repository's path ending in `/`).
+    pub suite: String,
+    /// Components (none for a flat repository).
+    #[serde(default)]
+    pub components: Vec<String>,
+    /// Keyring file (relative to the layer directory, or absolute) whose
+    /// keys may sign the Release file; apt's trusted keyrings when absent.
+    pub signed_by: Option<String>,
 }
 
 /// `[[source.copy]]`.
@@ -396,13 +435,14 @@ impl Project {
             let s = &def.file.source;
             let kinds = usize::from(!s.copy.is_empty())
                 + usize::from(s.tar.is_some())
-                + usize::from(s.image.is_some());
+                + usize::from(s.image.is_some())
+                + usize::from(s.deb.is_some());
             if kinds > 1 {
                 return Err(Error::invalid(
                     "layer",
                     format!("{} key source", def.rel),
                     format!(
-                        "layer {name} has more than one of source.copy, source.tar, source.image; use one"
+                        "layer {name} has more than one of source.copy, source.tar, source.image, source.deb; use one"
                     ),
                 ));
             }
@@ -434,6 +474,15 @@ impl Project {
                         ),
                     ));
                 }
+            }
+            if let Some(d) = &s.deb
+                && d.packages.is_empty()
+            {
+                return Err(Error::invalid(
+                    "layer",
+                    format!("{} key source.deb.packages", def.rel),
+                    "name at least one package",
+                ));
             }
             for c in &s.copy {
                 crate::layer::normalize_dest(&c.to).map_err(|e| {

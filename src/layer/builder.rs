@@ -146,6 +146,30 @@ impl LayerBuilder {
 }
 
 impl LayerBuilder {
+    /// Writes a layer whose entries `fill` emits through strata's tar
+    /// header policy (e.g. entries re-read from another archive), in the
+    /// same one pass: diff_id, compression, digest, crash-safe commit.
+    pub fn build_stream(
+        &self,
+        store: &Store,
+        fill: impl FnOnce(&mut TarEncoder<&mut dyn Write>) -> Result<()>,
+    ) -> Result<StoreLayer> {
+        let mtime = match self.mtime {
+            Some(m) => m,
+            None => source_date_epoch()?,
+        };
+        let blob_dir = store.root().join("blobs");
+        self.write_layer(store, |mut hashed| {
+            {
+                let w: &mut dyn Write = &mut hashed;
+                let mut tar = TarEncoder::new(w, mtime);
+                fill(&mut tar)?;
+                tar.finish().at(&blob_dir)?;
+            }
+            Ok(hashed)
+        })
+    }
+
     /// Makes a layer of an existing tarball (plain, gzip or zstd). Every
     /// entry name is checked first (no absolute paths, no `..`); the tar
     /// stream is then compressed as it is, so its diff_id is the digest of

@@ -1,6 +1,7 @@
 //! Shared helpers for strata's integration tests.
 #![allow(dead_code)]
 
+pub mod apt;
 pub mod fake;
 pub mod registry;
 pub mod token;

@@ -1,0 +1,578 @@
+//! `[source.deb]` layers in a project: which repositories they use, what
+//! the layers beneath them already have (their dpkg status), the resolved
+//! package set (cached by Release digests and request, so a no-op build
+//! neither reads indexes nor touches the network), and writing the layer.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io::Read;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use super::graph::Graph;
+use super::project::{DebSource, LayerDef, Project};
+use crate::deb::control::Paragraphs;
+use crate::deb::index::PackageDb;
+use crate::deb::repo::{DebCache, Release};
+use crate::deb::resolve::{Installed, Selected, resolve};
+use crate::deb::sources::{Repository, SignedBy, system_repositories};
+use crate::digest::{Digest, Hasher};
+use crate::error::{Error, Result};
+use crate::layer::{LayerBuilder, StoreLayer};
+use crate::transport::{self, Context, ImageRef};
+
+/// Bump when resolution rules change: cached resolutions are then redone.
+const RESOLVER_VERSION: u32 = 1;
+
+/// The resolved content of one deb layer.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Resolution {
+    /// Debian architecture.
+    pub arch: String,
+    /// Packages to add, dependencies first.
+    pub packages: Vec<Selected>,
+    /// Packages the layers beneath have (left out of this layer).
+    pub below: Vec<Installed>,
+    /// Whether `/bin`, `/sbin`, `/lib*` paths are written below `/usr`:
+    /// unless a layer beneath has a real `/bin` directory.
+    pub merged_usr: bool,
+    /// Whether this layer carries the merged-/usr links (`/bin →
+    /// usr/bin`, …): merged, and no layer beneath has `/bin` yet.
+    pub usr_links: bool,
+}
+
+/// The Debian architecture of an OCI platform.
+pub fn debian_arch(p: &crate::spec::Platform) -> String {
+    match (p.architecture.as_str(), p.variant.as_deref()) {
+        ("arm", Some("v7") | None) => "armhf".into(),
+        ("arm", _) => "armel".into(),
+        ("386", _) => "i386".into(),
+        ("ppc64le", _) => "ppc64el".into(),
+        ("mips64le", _) => "mips64el".into(),
+        (a, _) => a.to_string(),
+    }
+}
+
+/// Resolves the deb layers of a project, once each per run.
+pub struct DebPlanner<'a> {
+    project: &'a Project,
+    graph: &'a Graph<'a>,
+    ctx: &'a Context,
+    refresh: bool,
+    cache: RefCell<Option<DebCache>>,
+    resolved: RefCell<BTreeMap<String, Arc<Resolution>>>,
+    releases: RefCell<HashMap<(String, String), Release>>,
+    dbs: RefCell<HashMap<Digest, Rc<PackageDb>>>,
+}
+
+impl<'a> DebPlanner<'a> {
+    /// A planner; with `refresh`, every Release is fetched anew (once per run).
+    pub fn new(
+        project: &'a Project,
+        graph: &'a Graph<'a>,
+        ctx: &'a Context,
+        refresh: bool,
+    ) -> Self {
+        DebPlanner {
+            project,
+            graph,
+            ctx,
+            refresh,
+            cache: RefCell::new(None),
+            resolved: RefCell::new(BTreeMap::new()),
+            releases: RefCell::new(HashMap::new()),
+            dbs: RefCell::new(HashMap::new()),
+        }
+    }
+
+    /// The context it resolves in.
+    pub fn context(&self) -> &'a Context {
+        self.ctx
+    }
+
+    /// Makes this planner's store use the downloads (Release files,
+    /// indexes, .debs) of `other`'s store, e.g. for a throwaway store.
+    pub fn share_downloads(&self, other: &DebPlanner<'_>) -> Result<()> {
+        let src = other.ctx.store.root().join(".strata/deb");
+        let dst = self.ctx.store.root().join(".strata/deb");
+        std::fs::create_dir_all(&src).map_err(|e| Error::io(&src, e))?;
+        let parent = dst.parent().expect("has a parent");
+        std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+        if !dst.exists() {
+            std::os::unix::fs::symlink(&src, &dst).map_err(|e| Error::io(&dst, e))?;
+        }
+        Ok(())
+    }
+
+    /// The download cache of the store.
+    pub fn cache(&self) -> Result<DebCache> {
+        let mut c = self.cache.borrow_mut();
+        if c.is_none() {
+            *c = Some(DebCache::new(&self.ctx.store)?);
+        }
+        Ok(c.clone().expect("set above"))
+    }
+
+    /// Every layer beneath `name` (its requires and runtime layers,
+    /// transitively), in build order.
+    pub fn below(&self, name: &str) -> Vec<&'a str> {
+        let mut seen = BTreeSet::new();
+        let mut stack = vec![name];
+        while let Some(l) = stack.pop() {
+            let (req, run) = self.graph.edges(l);
+            for &d in req.iter().chain(run) {
+                if seen.insert(d) {
+                    stack.push(d);
+                }
+            }
+        }
+        self.graph
+            .order()
+            .iter()
+            .copied()
+            .filter(|l| seen.contains(l))
+            .collect()
+    }
+
+    /// The resolution of deb layer `name`.
+    pub fn resolve(&self, name: &str) -> Result<Arc<Resolution>> {
+        if let Some(r) = self.resolved.borrow().get(name) {
+            return Ok(Arc::clone(r));
+        }
+        let def = &self.project.layers[name];
+        let deb = def.file.source.deb.as_ref().expect("a deb layer");
+        let arch = match &deb.architecture {
+            Some(a) => a.clone(),
+            None => debian_arch(&self.ctx.platform),
+        };
+        let mut below = Vec::new();
+        // What /bin is beneath: Some(true) a link, Some(false) a directory.
+        let mut bin: Option<bool> = None;
+        for l in self.below(name) {
+            let ldef = &self.project.layers[l];
+            let (installed, b) = if ldef.file.source.deb.is_some() {
+                let r = self.resolve(l)?;
+                let b = match (r.merged_usr, r.usr_links) {
+                    (false, _) => Some(false),
+                    (true, true) => Some(true),
+                    (true, false) => None,
+                };
+                (r.packages.iter().map(|p| installed_of(p, l)).collect(), b)
+            } else {
+                self.dpkg_status(ldef)?
+            };
+            below.extend(installed);
+            bin = match (bin, b) {
+                (Some(false), _) | (_, Some(false)) => Some(false),
+                (Some(true), _) | (_, Some(true)) => Some(true),
+                _ => None,
+            };
+        }
+        let merged_usr = bin != Some(false);
+        let usr_links = bin.is_none();
+        let cache = self.cache()?;
+        let mut releases = Vec::new();
+        for repo in repositories(def, deb)? {
+            releases.push(self.release(&cache, &repo)?);
+        }
+        let mut h = Hasher::new();
+        let mut put = |s: &str| {
+            h.update(&(s.len() as u64).to_le_bytes());
+            h.update(s.as_bytes());
+        };
+        put(&format!("strata-deb-resolve-{RESOLVER_VERSION}"));
+        put(&arch);
+        put(&format!("merged {merged_usr} links {usr_links}"));
+        for p in &deb.packages {
+            put(p);
+        }
+        for r in &releases {
+            put(&r.repo.uri);
+            put(&r.repo.suite);
+            put(&r.repo.components.join(" "));
+            put(r.digest.hex());
+        }
+        for i in &below {
+            put(&serde_json::to_string(i).expect("serializes"));
+        }
+        let db_key = {
+            let mut dh = Hasher::new();
+            dh.update(arch.as_bytes());
+            for r in &releases {
+                dh.update(r.digest.hex().as_bytes());
+                dh.update(r.repo.components.join(" ").as_bytes());
+            }
+            dh.finish()
+        };
+        let key = h.finish();
+        let path = cache.dir().join("resolved").join(key.hex());
+        let packages: Vec<Selected> = match std::fs::read(&path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+        {
+            Some(p) => p,
+            None => {
+                let db = self.db(&cache, db_key, releases, &arch)?;
+                let got = resolve(&db, &deb.packages, &below).map_err(|e| {
+                    Error::invalid(
+                        "Debian packages",
+                        format!("{} key source.deb.packages", def.rel),
+                        e,
+                    )
+                })?;
+                let dir = path.parent().expect("has a parent");
+                std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+                let tmp = path.with_extension("tmp");
+                std::fs::write(&tmp, serde_json::to_vec(&got).expect("serializes"))
+                    .map_err(|e| Error::io(&tmp, e))?;
+                std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
+                got
+            }
+        };
+        let r = Arc::new(Resolution {
+            arch,
+            packages,
+            below,
+            merged_usr,
+            usr_links,
+        });
+        self.resolved
+            .borrow_mut()
+            .insert(name.to_string(), Arc::clone(&r));
+        Ok(r)
+    }
+
+    fn release(&self, cache: &DebCache, repo: &Repository) -> Result<Release> {
+        let k = (repo.uri.clone(), repo.suite.clone());
+        if let Some(r) = self.releases.borrow().get(&k) {
+            let mut r = r.clone();
+            r.repo = repo.clone();
+            return Ok(r);
+        }
+        let r = cache.release(repo, self.refresh)?;
+        self.releases.borrow_mut().insert(k, r.clone());
+        Ok(r)
+    }
+
+    fn db(
+        &self,
+        cache: &DebCache,
+        key: Digest,
+        releases: Vec<Release>,
+        arch: &str,
+    ) -> Result<Rc<PackageDb>> {
+        if let Some(db) = self.dbs.borrow().get(&key) {
+            return Ok(Rc::clone(db));
+        }
+        let db = Rc::new(PackageDb::load(cache, releases, arch)?);
+        self.dbs.borrow_mut().insert(key, Rc::clone(&db));
+        Ok(db)
+    }
+
+    /// The packages a non-deb layer carries, from its dpkg status
+    /// (`/var/lib/dpkg/status` and `/var/lib/dpkg/status.d/*`), and what
+    /// its `/bin` is (a link, a directory, or absent).
+    fn dpkg_status(&self, def: &LayerDef) -> Result<(Vec<Installed>, Option<bool>)> {
+        let name = def.file.layer.name.as_str();
+        let mut texts: Vec<(String, Vec<u8>)> = Vec::new();
+        let mut bin = None;
+        let src = &def.file.source;
+        if !src.copy.is_empty() {
+            for e in crate::layer::collect(&super::check::copy_mappings(def)?, false)? {
+                let p = String::from_utf8_lossy(&e.path).into_owned();
+                if p == "bin" {
+                    bin = Some(matches!(e.kind, crate::layer::EntryKind::Symlink(_)));
+                }
+                if let crate::layer::EntryKind::File { source, .. } = &e.kind
+                    && is_status_path(&p)
+                {
+                    texts.push((
+                        p,
+                        std::fs::read(source).map_err(|er| Error::io(source, er))?,
+                    ));
+                }
+            }
+        } else if let Some(t) = &src.tar {
+            let path = def.dir.join(&t.path);
+            let f = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
+            scan_status(f, &path, &mut texts, &mut bin)?;
+        } else if let Some(img) = &src.image {
+            let r = ImageRef::parse(&img.reference)?.relative_to(&def.dir);
+            let image = transport::open(&r, self.ctx)?;
+            for layer in super::check::select_image_layers(def, image.as_ref())? {
+                let label = PathBuf::from(format!("layer {} of {r}", layer.descriptor().digest));
+                scan_status(layer.open()?, &label, &mut texts, &mut bin)?;
+            }
+        }
+        // A later status file replaces an earlier one of the same path.
+        let mut by_path: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+        for (p, t) in texts {
+            by_path.insert(p, t);
+        }
+        let mut out = Vec::new();
+        for (p, t) in by_path {
+            let mut ps = Paragraphs::new(&t[..], false);
+            while let Some(para) = ps.next_paragraph().map_err(|e| {
+                Error::invalid("dpkg status", format!("layer {name}: /{p}"), e.to_string())
+            })? {
+                let installed = para.get("Status").is_none_or(|s| s.ends_with(" installed"));
+                let (Some(n), Some(v)) = (para.get("Package"), para.get("Version")) else {
+                    continue;
+                };
+                if installed {
+                    let conflicts = [para.get("Conflicts"), para.get("Breaks")]
+                        .into_iter()
+                        .flatten()
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    out.push(Installed {
+                        name: n.to_string(),
+                        version: v.to_string(),
+                        arch: para.get("Architecture").unwrap_or("").to_string(),
+                        provides: para.get("Provides").unwrap_or("").to_string(),
+                        conflicts,
+                        layer: name.to_string(),
+                    });
+                }
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out.dedup_by(|a, b| a.name == b.name);
+        Ok((out, bin))
+    }
+}
+
+fn installed_of(p: &Selected, layer: &str) -> Installed {
+    Installed {
+        name: p.name.clone(),
+        version: p.version.clone(),
+        arch: p.arch.clone(),
+        provides: p.provides.clone(),
+        conflicts: p.conflicts.clone(),
+        layer: layer.to_string(),
+    }
+}
+
+fn is_status_path(p: &str) -> bool {
+    p == "var/lib/dpkg/status"
+        || (p.starts_with("var/lib/dpkg/status.d/") && !p.ends_with(".md5sums"))
+}
+
+fn scan_status(
+    r: impl Read + Send,
+    label: &std::path::Path,
+    out: &mut Vec<(String, Vec<u8>)>,
+    bin: &mut Option<bool>,
+) -> Result<()> {
+    let mut ar = tar::Archive::new(crate::layer::decompress(r).map_err(|e| Error::io(label, e))?);
+    for e in ar.entries().map_err(|e| Error::from_pipeline(label, e))? {
+        let mut e = e.map_err(|e| Error::from_pipeline(label, e))?;
+        let name = crate::tarsafe::safe_entry_name(label, &e.path_bytes())?;
+        if name == "bin" {
+            *bin = Some(e.header().entry_type().is_symlink());
+        }
+        if e.header().entry_type().is_file() && is_status_path(&name) {
+            let mut buf = Vec::new();
+            (&mut e)
+                .take(64 << 20)
+                .read_to_end(&mut buf)
+                .map_err(|er| Error::from_pipeline(label, er))?;
+            out.push((name, buf));
+        }
+    }
+    Ok(())
+}
+
+/// The repositories a deb layer uses: its own, or the machine's apt
+/// sources narrowed to `suite` and `components`.
+pub fn repositories(def: &LayerDef, deb: &DebSource) -> Result<Vec<Repository>> {
+    let at = |k: &str| format!("{} key source.deb.{k}", def.rel);
+    if !deb.repositories.is_empty() {
+        let mut out = Vec::new();
+        for (i, r) in deb.repositories.iter().enumerate() {
+            let signed_by = match &r.signed_by {
+                None => SignedBy::Default,
+                Some(p) => {
+                    let path = def.dir.join(p);
+                    if !path.is_file() {
+                        return Err(Error::invalid(
+                            "layer",
+                            at("repositories.signed_by"),
+                            format!("keyring {} does not exist", path.display()),
+                        ));
+                    }
+                    SignedBy::Keyrings(vec![path])
+                }
+            };
+            let repo = Repository {
+                uri: r.uri.trim_end_matches('/').to_string(),
+                suite: r.suite.clone(),
+                components: r.components.clone(),
+                signed_by,
+                architectures: Vec::new(),
+                origin: format!("{} repositories[{i}]", def.rel),
+            };
+            let text = format!(
+                "deb {} {} {}",
+                repo.uri,
+                repo.suite,
+                repo.components.join(" ")
+            );
+            // The same shape checks as the machine's sources.
+            crate::deb::sources::parse_list(&text, &repo.origin)
+                .map_err(|e| Error::invalid("layer", at("repositories"), e.to_string()))?;
+            out.push(repo);
+        }
+        return Ok(out);
+    }
+    let apt = crate::deb::sources::apt_dir();
+    let all = system_repositories(&apt)?;
+    let mut out: Vec<Repository> = all
+        .iter()
+        .filter(|r| deb.suite.as_ref().is_none_or(|s| *s == r.suite))
+        .cloned()
+        .map(|mut r| {
+            if let Some(c) = &deb.components {
+                r.components.retain(|x| c.contains(x));
+            }
+            r
+        })
+        .filter(|r| r.is_flat() || !r.components.is_empty())
+        .collect();
+    if out.is_empty() {
+        let suites: BTreeSet<&str> = all.iter().map(|r| r.suite.as_str()).collect();
+        return Err(Error::invalid(
+            "layer",
+            at(if deb.suite.is_some() {
+                "suite"
+            } else {
+                "repositories"
+            }),
+            if all.is_empty() {
+                format!(
+                    "{} configures no deb repository; add [[source.deb.repositories]]",
+                    apt.display()
+                )
+            } else {
+                format!(
+                    "no apt source of this machine matches (suites configured: {}); add [[source.deb.repositories]]",
+                    suites.into_iter().collect::<Vec<_>>().join(", ")
+                )
+            },
+        ));
+    }
+    out.dedup();
+    Ok(out)
+}
+
+/// Downloads the .debs of `packages` that the cache lacks (4 at a time),
+/// each checked against the SHA256 of its index.
+pub fn fetch_all(cache: &DebCache, packages: &[Selected]) -> Result<()> {
+    let missing: Vec<&Selected> = packages
+        .iter()
+        .filter(|p| !cache.cas().has_blob(&p.sha256))
+        .collect();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let errors = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..4.min(missing.len()) {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(p) = missing.get(i) else { break };
+                    let repo = Repository {
+                        uri: p.repo.clone(),
+                        suite: String::new(),
+                        components: Vec::new(),
+                        signed_by: SignedBy::Default,
+                        architectures: Vec::new(),
+                        origin: String::new(),
+                    };
+                    let what = format!("package {} {}", p.name, p.version);
+                    if let Err(e) = cache.fetch_file(&repo, &p.filename, &p.sha256, p.size, &what) {
+                        errors.lock().expect("not poisoned").push((i, e));
+                    }
+                }
+            });
+        }
+    });
+    let mut errors = errors.into_inner().expect("not poisoned");
+    errors.sort_by_key(|(i, _)| *i);
+    match errors.into_iter().next() {
+        Some((_, e)) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// Writes the layer(s) of a resolved deb layer: one layer, or one per
+/// package (in dependency order). `builder` makes the layer builder
+/// (compression, mtime, annotations) for a group of packages.
+pub fn build(
+    ctx: &Context,
+    res: &Resolution,
+    per_package: bool,
+    builder: impl Fn(&[Selected]) -> LayerBuilder,
+) -> Result<Vec<StoreLayer>> {
+    let cache = DebCache::new(&ctx.store)?;
+    fetch_all(&cache, &res.packages)?;
+    let groups: Vec<&[Selected]> = if per_package {
+        res.packages.chunks(1).collect()
+    } else {
+        vec![&res.packages[..]]
+    };
+    let mut layers = Vec::new();
+    for (i, g) in groups.iter().enumerate() {
+        let spec = crate::deb::layer::DebLayer {
+            packages: g,
+            arch: &res.arch,
+            usr_links: res.usr_links && i == 0,
+            merged_usr: res.merged_usr,
+        };
+        layers.push(builder(g).build_stream(&ctx.store, |tar| {
+            crate::deb::layer::write(tar, &cache, &spec)
+        })?);
+    }
+    Ok(layers)
+}
+
+/// Lists the files a resolved deb layer will contain (for the composition
+/// checks), by writing its tar stream into a pipe read by `list`.
+pub fn list(
+    ctx: &Context,
+    res: &Resolution,
+    list: impl FnOnce(&mut dyn Read) -> Result<()>,
+) -> Result<()> {
+    let cache = DebCache::new(&ctx.store)?;
+    fetch_all(&cache, &res.packages)?;
+    let (mut reader, writer) = std::io::pipe().map_err(|e| Error::io("pipe", e))?;
+    std::thread::scope(|s| {
+        let producer = s.spawn(move || -> Result<()> {
+            let mut w = std::io::BufWriter::with_capacity(1 << 20, writer);
+            {
+                let sink: &mut dyn std::io::Write = &mut w;
+                let mut tar = crate::layer::TarEncoder::new(sink, 0);
+                let spec = crate::deb::layer::DebLayer {
+                    packages: &res.packages,
+                    arch: &res.arch,
+                    usr_links: res.usr_links,
+                    merged_usr: res.merged_usr,
+                };
+                crate::deb::layer::write(&mut tar, &cache, &spec)?;
+                tar.finish().map_err(|e| Error::io("pipe", e))?;
+            }
+            std::io::Write::flush(&mut w).map_err(|e| Error::io("pipe", e))?;
+            Ok(())
+        });
+        let listed = list(&mut reader);
+        // Drain so the producer never blocks on a reader that gave up.
+        let _ = std::io::copy(&mut reader, &mut std::io::sink());
+        drop(reader);
+        let produced = producer
+            .join()
+            .unwrap_or_else(|_| Err(Error::Unsupported("listing a deb layer panicked".into())));
+        produced.and(listed)
+    })
+}

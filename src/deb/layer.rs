@@ -1,0 +1,335 @@
+//! Writing packages into a layer: each package's data.tar is streamed
+//! through strata's tar header policy (paths checked, mtimes set to the
+//! epoch), and a dpkg status entry per package is written under
+//! `/var/lib/dpkg/status.d/` (as distroless does), so scanners see them.
+//!
+//! No maintainer script runs. Paths under `/bin`, `/sbin`, `/lib*` are
+//! written below `/usr` (merged /usr, what debootstrap sets up since
+//! bullseye); the lowest deb layer also carries the `/bin → usr/bin`
+//! style links.
+
+use std::collections::{HashMap, HashSet};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+use super::debfile;
+use super::repo::DebCache;
+use super::resolve::Selected;
+use crate::error::{Error, Result};
+use crate::layer::{Entry, EntryKind, TarEncoder};
+use crate::tarsafe::safe_entry_name;
+
+/// Directories that merged /usr turns into links into `/usr` for `arch`
+/// (as debootstrap's `setup_merged_usr` does).
+pub fn merged_usr_dirs(arch: &str) -> Vec<&'static str> {
+    let mut v = vec!["bin", "sbin", "lib"];
+    v.extend(match arch {
+        "amd64" => &["lib32", "lib64", "libx32"][..],
+        "i386" => &["lib64", "libx32"],
+        "ppc64el" | "powerpc" => &["lib64"],
+        "s390x" => &["lib32"],
+        "mips64el" => &["lib32", "lib64", "libo32"],
+        _ => &[],
+    });
+    v.sort();
+    v
+}
+
+/// Packages whose maintainer scripts usually matter, and what is missing
+/// without them.
+const POSTINST_MATTERS: &[(&str, &str)] = &[
+    (
+        "ca-certificates",
+        "its postinst builds /etc/ssl/certs/ca-certificates.crt; without it TLS clients find no CA bundle",
+    ),
+    (
+        "base-passwd",
+        "its postinst writes /etc/passwd and /etc/group; without them user names do not resolve",
+    ),
+    (
+        "mawk",
+        "its postinst registers /usr/bin/awk (update-alternatives); add a link if scripts call awk",
+    ),
+    (
+        "gawk",
+        "its postinst registers /usr/bin/awk (update-alternatives); add a link if scripts call awk",
+    ),
+    ("debianutils", "its postinst writes /etc/shells (add-shell)"),
+    (
+        "openssh-server",
+        "its postinst generates host keys and the sshd user",
+    ),
+    ("dbus", "its postinst creates the messagebus user"),
+    ("fontconfig", "its postinst builds the font cache"),
+    (
+        "systemd",
+        "its postinst creates system users and enables units",
+    ),
+];
+
+/// How a deb layer is written.
+pub struct DebLayer<'a> {
+    /// The packages, in order.
+    pub packages: &'a [Selected],
+    /// Architecture (for the merged-/usr directories).
+    pub arch: &'a str,
+    /// Write the merged-/usr links (the lowest deb layer of a stack).
+    pub usr_links: bool,
+    /// Rewrite `/bin`, `/lib`, … paths below `/usr`.
+    pub merged_usr: bool,
+}
+
+struct Writer<'t, 'w> {
+    tar: &'t mut TarEncoder<&'w mut dyn Write>,
+    dirs: HashSet<Vec<u8>>,
+    owners: HashMap<Vec<u8>, usize>,
+    rewrite: Vec<&'static str>,
+}
+
+fn pipe(label: &str) -> impl Fn(io::Error) -> Error + '_ {
+    move |e| Error::from_pipeline(label, e)
+}
+
+impl Writer<'_, '_> {
+    fn entry(&mut self, path: Vec<u8>, kind: EntryKind, mode: u32, uid: u32, gid: u32) -> Entry {
+        let _ = self;
+        Entry {
+            path,
+            kind,
+            mode,
+            uid,
+            gid,
+            xattrs: Vec::new(),
+            link_key: None,
+        }
+    }
+
+    /// Emits every missing parent directory of `path` (0755, root).
+    fn parents(&mut self, path: &[u8], label: &str) -> Result<()> {
+        for (i, &b) in path.iter().enumerate() {
+            if b == b'/' && !self.dirs.contains(&path[..i]) {
+                let e = self.entry(path[..i].to_vec(), EntryKind::Dir, 0o755, 0, 0);
+                self.tar.header(&e, 0).map_err(pipe(label))?;
+                self.dirs.insert(path[..i].to_vec());
+            }
+        }
+        Ok(())
+    }
+
+    /// `bin/x` → `usr/bin/x` under merged /usr.
+    fn usr(&self, name: String) -> String {
+        let first = name.split('/').next().unwrap_or("");
+        if self.rewrite.contains(&first) {
+            format!("usr/{name}")
+        } else {
+            name
+        }
+    }
+
+    fn file(&mut self, path: &str, content: &[u8], label: &str) -> Result<()> {
+        let p = path.as_bytes().to_vec();
+        self.parents(&p, label)?;
+        let e = self.entry(
+            p,
+            EntryKind::File {
+                source: PathBuf::from(label),
+                size: content.len() as u64,
+                mtime: (0, 0),
+                id: (0, 0),
+            },
+            0o644,
+            0,
+            0,
+        );
+        self.tar
+            .header(&e, content.len() as u64)
+            .map_err(pipe(label))?;
+        self.tar.get_mut().write_all(content).map_err(pipe(label))?;
+        self.tar.pad(content.len() as u64).map_err(pipe(label))
+    }
+}
+
+/// Warnings for the packages whose maintainer scripts usually matter
+/// (no maintainer script runs when strata writes a layer).
+pub fn postinst_warnings(packages: &[Selected]) -> Vec<String> {
+    packages
+        .iter()
+        .filter_map(|p| {
+            POSTINST_MATTERS
+                .iter()
+                .find(|(n, _)| *n == p.name)
+                .map(|(_, why)| format!("package {}: maintainer scripts do not run; {why}", p.name))
+        })
+        .collect()
+}
+
+/// Streams the packages of `spec` from `cache` into `tar`.
+pub fn write(
+    tar: &mut TarEncoder<&mut dyn Write>,
+    cache: &DebCache,
+    spec: &DebLayer<'_>,
+) -> Result<()> {
+    let links = merged_usr_dirs(spec.arch);
+    let mut w = Writer {
+        tar,
+        dirs: HashSet::new(),
+        owners: HashMap::new(),
+        rewrite: if spec.merged_usr {
+            links.clone()
+        } else {
+            Vec::new()
+        },
+    };
+    w.dirs.insert(Vec::new());
+    if spec.usr_links && spec.merged_usr {
+        for d in &links {
+            let e = w.entry(
+                d.as_bytes().to_vec(),
+                EntryKind::Symlink(format!("usr/{d}").into_bytes()),
+                0o777,
+                0,
+                0,
+            );
+            w.tar.header(&e, 0).map_err(pipe("merged /usr"))?;
+            w.owners.insert(d.as_bytes().to_vec(), usize::MAX);
+            let target = format!("usr/{d}/");
+            w.parents(target.as_bytes(), "merged /usr")?;
+        }
+    }
+    for (i, p) in spec.packages.iter().enumerate() {
+        let label = format!("{} {} ({})", p.name, p.version, p.filename);
+        let blob = cache.cas().open_blob(&p.sha256, Some(p.size))?;
+        let (control, mut ar, data_name, data_size) =
+            debfile::open(blob).map_err(|e| bad_deb(&label, e))?;
+        let data =
+            super::decompress(ar.member(data_size), &data_name).map_err(|e| bad_deb(&label, e))?;
+        write_data(&mut w, data, i, spec.packages, &label)?;
+        let mut para = control.paragraph.clone();
+        para.insert_after("Package", "Status", "install ok installed");
+        let base = format!("var/lib/dpkg/status.d/{}", p.name);
+        w.file(&base, para.to_text().as_bytes(), &label)?;
+        if let Some(md5) = &control.md5sums {
+            w.file(&format!("{base}.md5sums"), md5.as_bytes(), &label)?;
+        }
+    }
+    Ok(())
+}
+
+fn bad_deb(label: &str, e: io::Error) -> Error {
+    if e.get_ref().is_some_and(|i| i.is::<Error>()) {
+        return Error::from_pipeline(label, e);
+    }
+    Error::invalid("package", label, e.to_string())
+}
+
+fn write_data(
+    w: &mut Writer<'_, '_>,
+    data: impl Read,
+    pkg: usize,
+    all: &[Selected],
+    label: &str,
+) -> Result<()> {
+    let archive = Path::new(label);
+    let mut ar = tar::Archive::new(data);
+    for e in ar.entries().map_err(|e| bad_deb(label, e))? {
+        let mut e = e.map_err(|e| bad_deb(label, e))?;
+        let name = safe_entry_name(archive, &e.path_bytes())?;
+        if name.is_empty() {
+            continue;
+        }
+        let name = w.usr(name);
+        let h = e.header();
+        let mode = h.mode().map_err(|e| bad_deb(label, e))? & 0o7777;
+        let uid = h.uid().map_err(|e| bad_deb(label, e))? as u32;
+        let gid = h.gid().map_err(|e| bad_deb(label, e))? as u32;
+        let etype = h.entry_type();
+        let link = e.link_name_bytes().map(|l| l.into_owned());
+        let kind = match etype {
+            tar::EntryType::Directory => EntryKind::Dir,
+            tar::EntryType::Regular | tar::EntryType::Continuous => EntryKind::File {
+                source: PathBuf::from(label),
+                size: e.size(),
+                mtime: (0, 0),
+                id: (0, 0),
+            },
+            tar::EntryType::Symlink => EntryKind::Symlink(link.unwrap_or_default()),
+            tar::EntryType::Link => {
+                let t = safe_entry_name(archive, &link.unwrap_or_default())?;
+                EntryKind::Hardlink(w.usr(t).into_bytes())
+            }
+            other => {
+                return Err(Error::invalid(
+                    "package",
+                    label,
+                    format!(
+                        "entry {name:?} has type {other:?}, which strata does not put in layers"
+                    ),
+                ));
+            }
+        };
+        let path = name.into_bytes();
+        if matches!(kind, EntryKind::Dir) {
+            if w.dirs.contains(&path) {
+                continue;
+            }
+            if let Some(&o) = w.owners.get(&path) {
+                return Err(clash(&path, o, pkg, all, label));
+            }
+            w.parents(&path, label)?;
+            let en = w.entry(path.clone(), kind, mode, uid, gid);
+            w.tar.header(&en, 0).map_err(pipe(label))?;
+            w.dirs.insert(path);
+            continue;
+        }
+        if w.dirs.contains(&path) {
+            return Err(clash(&path, usize::MAX, pkg, all, label));
+        }
+        if let Some(&o) = w.owners.get(&path) {
+            let replaces = o != usize::MAX
+                && super::control::parse_relations(&all[pkg].replaces)
+                    .unwrap_or_default()
+                    .iter()
+                    .flatten()
+                    .any(|a| a.name == all[o].name);
+            if !replaces {
+                return Err(clash(&path, o, pkg, all, label));
+            }
+        }
+        w.parents(&path, label)?;
+        w.owners.insert(path.clone(), pkg);
+        let size = match &kind {
+            EntryKind::File { size, .. } => *size,
+            _ => 0,
+        };
+        let en = w.entry(path, kind, mode, uid, gid);
+        w.tar.header(&en, size).map_err(pipe(label))?;
+        if size > 0 {
+            let n = io::copy(&mut e, w.tar.get_mut()).map_err(pipe(label))?;
+            if n != size {
+                return Err(Error::invalid(
+                    "package",
+                    label,
+                    "its data.tar is truncated",
+                ));
+            }
+            w.tar.pad(size).map_err(pipe(label))?;
+        }
+    }
+    Ok(())
+}
+
+fn clash(path: &[u8], owner: usize, pkg: usize, all: &[Selected], label: &str) -> Error {
+    let other = match owner {
+        usize::MAX => "a directory or merged-/usr link of this layer".to_string(),
+        o => format!("package {}", all[o].name),
+    };
+    Error::invalid(
+        "package",
+        label,
+        format!(
+            "/{} is also in {other}, and {} does not declare Replaces on it; leave one of them out",
+            String::from_utf8_lossy(path),
+            all[pkg].name
+        ),
+    )
+}

@@ -1,0 +1,276 @@
+//! A local apt repository for tests: tiny packages made with dpkg-deb, a
+//! Packages index, a Release file signed with a throwaway gpg key, served
+//! over HTTP on loopback. No network needed.
+
+use std::fs;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use super::run;
+
+/// The Debian architecture of this machine.
+pub fn host_arch() -> String {
+    run(Command::new("dpkg").arg("--print-architecture"))
+        .trim()
+        .to_string()
+}
+
+/// A package to put in the repository.
+pub struct Pkg<'a> {
+    pub name: &'a str,
+    pub version: &'a str,
+    /// `any` for the host architecture, or `all`.
+    pub arch: &'a str,
+    /// Extra control fields (Depends, Provides, Conflicts, Priority, …).
+    pub fields: &'a [(&'a str, &'a str)],
+    /// (path, content, mode) under the package root.
+    pub files: &'a [(&'a str, &'a str, u32)],
+}
+
+pub struct Repo {
+    pub root: PathBuf,
+    pub gnupg: PathBuf,
+    pub keyring: PathBuf,
+    pub url: String,
+    pub arch: String,
+    stanzas: Vec<String>,
+}
+
+impl Repo {
+    /// A repository under `dir`, with a new signing key, served over HTTP.
+    pub fn new(dir: &Path) -> Self {
+        let root = dir.join("repo");
+        fs::create_dir_all(root.join("pool/main")).unwrap();
+        let gnupg = dir.join("gnupg");
+        let keyring = dir.join("keyring.gpg");
+        gen_key(&gnupg, &keyring, "strata test <test@example.invalid>");
+        let url = serve(&root);
+        Repo {
+            root,
+            gnupg,
+            keyring,
+            url,
+            arch: host_arch(),
+            stanzas: Vec::new(),
+        }
+    }
+
+    /// Builds a package with dpkg-deb and adds it to the pool.
+    pub fn add(&mut self, p: &Pkg<'_>) -> PathBuf {
+        let arch = if p.arch == "any" {
+            self.arch.as_str()
+        } else {
+            p.arch
+        };
+        let build = self
+            .root
+            .parent()
+            .unwrap()
+            .join(format!("build-{}-{}", p.name, p.version));
+        fs::create_dir_all(build.join("DEBIAN")).unwrap();
+        let mut control = format!(
+            "Package: {}\nVersion: {}\nArchitecture: {arch}\nMaintainer: strata tests <test@example.invalid>\nDescription: test package {}\n",
+            p.name, p.version, p.name
+        );
+        for (k, v) in p.fields {
+            control.push_str(&format!("{k}: {v}\n"));
+        }
+        fs::write(build.join("DEBIAN/control"), &control).unwrap();
+        for (path, content, mode) in p.files {
+            let f = build.join(path.trim_start_matches('/'));
+            fs::create_dir_all(f.parent().unwrap()).unwrap();
+            fs::write(&f, content).unwrap();
+            fs::set_permissions(&f, std::os::unix::fs::PermissionsExt::from_mode(*mode)).unwrap();
+        }
+        let deb = self
+            .root
+            .join(format!("pool/main/{}_{}_{arch}.deb", p.name, p.version));
+        run(Command::new("dpkg-deb")
+            .args(["--root-owner-group", "-Zxz", "--build"])
+            .arg(&build)
+            .arg(&deb));
+        self.add_file(&deb, &control);
+        deb
+    }
+
+    /// Adds an already built .deb whose control text is `control`.
+    pub fn add_file(&mut self, deb: &Path, control: &str) {
+        let bytes = fs::read(deb).unwrap();
+        let rel = deb.strip_prefix(&self.root).unwrap().display().to_string();
+        self.stanzas.push(format!(
+            "{}Filename: {rel}\nSize: {}\nSHA256: {}\n",
+            control,
+            bytes.len(),
+            strata::Digest::of(&bytes).hex()
+        ));
+    }
+
+    /// Writes Packages (+ .gz), Release and InRelease for suite `stable`.
+    pub fn publish(&self) {
+        let dir = self
+            .root
+            .join(format!("dists/stable/main/binary-{}", self.arch));
+        fs::create_dir_all(&dir).unwrap();
+        let text = self.stanzas.join("\n");
+        fs::write(dir.join("Packages"), &text).unwrap();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(text.as_bytes()).unwrap();
+        fs::write(dir.join("Packages.gz"), gz.finish().unwrap()).unwrap();
+        let mut release = format!(
+            "Origin: strata-test\nSuite: stable\nCodename: test\nDate: Sat, 01 Jan 2000 00:00:00 UTC\nArchitectures: {}\nComponents: main\nSHA256:\n",
+            self.arch
+        );
+        for f in ["Packages", "Packages.gz"] {
+            let rel = format!("main/binary-{}/{f}", self.arch);
+            let bytes = fs::read(dir.join(f)).unwrap();
+            release.push_str(&format!(
+                " {} {} {rel}\n",
+                strata::Digest::of(&bytes).hex(),
+                bytes.len()
+            ));
+        }
+        let suite = self.root.join("dists/stable");
+        fs::write(suite.join("Release"), &release).unwrap();
+        run(gpg(&self.gnupg)
+            .args(["--clearsign", "-o"])
+            .arg(suite.join("InRelease"))
+            .arg(suite.join("Release")));
+    }
+
+    /// The `[[source.deb.repositories]]` table for this repository.
+    pub fn toml(&self, keyring: &Path) -> String {
+        format!(
+            "[[source.deb.repositories]]\nuri = \"{}\"\nsuite = \"stable\"\ncomponents = [\"main\"]\nsigned_by = \"{}\"\n",
+            self.url,
+            keyring.display()
+        )
+    }
+}
+
+fn gpg(home: &Path) -> Command {
+    let mut c = Command::new("gpg");
+    c.env("GNUPGHOME", home).args([
+        "--batch",
+        "--yes",
+        "--pinentry-mode",
+        "loopback",
+        "--passphrase",
+        "",
+    ]);
+    c
+}
+
+/// Makes a signing key in `home` and exports its public key to `keyring`.
+pub fn gen_key(home: &Path, keyring: &Path, uid: &str) {
+    fs::create_dir_all(home).unwrap();
+    fs::set_permissions(home, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    run(gpg(home).args(["--quick-gen-key", uid, "ed25519", "sign", "never"]));
+    let o = gpg(home).args(["--export"]).output().unwrap();
+    assert!(o.status.success() && !o.stdout.is_empty());
+    fs::write(keyring, o.stdout).unwrap();
+}
+
+/// Serves `root` over HTTP/1.1 on a loopback port; returns the base URL.
+pub fn serve(root: &Path) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let root = root.to_path_buf();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let root = root.clone();
+            std::thread::spawn(move || {
+                let mut r = BufReader::new(conn.try_clone().unwrap());
+                let mut line = String::new();
+                if r.read_line(&mut line).is_err() {
+                    return;
+                }
+                let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+                loop {
+                    let mut h = String::new();
+                    if r.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                        break;
+                    }
+                }
+                let file = root.join(path.trim_start_matches('/'));
+                let body = (!path.contains(".."))
+                    .then(|| fs::read(&file).ok())
+                    .flatten();
+                let _ = match body {
+                    Some(b) => conn
+                        .write_all(
+                            format!(
+                                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                                b.len()
+                            )
+                            .as_bytes(),
+                        )
+                        .and_then(|_| conn.write_all(&b)),
+                    None => conn.write_all(
+                        b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                    ),
+                };
+                let mut rest = Vec::new();
+                let _ = r.read_to_end(&mut rest);
+            });
+        }
+    });
+    format!("http://127.0.0.1:{port}")
+}
+
+/// Writes a .deb by hand (ar + control.tar.gz + data.tar), with data
+/// entries named exactly as given (even `../x`), for path-safety tests.
+pub fn raw_deb(path: &Path, control: &str, entries: &[(&str, &str)]) {
+    let mut ctl = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(control.len() as u64);
+    h.set_mode(0o644);
+    h.set_cksum();
+    ctl.append_data(&mut h, "./control", control.as_bytes())
+        .unwrap();
+    let ctl = ctl.into_inner().unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&ctl).unwrap();
+    let ctl_gz = gz.finish().unwrap();
+    let mut data = Vec::new();
+    for (name, content) in entries {
+        let mut h = tar::Header::new_ustar();
+        h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+        h.set_size(content.len() as u64);
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_cksum();
+        data.extend_from_slice(h.as_bytes());
+        data.extend_from_slice(content.as_bytes());
+        data.resize(data.len().div_ceil(512) * 512, 0);
+    }
+    data.resize(data.len() + 1024, 0);
+    let mut ar = b"!<arch>\n".to_vec();
+    for (name, body) in [
+        ("debian-binary", b"2.0\n".to_vec()),
+        ("control.tar.gz", ctl_gz),
+        ("data.tar", data),
+    ] {
+        ar.extend_from_slice(
+            format!(
+                "{name:<16}{:<12}{:<6}{:<6}{:<8}{:<10}`\n",
+                0,
+                0,
+                0,
+                100644,
+                body.len()
+            )
+            .as_bytes(),
+        );
+        ar.extend_from_slice(&body);
+        if body.len() % 2 == 1 {
+            ar.push(b'\n');
+        }
+    }
+    fs::write(path, ar).unwrap();
+}
