@@ -267,6 +267,32 @@ impl<'a> Resolver<'a> {
     }
 }
 
+/// Replaces each `priority:LEVEL` entry by every package of that priority
+/// (by name; `priority:required` plus `apt` is what `debootstrap
+/// --variant=minbase` installs).
+fn expand_priorities(db: &PackageDb, request: &[String]) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    for s in request {
+        let Some(level) = s.strip_prefix("priority:") else {
+            out.push(s.clone());
+            continue;
+        };
+        let names: std::collections::BTreeSet<&str> = db
+            .packages
+            .iter()
+            .filter(|p| p.priority == level && (p.arch == db.arch || p.arch == "all"))
+            .map(|p| p.name.as_str())
+            .collect();
+        if names.is_empty() {
+            return Err(format!(
+                "{s:?}: no package has Priority: {level} (levels: required, important, standard, optional)"
+            ));
+        }
+        out.extend(names.into_iter().map(str::to_string));
+    }
+    Ok(out)
+}
+
 /// A request entry: `name` or `name=version`.
 fn parse_request(s: &str) -> Result<Atom, String> {
     let (name, version) = match s.split_once('=') {
@@ -314,6 +340,8 @@ pub fn resolve(
         parsed: HashMap::new(),
     };
     let mut queue = VecDeque::new();
+    let request = expand_priorities(db, request)?;
+    let request = &request[..];
     for s in request {
         let a = parse_request(s)?;
         if r.met_below(&a).is_some() || r.met_chosen(&a).is_some() {
@@ -627,6 +655,10 @@ mod tests {
         );
         let e = resolve(&db, &["exim".into(), "postfix".into()], &[]).unwrap_err();
         assert!(e.contains("conflicting packages: exim 4"), "{e}");
+        let e = resolve(&db, &["priority:important".into()], &[]).unwrap_err();
+        assert!(e.contains("no package has Priority: important"), "{e}");
+        let e = resolve(&db, &["priority:optional".into()], &[]).unwrap_err();
+        assert!(e.contains("old 1 depends on libfoo (<< 2)"), "{e}");
         let ok = resolve(&db, &["libfoo=2.0".into()], &[]).unwrap();
         assert_eq!(names(&ok), ["libc=1", "libfoo=2.0"]);
     }
