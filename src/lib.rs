@@ -40,6 +40,7 @@ pub mod layer;
 pub mod media;
 pub mod reference;
 pub mod registry;
+pub mod sbom;
 pub mod spec;
 pub mod store;
 pub mod tarsafe;

@@ -8,7 +8,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use common::apt::{Pkg, Repo, gen_key, raw_deb};
-use common::{BUSYBOX, Env, files_under, have, note, runc_run};
+use common::{BUSYBOX, Env, Schemas, files_under, have, note, run, runc_run};
 
 fn write(root: &Path, rel: &str, text: &str) {
     let p = root.join(rel);
@@ -202,13 +202,60 @@ fn deb_layer_resolves_builds_and_runs() {
         report["images"][0]["digest"],
         report3["images"][0]["digest"]
     );
-    // The status entry is a dpkg status paragraph.
-    let layout = env.path("layout");
-    env.ok(&[
-        "copy",
-        "debtest/app:latest",
-        &format!("oci:{}:x", layout.display()),
-    ]);
+    // The SBOM: every package with version, architecture and layer, and
+    // the layers' sources; stored as an artifact whose subject is the image.
+    let sbom: serde_json::Value =
+        serde_json::from_str(&env.ok(&["sbom", "debtest/app:latest"])).unwrap();
+    assert_eq!(sbom["spdxVersion"], "SPDX-2.3");
+    let pkgs = sbom["packages"].as_array().unwrap();
+    let hello = pkgs.iter().find(|p| p["name"] == "hello").unwrap();
+    assert_eq!(hello["versionInfo"], "1.0-1");
+    let arch = common::apt::host_arch();
+    assert_eq!(
+        hello["externalRefs"][0]["referenceLocator"],
+        format!("pkg:deb/debian/hello@1.0-1?arch={arch}")
+    );
+    assert!(
+        hello["comment"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("architecture {arch}; layer pkgs")),
+        "{hello}"
+    );
+    let layer = pkgs.iter().find(|p| p["name"] == "pkgs").unwrap();
+    assert_eq!(layer["sourceInfo"], "deb:hello");
+    assert!(
+        pkgs.iter()
+            .any(|p| p["sourceInfo"] == "copy:layers/base/rootfs"),
+        "{sbom}"
+    );
+    assert_eq!(report["images"][0]["packages"], 3);
+    let digest = report["images"][0]["digest"].as_str().unwrap();
+    let tag = format!("debtest/app:{}.spdx", digest.replace(':', "-"));
+    assert_eq!(report["images"][0]["sbom"], tag);
+    let idx: serde_json::Value =
+        serde_json::from_slice(&fs::read(env.store().join("index.json")).unwrap()).unwrap();
+    let art = idx["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == tag.as_str())
+        .unwrap();
+    let hex = art["digest"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&fs::read(env.store().join("blobs/sha256").join(hex)).unwrap())
+            .unwrap();
+    Schemas::new().check(
+        "image-manifest-schema.json",
+        &manifest,
+        "SBOM artifact manifest",
+    );
+    assert_eq!(manifest["artifactType"], "application/spdx+json");
+    assert_eq!(manifest["subject"]["digest"], digest);
+
     if have("umoci") && have("runc") {
         let (ok, stdout, stderr) = runc_run(&env, "debtest/app:latest");
         assert!(ok, "runc failed: {stderr}");
@@ -480,4 +527,68 @@ fn git_from_the_configured_archive() {
 
 fn listing_of(env: &Env, r: &str) -> String {
     env.ok(&["ls", r])
+}
+
+fn skopeo_raw(reference: &str) -> serde_json::Value {
+    let raw = run(std::process::Command::new("skopeo").args([
+        "inspect",
+        "--tls-verify=false",
+        "--raw",
+        reference,
+    ]));
+    serde_json::from_str(&raw).unwrap()
+}
+
+#[test]
+fn sbom_is_attached_in_a_registry_without_the_referrers_api() {
+    if !have("docker-registry") || !have("skopeo") {
+        note("SBOM attached in docker-registry", "skipped");
+        return;
+    }
+    let reg = common::registry::Registry::start(common::registry::Auth::None, false);
+    let env = Env::new();
+    let r = repo(&env);
+    let root = project(&env, &r, &["hello"], true, &r.keyring);
+    let t = fs::read_to_string(root.join("strata.toml")).unwrap();
+    fs::write(
+        root.join("strata.toml"),
+        t.replace(
+            "[project]\nname = \"debtest\"\n",
+            &format!(
+                "[project]\nname = \"debtest\"\n\n[defaults]\nregistry = \"{}\"\n",
+                reg.host()
+            ),
+        ),
+    )
+    .unwrap();
+    let proj = root.to_str().unwrap();
+    let report = env.ok(&["build", "-C", proj, "--push", "--attach-sbom", "--json"]);
+    let report: serde_json::Value = serde_json::from_str(&report).unwrap();
+    let digest = report["images"][0]["digest"].as_str().unwrap().to_string();
+    // distribution 2.8 has no referrers API: the sha256-HEX tag index lists it.
+    let fallback = format!(
+        "docker://{}/debtest/app:{}",
+        reg.host(),
+        digest.replace(':', "-")
+    );
+    let index = skopeo_raw(&fallback);
+    Schemas::new().check("image-index-schema.json", &index, "referrers index");
+    let refs = index["manifests"].as_array().unwrap();
+    assert_eq!(refs.len(), 1, "{index}");
+    assert_eq!(refs[0]["artifactType"], "application/spdx+json");
+    // The artifact manifest is in the registry and names the image.
+    let art = skopeo_raw(&format!(
+        "docker://{}/debtest/app@{}",
+        reg.host(),
+        refs[0]["digest"].as_str().unwrap()
+    ));
+    assert_eq!(art["subject"]["digest"], digest.as_str());
+    // A second push leaves one entry (no duplicates).
+    env.ok(&["build", "-C", proj, "--push", "--attach-sbom"]);
+    let index = skopeo_raw(&fallback);
+    assert_eq!(index["manifests"].as_array().unwrap().len(), 1);
+    note(
+        "SBOM attached in docker-registry (tag-schema fallback)",
+        "ran",
+    );
 }

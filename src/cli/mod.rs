@@ -84,6 +84,8 @@ enum Command {
     Graph(project::GraphArgs),
     /// Check a project's images without building (graph, conflicts, binaries, platform).
     Check(project::CheckArgs),
+    /// Print the SPDX SBOM that strata build stored for an image.
+    Sbom(project::SbomArgs),
     /// Manage the content store.
     #[command(subcommand)]
     Store(storecmd::StoreCommand),
@@ -124,6 +126,7 @@ pub fn run() -> Result<()> {
         Command::Env(a) => project::env(&ctx, a),
         Command::Graph(a) => project::graph(&ctx, a),
         Command::Check(a) => project::check(&ctx, a),
+        Command::Sbom(a) => project::sbom(&ctx, a),
         Command::Store(c) => storecmd::run(&ctx, c),
     }
 }

@@ -132,6 +132,10 @@ pub struct BuildArgs {
     /// (else the ones fetched before are used, as apt uses its lists).
     #[arg(long)]
     refresh: bool,
+    /// With --push, attach each image's SPDX SBOM in the registry (referrers
+    /// API, or the sha256-HEX tag index where the registry lacks it).
+    #[arg(long, requires = "push")]
+    attach_sbom: bool,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -150,6 +154,7 @@ pub fn build(ctx: &Ctx, a: BuildArgs) -> Result<()> {
         locked: a.locked,
         push: a.push,
         refresh: a.refresh,
+        attach_sbom: a.attach_sbom,
     };
     if output.is_some() && build::selected_images(&project, &sel)?.len() != 1 {
         bail!("--output needs exactly one image; name it (strata build IMAGE --output ...)");
@@ -201,6 +206,7 @@ pub fn build(ctx: &Ctx, a: BuildArgs) -> Result<()> {
             human(i.size),
             i.tags.join(" ")
         );
+        println!("      {:<24} SBOM {} ({} packages)", "", i.sbom, i.packages);
     }
     for w in &report.warnings {
         eprintln!("warning: {w}");
@@ -258,6 +264,7 @@ pub fn plan(ctx: &Ctx, a: PlanArgs) -> Result<()> {
         locked: false,
         push: false,
         refresh: a.refresh,
+        attach_sbom: false,
     };
     let t = ctx.transport(&None)?;
     let p = plan::plan(&project, &t, &sel, a.since.as_deref())?;
@@ -331,5 +338,47 @@ pub fn env(_ctx: &Ctx, a: EnvArgs) -> Result<()> {
         env::Engine::Docker
     };
     print!("{}", env::env_script(&project, &a.target, engine)?);
+    Ok(())
+}
+
+#[derive(Args)]
+#[command(after_help = "\
+strata build stores an SPDX 2.3 JSON SBOM for every image it composes, as
+an OCI artifact whose subject is the image (store tag REPO:sha256-HEX.spdx).
+It lists the layers with their sources and every Debian package with its
+version, architecture and layer.
+
+Examples:
+  strata sbom debian/git:latest | jq '.packages[].name'")]
+pub struct SbomArgs {
+    /// The image (a store reference).
+    image: String,
+}
+
+pub fn sbom(ctx: &Ctx, a: SbomArgs) -> Result<()> {
+    let t = ctx.transport(&None)?;
+    let image = strata::transport::open(&strata::transport::ImageRef::parse(&a.image)?, &t)?;
+    let digest = image.digest()?;
+    let suffix = format!(":sha256-{}.spdx", digest.hex());
+    let Some((tag, desc)) = t
+        .store
+        .tags()?
+        .into_iter()
+        .find(|(n, _)| n.ends_with(&suffix))
+    else {
+        bail!(
+            "no SBOM for {} ({digest}) in the store; strata build writes one for every image it composes",
+            a.image
+        );
+    };
+    let raw = t.store.read_blob(&desc.digest, 4 << 20)?;
+    let m = strata::spec::Manifest::parse(&raw, &tag)?;
+    let blob = m
+        .layers
+        .first()
+        .ok_or_else(|| anyhow::anyhow!("SBOM artifact {tag} has no blob"))?;
+    let doc = t.store.read_blob(&blob.digest, 256 << 20)?;
+    std::io::Write::write_all(&mut std::io::stdout(), &doc)?;
+    println!();
     Ok(())
 }

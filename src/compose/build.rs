@@ -75,6 +75,10 @@ pub struct ImageReport {
     pub tags: Vec<String>,
     /// Registry references pushed (with `--push`).
     pub pushed: Vec<String>,
+    /// Store tag of the image's SPDX SBOM.
+    pub sbom: String,
+    /// Packages the SBOM lists.
+    pub packages: usize,
 }
 
 /// The build report.
@@ -108,6 +112,9 @@ pub struct Selection {
     pub push: bool,
     /// Fetch the Release files of deb layers' repositories anew.
     pub refresh: bool,
+    /// With `push`, attach each image's SBOM in the registry (referrers
+    /// API, or the tag-schema fallback).
+    pub attach_sbom: bool,
 }
 
 struct Built {
@@ -797,9 +804,27 @@ pub fn build(project: &Project, ctx: &Context, sel: &Selection) -> Result<BuildR
         for t in &tags {
             ctx.store.set_tag(t, &desc)?;
         }
+        let (doc, packages) = sbom_of(
+            &name,
+            &image,
+            &digest,
+            epoch,
+            &layers,
+            &built,
+            &resolutions,
+            spec,
+        )?;
+        let artifact =
+            crate::sbom::Artifact::write(&ctx.store, &desc, crate::sbom::SPDX_JSON, &doc, epoch)?;
+        let repo = tags[0]
+            .rsplit_once(':')
+            .map_or(tags[0].as_str(), |(n, _)| n);
+        let sbom_tag = crate::sbom::Artifact::tag(repo, &digest);
+        ctx.store.set_tag(&sbom_tag, &artifact.descriptor()?)?;
         let mut pushed = Vec::new();
         if sel.push {
-            pushed = push_image(project, ctx, &image, &tags)?;
+            let attach = sel.attach_sbom.then_some((&artifact, &digest));
+            pushed = push_image(project, ctx, &image, &tags, attach)?;
         }
         images.push(ImageReport {
             name,
@@ -808,6 +833,8 @@ pub fn build(project: &Project, ctx: &Context, sel: &Selection) -> Result<BuildR
             previous_size,
             tags,
             pushed,
+            sbom: sbom_tag,
+            packages,
         });
     }
     let layer_reports: Vec<LayerReport> = order.iter().map(|l| built[l].report.clone()).collect();
@@ -836,6 +863,7 @@ fn push_image(
     ctx: &Context,
     image: &ImageBuilder,
     tags: &[String],
+    sbom: Option<(&crate::sbom::Artifact, &Digest)>,
 ) -> Result<Vec<String>> {
     let registry = project.file.defaults.registry.as_deref().ok_or_else(|| {
         Error::bad_input(
@@ -875,8 +903,83 @@ fn push_image(
             ctx.progress.clone(),
         )?;
         pushed.extend(repo_tags.iter().map(|t| target.with_tag(t).to_string()));
+        if let Some((artifact, subject)) = sbom {
+            crate::registry::referrers::attach(
+                &client,
+                &target,
+                artifact,
+                &artifact.referrer_descriptor(),
+                subject,
+            )?;
+            pushed.push(format!(
+                "{}@{} (SBOM)",
+                target.repository,
+                artifact.digest()?
+            ));
+        }
     }
     Ok(pushed)
+}
+
+/// The SPDX SBOM of a composed image: its layers with their sources, and
+/// every package of its deb layers with the layer it is in.
+#[allow(clippy::too_many_arguments)]
+fn sbom_of(
+    name: &str,
+    image: &ImageBuilder,
+    digest: &Digest,
+    epoch: u64,
+    layers: &[&str],
+    built: &BTreeMap<&str, Built>,
+    resolutions: &BTreeMap<&str, Arc<Resolution>>,
+    spec: &super::project::ImageSpec,
+) -> Result<(Vec<u8>, usize)> {
+    use crate::sbom::{SbomLayer, SbomPackage};
+    let sb_layers: Vec<SbomLayer> = image
+        .layers()?
+        .iter()
+        .map(|l| {
+            let d = l.descriptor();
+            SbomLayer {
+                name: d
+                    .annotations
+                    .get(annotations::NAME)
+                    .cloned()
+                    .unwrap_or_else(|| "base".into()),
+                version: d.annotations.get(annotations::VERSION).cloned(),
+                source: d
+                    .annotations
+                    .get(annotations::SOURCE)
+                    .cloned()
+                    .unwrap_or_else(|| format!("base:{}", spec.base)),
+                digest: d.digest,
+            }
+        })
+        .collect();
+    let mut pkgs = Vec::new();
+    for l in layers {
+        let (Some(res), Some(b)) = (resolutions.get(l), built.get(l)) else {
+            continue;
+        };
+        for (i, p) in res.packages.iter().enumerate() {
+            let layer = if b.layers.len() == res.packages.len() {
+                &b.layers[i]
+            } else {
+                &b.layers[0]
+            };
+            let ld = layer.descriptor().digest;
+            pkgs.push(SbomPackage {
+                name: p.name.clone(),
+                version: p.version.clone(),
+                arch: p.arch.clone(),
+                layer: sb_layers.iter().position(|x| x.digest == ld).unwrap_or(0),
+                download: format!("{}/{}", p.repo, p.filename),
+                sha256: p.sha256.clone(),
+            });
+        }
+    }
+    let n = pkgs.len();
+    Ok((crate::sbom::spdx(name, digest, epoch, &sb_layers, &pkgs), n))
 }
 
 /// Runs [`super::check::check_image`] for every planned image whose

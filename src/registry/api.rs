@@ -189,6 +189,29 @@ impl<'a> Repo<'a> {
         check(resp, self.host(), &what).map(|_| ())
     }
 
+    /// The referrers API (`GET /v2/NAME/referrers/DIGEST`): `Some(index)`
+    /// when the registry offers it, `None` when it answers 404 (then
+    /// clients use the tag schema, `sha256-HEX`).
+    pub fn referrers(&self, subject: &Digest) -> Result<Option<Vec<u8>>> {
+        let what = format!("GET referrers {}@{subject}", self.r.repository);
+        let resp = self.send(false, &what, |h, base| {
+            Ok(h.get(self.url(base, &format!("referrers/{subject}")))
+                .header(ACCEPT, crate::media::OCI_INDEX))
+        })?;
+        if resp.status() == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let resp = check(resp, self.host(), &what)?;
+        let mut bytes = Vec::new();
+        resp.take(MAX_MANIFEST_SIZE + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| Error::Connect {
+                host: self.host().to_string(),
+                detail: format!("{what}: {e}"),
+            })?;
+        Ok(Some(bytes))
+    }
+
     /// The digest a tag points at (HEAD), or `None` when it does not exist.
     pub fn head_manifest(&self, reference: &str) -> Result<Option<Digest>> {
         let what = format!("HEAD manifest {}:{reference}", self.r.repository);

@@ -7,6 +7,7 @@ pub mod prune;
 pub mod pull;
 pub mod push;
 pub mod reference;
+pub mod referrers;
 
 pub use client::{Client, ClientOptions};
 pub use credentials::{Credential, Secret};
