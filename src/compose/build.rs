@@ -297,7 +297,7 @@ fn layer_key_with(
             .insert(format!("tarball {}", t.path), d.to_string());
     } else if src.deb.is_some() {
         let res = deb.resolve(&def.file.layer.name)?;
-        put(b"deb");
+        put(format!("deb-layer-format-{}", crate::deb::layer::FORMAT).as_bytes());
         put(res.arch.as_bytes());
         put(&[u8::from(res.usr_links)]);
         for p in &res.packages {
@@ -741,10 +741,13 @@ pub fn build(project: &Project, ctx: &Context, sel: &Selection) -> Result<BuildR
     let mut images = Vec::new();
     for (name, layers, tags) in plans {
         let spec = &project.file.images[&name];
-        let mut image = match project.base_ref(&name)? {
+        let base = match project.base_ref(&name)? {
+            None => None,
+            Some(r) => Some(transport::open(&r, ctx)?),
+        };
+        let mut image = match &base {
             None => ImageBuilder::scratch(spec.platform()?),
-            Some(r) => {
-                let base = transport::open(&r, ctx)?;
+            Some(base) => {
                 transport::oci::copy_layers(base.as_ref(), &ctx.store)?;
                 ImageBuilder::from_base(base.as_ref(), &spec.base)?
             }
@@ -766,6 +769,25 @@ pub fn build(project: &Project, ctx: &Context, sel: &Selection) -> Result<BuildR
             for (k, v) in &def.file.labels {
                 cfg.set_label(k, v);
             }
+        }
+        let debs: Vec<&Resolution> = layers
+            .iter()
+            .filter_map(|l| resolutions.get(l).map(|r| r.as_ref()))
+            .collect();
+        if !debs.is_empty()
+            && let Some(status) = super::debsrc::status_layer(
+                ctx,
+                &cache,
+                base.as_deref(),
+                &debs,
+                compression,
+                epoch,
+            )?
+        {
+            image.append_layer(
+                Arc::new(status),
+                "strata build: dpkg database (/var/lib/dpkg/status)",
+            );
         }
         let cfg = image.config_mut();
         for (k, v) in &spec.env {

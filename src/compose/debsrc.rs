@@ -5,7 +5,7 @@
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -575,4 +575,159 @@ pub fn list(
             .unwrap_or_else(|_| Err(Error::Unsupported("listing a deb layer panicked".into())));
         produced.and(listed)
     })
+}
+
+/// `/var/lib/dpkg/status` of an image layer (`None` when it has none),
+/// cached by the layer's digest.
+fn layer_status(ctx: &Context, layer: &dyn crate::layer::Layer) -> Result<Option<Vec<u8>>> {
+    let d = layer.descriptor().digest;
+    let path = ctx.store.root().join(".strata/deb/status").join(d.hex());
+    if let Ok(b) = std::fs::read(&path) {
+        return Ok(b.strip_prefix(b"+").map(<[u8]>::to_vec));
+    }
+    let label = PathBuf::from(format!("layer {d}"));
+    let mut texts = Vec::new();
+    let mut bin = None;
+    scan_status(layer.open()?, &label, &mut texts, &mut bin)?;
+    let status = texts
+        .into_iter()
+        .rev()
+        .find(|(p, _)| p == "var/lib/dpkg/status")
+        .map(|(_, t)| t);
+    let mut record = Vec::new();
+    if let Some(t) = &status {
+        record.push(b'+');
+        record.extend_from_slice(t);
+    }
+    let dir = path.parent().expect("has a parent");
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, &record).map_err(|e| Error::io(&tmp, e))?;
+    std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
+    Ok(status)
+}
+
+/// The image's dpkg database layer, for images that contain dpkg: one
+/// `/var/lib/dpkg/status` listing the base image's packages and every
+/// package of the image's deb layers (by name; a deb layer's entry wins),
+/// so `dpkg -l` works. Layers are shared between images, so this one small
+/// layer on top is per image; it is cached by its inputs. `None` when the
+/// image has no deb package or no dpkg.
+pub fn status_layer(
+    ctx: &Context,
+    layer_cache: &super::cache::LayerCache,
+    base: Option<&dyn crate::image::Image>,
+    debs: &[&Resolution],
+    compression: crate::layer::Compression,
+    epoch: u64,
+) -> Result<Option<StoreLayer>> {
+    if debs.iter().all(|r| r.packages.is_empty()) {
+        return Ok(None);
+    }
+    let mut base_text = Vec::new();
+    if let Some(b) = base {
+        for l in b.layers()? {
+            if let Some(t) = layer_status(ctx, l.as_ref())? {
+                base_text = t;
+            }
+        }
+    }
+    let base_paras = crate::deb::control::parse_all(&String::from_utf8_lossy(&base_text), false)
+        .map_err(|e| {
+            Error::invalid(
+                "dpkg status",
+                "the base image's /var/lib/dpkg/status",
+                e.to_string(),
+            )
+        })?;
+    let has_dpkg = debs
+        .iter()
+        .any(|r| r.packages.iter().any(|p| p.name == "dpkg"))
+        || base_paras.iter().any(|p| p.get("Package") == Some("dpkg"));
+    if !has_dpkg {
+        return Ok(None);
+    }
+    let mut h = Hasher::new();
+    h.update(format!("strata-dpkg-status-1 {compression} {epoch}").as_bytes());
+    h.update(Digest::of(&base_text).hex().as_bytes());
+    for r in debs {
+        for p in &r.packages {
+            h.update(format!("\n{} {}", p.name, p.sha256).as_bytes());
+        }
+    }
+    let key = h.finish();
+    if let Some(c) = layer_cache.get(&key) {
+        return Ok(Some(StoreLayer::new(
+            ctx.store.clone(),
+            c.descriptor,
+            c.diff_id,
+        )));
+    }
+    let cache = DebCache::new(&ctx.store)?;
+    let mut by_name: BTreeMap<String, String> = BTreeMap::new();
+    for p in &base_paras {
+        if let Some(n) = p.get("Package") {
+            by_name.insert(n.to_string(), p.to_text());
+        }
+    }
+    for r in debs {
+        fetch_all(&cache, &r.packages)?;
+        for p in &r.packages {
+            let control = crate::deb::layer::read_control(&cache, p)?;
+            by_name.insert(
+                p.name.clone(),
+                crate::deb::layer::status_paragraph(&control).to_text(),
+            );
+        }
+    }
+    let text = by_name.into_values().collect::<Vec<_>>().join("\n");
+    let layer = LayerBuilder::new()
+        .compression(compression)
+        .mtime(epoch)
+        .annotation(super::build::annotations::NAME, "dpkg-status")
+        .annotation(
+            super::build::annotations::SOURCE,
+            "dpkg-status:/var/lib/dpkg/status",
+        )
+        .build_stream(&ctx.store, |tar| {
+            use crate::layer::{Entry, EntryKind};
+            let io = |e: std::io::Error| Error::from_pipeline("dpkg status layer", e);
+            for d in ["var", "var/lib", "var/lib/dpkg"] {
+                let e = Entry {
+                    path: d.as_bytes().to_vec(),
+                    kind: EntryKind::Dir,
+                    mode: 0o755,
+                    uid: 0,
+                    gid: 0,
+                    xattrs: Vec::new(),
+                    link_key: None,
+                };
+                tar.header(&e, 0).map_err(io)?;
+            }
+            let e = Entry {
+                path: b"var/lib/dpkg/status".to_vec(),
+                kind: EntryKind::File {
+                    source: PathBuf::from("dpkg status"),
+                    size: text.len() as u64,
+                    mtime: (0, 0),
+                    id: (0, 0),
+                },
+                mode: 0o644,
+                uid: 0,
+                gid: 0,
+                xattrs: Vec::new(),
+                link_key: None,
+            };
+            tar.header(&e, text.len() as u64).map_err(io)?;
+            tar.get_mut().write_all(text.as_bytes()).map_err(io)?;
+            tar.pad(text.len() as u64).map_err(io)
+        })?;
+    layer_cache.put(
+        &key,
+        &super::cache::CachedLayer {
+            descriptor: crate::layer::Layer::descriptor(&layer),
+            diff_id: crate::layer::Layer::diff_id(&layer),
+        },
+    )?;
+    Ok(Some(layer))
 }

@@ -19,6 +19,10 @@ use crate::error::{Error, Result};
 use crate::layer::{Entry, EntryKind, TarEncoder};
 use crate::tarsafe::safe_entry_name;
 
+/// Version of what a deb layer holds besides the packages' files (dpkg
+/// database files, merged-/usr handling); part of deb layers' cache keys.
+pub const FORMAT: u32 = 2;
+
 /// Directories that merged /usr turns into links into `/usr` for `arch`
 /// (as debootstrap's `setup_merged_usr` does).
 pub fn merged_usr_dirs(arch: &str) -> Vec<&'static str> {
@@ -203,16 +207,39 @@ pub fn write(
             debfile::open(blob).map_err(|e| bad_deb(&label, e))?;
         let data =
             super::decompress(ar.member(data_size), &data_name).map_err(|e| bad_deb(&label, e))?;
-        write_data(&mut w, data, i, spec.packages, &label)?;
-        let mut para = control.paragraph.clone();
-        para.insert_after("Package", "Status", "install ok installed");
+        let listed = write_data(&mut w, data, i, spec.packages, &label)?;
+        let para = status_paragraph(&control);
         let base = format!("var/lib/dpkg/status.d/{}", p.name);
         w.file(&base, para.to_text().as_bytes(), &label)?;
+        // dpkg's own database files, so `dpkg -L` works where dpkg is.
+        let info = format!("var/lib/dpkg/info/{}", p.name);
+        w.file(
+            &format!("{info}.list"),
+            (listed.join("\n") + "\n").as_bytes(),
+            &label,
+        )?;
         if let Some(md5) = &control.md5sums {
             w.file(&format!("{base}.md5sums"), md5.as_bytes(), &label)?;
+            w.file(&format!("{info}.md5sums"), md5.as_bytes(), &label)?;
         }
     }
     Ok(())
+}
+
+/// A package's dpkg status paragraph: its control fields with
+/// `Status: install ok installed` after `Package`.
+pub fn status_paragraph(control: &debfile::Control) -> super::control::Paragraph {
+    let mut para = control.paragraph.clone();
+    para.insert_after("Package", "Status", "install ok installed");
+    para
+}
+
+/// Reads the control part of a cached .deb.
+pub fn read_control(cache: &DebCache, p: &Selected) -> Result<debfile::Control> {
+    let label = format!("{} {} ({})", p.name, p.version, p.filename);
+    let blob = cache.cas().open_blob(&p.sha256, Some(p.size))?;
+    let (control, _, _, _) = debfile::open(blob).map_err(|e| bad_deb(&label, e))?;
+    Ok(control)
 }
 
 fn bad_deb(label: &str, e: io::Error) -> Error {
@@ -222,14 +249,17 @@ fn bad_deb(label: &str, e: io::Error) -> Error {
     Error::invalid("package", label, e.to_string())
 }
 
+/// Streams one package's data.tar; returns its paths as dpkg lists them
+/// (`/.`, then each path as the package names it).
 fn write_data(
     w: &mut Writer<'_, '_>,
     data: impl Read,
     pkg: usize,
     all: &[Selected],
     label: &str,
-) -> Result<()> {
+) -> Result<Vec<String>> {
     let archive = Path::new(label);
+    let mut listed = vec!["/.".to_string()];
     let mut ar = tar::Archive::new(data);
     for e in ar.entries().map_err(|e| bad_deb(label, e))? {
         let mut e = e.map_err(|e| bad_deb(label, e))?;
@@ -237,6 +267,7 @@ fn write_data(
         if name.is_empty() {
             continue;
         }
+        listed.push(format!("/{name}"));
         let name = w.usr(name);
         let h = e.header();
         let mode = h.mode().map_err(|e| bad_deb(label, e))? & 0o7777;
@@ -315,7 +346,7 @@ fn write_data(
             w.tar.pad(size).map_err(pipe(label))?;
         }
     }
-    Ok(())
+    Ok(listed)
 }
 
 fn clash(path: &[u8], owner: usize, pkg: usize, all: &[Selected], label: &str) -> Error {
