@@ -42,7 +42,10 @@ fn repo(env: &Env) -> Repo {
         name: "hello",
         version: "1.0-1",
         arch: "any",
-        fields: &[("Depends", "libgreet (>= 2.0), mail-transport-agent")],
+        fields: &[(
+            "Depends",
+            "libgreet (>= 2.0), no-such-mta | mail-transport-agent",
+        )],
         files: &[
             (
                 "/usr/bin/hello",
@@ -360,6 +363,26 @@ fn one_layer_per_package() {
     let again = build(&env, &root);
     let report2: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
     assert_eq!(report2["cache_hit_rate"], 1.0);
+    // A changed image gets a new SBOM; the old image's SBOM tag goes.
+    let spdx_tags = || {
+        let idx = fs::read_to_string(env.store().join("index.json")).unwrap();
+        idx.matches(".spdx\"").count()
+    };
+    assert_eq!(spdx_tags(), 1);
+    let t = fs::read_to_string(root.join("strata.toml")).unwrap();
+    fs::write(
+        root.join("strata.toml"),
+        t.replace("/usr/bin/hello", "/bin/hi"),
+    )
+    .unwrap();
+    let third = build(&env, &root);
+    let report3: serde_json::Value = serde_json::from_slice(&third.stdout).unwrap();
+    assert_ne!(
+        report3["images"][0]["digest"],
+        report2["images"][0]["digest"]
+    );
+    assert_eq!(spdx_tags(), 1);
+    env.ok(&["sbom", "debtest/app:latest"]);
 }
 
 /// Builds with `packages` and expects failure naming `want`, with nothing
@@ -654,4 +677,37 @@ fn sbom_is_attached_in_a_registry_without_the_referrers_api() {
         "SBOM attached in docker-registry (tag-schema fallback)",
         "RAN",
     );
+}
+
+#[test]
+fn stale_or_replayed_release_is_refused() {
+    let env = Env::new();
+    let mut r = repo(&env);
+    // The same signed Release served as another suite: a replay.
+    run(std::process::Command::new("cp")
+        .arg("-r")
+        .arg(r.root.join("dists/stable"))
+        .arg(r.root.join("dists/other")));
+    let root = project(&env, &r, &["hello"], true, &r.keyring);
+    let t = fs::read_to_string(root.join("layers/pkgs/layer.toml")).unwrap();
+    fs::write(
+        root.join("layers/pkgs/layer.toml"),
+        t.replace("suite = \"stable\"", "suite = \"other\""),
+    )
+    .unwrap();
+    fails(
+        &env,
+        &root,
+        &[
+            "dists/other/InRelease",
+            "is for suite \"stable\"",
+            "not \"other\"",
+        ],
+    );
+    // An expired Release (Valid-Until in the past).
+    r.release_extra = "Valid-Until: Sat, 01 Jan 2000 00:00:00 UTC\n".into();
+    r.publish();
+    let root = project(&env, &r, &["hello"], true, &r.keyring);
+    fails(&env, &root, &["expired on Sat, 01 Jan 2000", "Valid-Until"]);
+    assert!(!env.store().join(".strata/deb/releases").exists());
 }

@@ -859,6 +859,7 @@ pub fn build(project: &Project, ctx: &Context, sel: &Selection) -> Result<BuildR
             packages,
         });
     }
+    drop_orphan_sboms(&ctx.store)?;
     let layer_reports: Vec<LayerReport> = order.iter().map(|l| built[l].report.clone()).collect();
     let hits = layer_reports
         .iter()
@@ -941,6 +942,27 @@ fn push_image(
         }
     }
     Ok(pushed)
+}
+
+/// Removes SBOM tags (`REPO:sha256-HEX.spdx`) whose image no other tag of
+/// the store points at any more, so they do not pile up build after build.
+fn drop_orphan_sboms(store: &crate::store::Store) -> Result<()> {
+    let tags = store.tags()?;
+    let live: std::collections::BTreeSet<String> = tags
+        .iter()
+        .filter(|(n, _)| !n.ends_with(".spdx"))
+        .map(|(_, d)| d.digest.hex().to_string())
+        .collect();
+    for (name, _) in &tags {
+        if let Some(hex) = name
+            .rsplit_once(":sha256-")
+            .and_then(|(_, t)| t.strip_suffix(".spdx"))
+            && !live.contains(hex)
+        {
+            store.remove_tag(name)?;
+        }
+    }
+    Ok(())
 }
 
 /// The SPDX SBOM of a composed image: its layers with their sources, and

@@ -35,6 +35,8 @@ pub struct Repo {
     pub keyring: PathBuf,
     pub url: String,
     pub arch: String,
+    /// Extra Release fields (e.g. `Valid-Until: …\n`).
+    pub release_extra: String,
     stanzas: Vec<String>,
 }
 
@@ -53,6 +55,7 @@ impl Repo {
             keyring,
             url,
             arch: host_arch(),
+            release_extra: String::new(),
             stanzas: Vec::new(),
         }
     }
@@ -119,8 +122,8 @@ impl Repo {
         gz.write_all(text.as_bytes()).unwrap();
         fs::write(dir.join("Packages.gz"), gz.finish().unwrap()).unwrap();
         let mut release = format!(
-            "Origin: strata-test\nSuite: stable\nCodename: test\nDate: Sat, 01 Jan 2000 00:00:00 UTC\nArchitectures: {}\nComponents: main\nSHA256:\n",
-            self.arch
+            "Origin: strata-test\nSuite: stable\nCodename: test\nDate: Sat, 01 Jan 2000 00:00:00 UTC\n{}Architectures: {}\nComponents: main\nSHA256:\n",
+            self.release_extra, self.arch
         );
         for f in ["Packages", "Packages.gz"] {
             let rel = format!("main/binary-{}/{f}", self.arch);
