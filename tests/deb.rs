@@ -527,7 +527,7 @@ fn debian_example_from_the_configured_archive() {
         &toml,
         t.replace(
             "entrypoint = [\"/usr/bin/git\"]\ncmd = [\"--version\"]",
-            "entrypoint = [\"/bin/sh\", \"-c\", \"echo ok; git --version; dpkg -l | grep -c ^ii\"]",
+            "entrypoint = [\"/bin/sh\", \"-c\", \"echo ok; git --version; dpkg -l | grep -c ^ii; awk 'BEGIN{print 7*6}'; id -un; grep -c BEGIN /etc/ssl/certs/ca-certificates.crt\"]",
         ),
     )
     .unwrap();
@@ -566,6 +566,14 @@ fn debian_example_from_the_configured_archive() {
             lines[2].parse::<u64>().unwrap(),
             n,
             "dpkg -l lists every package"
+        );
+        // What strata writes in place of mawk's, base-passwd's and
+        // ca-certificates' maintainer scripts.
+        assert_eq!(lines[3], "42", "awk: {stdout}");
+        assert_eq!(lines[4], "root", "/etc/passwd: {stdout}");
+        assert!(
+            lines[5].parse::<u64>().unwrap() > 100,
+            "CA bundle: {stdout}"
         );
     };
     if have("umoci") && have("runc") {

@@ -3,7 +3,8 @@
 //! epoch), and a dpkg status entry per package is written under
 //! `/var/lib/dpkg/status.d/` (as distroless does), so scanners see them.
 //!
-//! No maintainer script runs. Paths under `/bin`, `/sbin`, `/lib*` are
+//! No maintainer script runs; for ca-certificates, base-passwd and mawk
+//! strata writes what their postinst would (see `postinst_equivalent`). Paths under `/bin`, `/sbin`, `/lib*` are
 //! written below `/usr` (merged /usr, what debootstrap sets up since
 //! bullseye); the lowest deb layer also carries the `/bin → usr/bin`
 //! style links.
@@ -21,7 +22,7 @@ use crate::tarsafe::safe_entry_name;
 
 /// Version of what a deb layer holds besides the packages' files (dpkg
 /// database files, merged-/usr handling); part of deb layers' cache keys.
-pub const FORMAT: u32 = 2;
+pub const FORMAT: u32 = 3;
 
 /// Directories that merged /usr turns into links into `/usr` for `arch`
 /// (as debootstrap's `setup_merged_usr` does).
@@ -42,18 +43,6 @@ pub fn merged_usr_dirs(arch: &str) -> Vec<&'static str> {
 /// Packages whose maintainer scripts usually matter, and what is missing
 /// without them.
 const POSTINST_MATTERS: &[(&str, &str)] = &[
-    (
-        "ca-certificates",
-        "its postinst builds /etc/ssl/certs/ca-certificates.crt; without it TLS clients find no CA bundle",
-    ),
-    (
-        "base-passwd",
-        "its postinst writes /etc/passwd and /etc/group; without them user names do not resolve",
-    ),
-    (
-        "mawk",
-        "its postinst registers /usr/bin/awk (update-alternatives); add a link if scripts call awk",
-    ),
     (
         "gawk",
         "its postinst registers /usr/bin/awk (update-alternatives); add a link if scripts call awk",
@@ -88,6 +77,23 @@ struct Writer<'t, 'w> {
     dirs: HashSet<Vec<u8>>,
     owners: HashMap<Vec<u8>, usize>,
     rewrite: Vec<&'static str>,
+    /// Files of the current package that a postinst equivalent needs.
+    captured: Vec<(String, Vec<u8>)>,
+}
+
+/// Whether package `pkg`'s file `path` is needed by what strata does in
+/// place of its postinst.
+fn captures(pkg: &str, path: &[u8]) -> bool {
+    match pkg {
+        "ca-certificates" => {
+            path.starts_with(b"usr/share/ca-certificates/") && path.ends_with(b".crt")
+        }
+        "base-passwd" => {
+            path == b"usr/share/base-passwd/passwd.master"
+                || path == b"usr/share/base-passwd/group.master"
+        }
+        _ => false,
+    }
 }
 
 fn pipe(label: &str) -> impl Fn(io::Error) -> Error + '_ {
@@ -130,6 +136,24 @@ impl Writer<'_, '_> {
         }
     }
 
+    fn symlink(&mut self, path: &str, target: &str, label: &str) -> Result<()> {
+        let p = path.as_bytes().to_vec();
+        if self.owners.contains_key(&p) || self.dirs.contains(&p) {
+            return Ok(());
+        }
+        self.parents(&p, label)?;
+        let e = self.entry(
+            p.clone(),
+            EntryKind::Symlink(target.as_bytes().to_vec()),
+            0o777,
+            0,
+            0,
+        );
+        self.tar.header(&e, 0).map_err(pipe(label))?;
+        self.owners.insert(p, usize::MAX);
+        Ok(())
+    }
+
     fn file(&mut self, path: &str, content: &[u8], label: &str) -> Result<()> {
         let p = path.as_bytes().to_vec();
         self.parents(&p, label)?;
@@ -151,6 +175,63 @@ impl Writer<'_, '_> {
         self.tar.get_mut().write_all(content).map_err(pipe(label))?;
         self.tar.pad(content.len() as u64).map_err(pipe(label))
     }
+}
+
+/// Does, for a few packages, the deterministic part of what their postinst
+/// would: ca-certificates' `update-ca-certificates` (the
+/// `/etc/ca-certificates.conf` selection of every certificate, the
+/// `/etc/ssl/certs/ca-certificates.crt` bundle and the `.pem` links),
+/// base-passwd's `update-passwd` on a new system (`/etc/passwd` and
+/// `/etc/group` from the master files) and mawk's `awk` alternative.
+fn postinst_equivalent(w: &mut Writer<'_, '_>, pkg: &str, label: &str) -> Result<()> {
+    let mut captured = std::mem::take(&mut w.captured);
+    captured.sort();
+    match pkg {
+        "ca-certificates" => {
+            let mut conf = String::from(
+                "# Written by strata in place of ca-certificates' postinst: every\n# certificate of /usr/share/ca-certificates is selected.\n",
+            );
+            let mut bundle = Vec::new();
+            for (path, pem) in &captured {
+                let rel = path.trim_start_matches("usr/share/ca-certificates/");
+                conf.push_str(rel);
+                conf.push('\n');
+                bundle.extend_from_slice(pem);
+                if !pem.ends_with(b"\n") {
+                    bundle.push(b'\n');
+                }
+            }
+            w.file("etc/ca-certificates.conf", conf.as_bytes(), label)?;
+            w.file("etc/ssl/certs/ca-certificates.crt", &bundle, label)?;
+            for (path, _) in &captured {
+                let base = path.rsplit('/').next().unwrap_or(path);
+                let pem = format!("etc/ssl/certs/{}.pem", base.trim_end_matches(".crt"));
+                w.symlink(&pem, &format!("/{path}"), label)?;
+            }
+        }
+        "base-passwd" => {
+            for (path, content) in &captured {
+                let name = if path.ends_with("passwd.master") {
+                    "passwd"
+                } else {
+                    "group"
+                };
+                w.file(&format!("etc/{name}"), content, label)?;
+            }
+        }
+        "mawk" => {
+            for alt in ["awk", "nawk"] {
+                w.symlink(
+                    &format!("usr/bin/{alt}"),
+                    &format!("/etc/alternatives/{alt}"),
+                    label,
+                )?;
+                w.symlink(&format!("etc/alternatives/{alt}"), "/usr/bin/mawk", label)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 /// Warnings for the packages whose maintainer scripts usually matter
@@ -183,6 +264,7 @@ pub fn write(
         } else {
             Vec::new()
         },
+        captured: Vec::new(),
     };
     w.dirs.insert(Vec::new());
     if spec.usr_links && spec.merged_usr {
@@ -208,6 +290,7 @@ pub fn write(
         let data =
             super::decompress(ar.member(data_size), &data_name).map_err(|e| bad_deb(&label, e))?;
         let listed = write_data(&mut w, data, i, spec.packages, &label)?;
+        postinst_equivalent(&mut w, &p.name, &label)?;
         let para = status_paragraph(&control);
         let base = format!("var/lib/dpkg/status.d/{}", p.name);
         w.file(&base, para.to_text().as_bytes(), &label)?;
@@ -332,9 +415,28 @@ fn write_data(
             EntryKind::File { size, .. } => *size,
             _ => 0,
         };
+        let capture = size <= 1 << 20 && captures(&all[pkg].name, &path);
+        let captured_name = String::from_utf8_lossy(&path).into_owned();
         let en = w.entry(path, kind, mode, uid, gid);
         w.tar.header(&en, size).map_err(pipe(label))?;
-        if size > 0 {
+        if capture {
+            let mut buf = Vec::with_capacity(size as usize);
+            (&mut e)
+                .take(size)
+                .read_to_end(&mut buf)
+                .map_err(pipe(label))?;
+            w.tar.get_mut().write_all(&buf).map_err(pipe(label))?;
+            let n = buf.len() as u64;
+            w.captured.push((captured_name, buf));
+            if n != size {
+                return Err(Error::invalid(
+                    "package",
+                    label,
+                    "its data.tar is truncated",
+                ));
+            }
+            w.tar.pad(size).map_err(pipe(label))?;
+        } else if size > 0 {
             let n = io::copy(&mut e, w.tar.get_mut()).map_err(pipe(label))?;
             if n != size {
                 return Err(Error::invalid(
