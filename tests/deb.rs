@@ -139,6 +139,28 @@ fn build(env: &Env, root: &Path) -> std::process::Output {
     env.strata(&["build", "-C", root.to_str().unwrap(), "--json"])
 }
 
+/// Builds and asserts success; returns the JSON build report.
+fn build_ok(env: &Env, root: &Path) -> serde_json::Value {
+    let out = build(env, root);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Layer `name`'s entry in a build report.
+fn layer_report(report: &serde_json::Value, name: &str) -> serde_json::Value {
+    report["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["name"] == name)
+        .unwrap()
+        .clone()
+}
+
 fn listing(env: &Env) -> String {
     env.ok(&["ls", "debtest/app:latest"])
 }
@@ -155,19 +177,8 @@ fn deb_layer_resolves_builds_and_runs() {
         plan.contains("3 packages: libgreet=2.0 postfix=3.0 hello=1.0-1"),
         "{plan}"
     );
-    let out = build(&env, &root);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let pkgs = report["layers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|l| l["name"] == "pkgs")
-        .unwrap();
+    let report = build_ok(&env, &root);
+    let pkgs = layer_report(&report, "pkgs");
     assert_eq!(pkgs["status"], "built");
     let ls = listing(&env);
     // Packages' files, the dpkg status entries, no exim (postfix is chosen
@@ -341,20 +352,8 @@ fn one_layer_per_package() {
         ),
     )
     .unwrap();
-    let out = build(&env, &root);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let pkgs = report["layers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|l| l["name"] == "pkgs")
-        .unwrap()
-        .clone();
+    let report = build_ok(&env, &root);
+    let pkgs = layer_report(&report, "pkgs");
     assert_eq!(pkgs["digests"].as_array().unwrap().len(), 3, "{pkgs}");
     let inspect = env.ok(&["inspect", "debtest/app:latest", "--json"]);
     for p in ["libgreet=2.0", "postfix=3.0", "hello=1.0-1"] {

@@ -419,15 +419,17 @@ fn write_data(
         let captured_name = String::from_utf8_lossy(&path).into_owned();
         let en = w.entry(path, kind, mode, uid, gid);
         w.tar.header(&en, size).map_err(pipe(label))?;
-        if capture {
-            let mut buf = Vec::with_capacity(size as usize);
-            (&mut e)
-                .take(size)
-                .read_to_end(&mut buf)
-                .map_err(pipe(label))?;
-            w.tar.get_mut().write_all(&buf).map_err(pipe(label))?;
-            let n = buf.len() as u64;
-            w.captured.push((captured_name, buf));
+        if size > 0 {
+            // Files a postinst equivalent needs are kept as they stream by.
+            let mut kept = capture.then(|| Vec::with_capacity(size as usize));
+            let n = match &mut kept {
+                Some(buf) => {
+                    (&mut e).take(size).read_to_end(buf).map_err(pipe(label))?;
+                    w.tar.get_mut().write_all(buf).map_err(pipe(label))?;
+                    buf.len() as u64
+                }
+                None => io::copy(&mut e, w.tar.get_mut()).map_err(pipe(label))?,
+            };
             if n != size {
                 return Err(Error::invalid(
                     "package",
@@ -436,16 +438,9 @@ fn write_data(
                 ));
             }
             w.tar.pad(size).map_err(pipe(label))?;
-        } else if size > 0 {
-            let n = io::copy(&mut e, w.tar.get_mut()).map_err(pipe(label))?;
-            if n != size {
-                return Err(Error::invalid(
-                    "package",
-                    label,
-                    "its data.tar is truncated",
-                ));
+            if let Some(buf) = kept {
+                w.captured.push((captured_name, buf));
             }
-            w.tar.pad(size).map_err(pipe(label))?;
         }
     }
     Ok(listed)

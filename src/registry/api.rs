@@ -119,20 +119,7 @@ impl<'a> Repo<'a> {
             .get("docker-content-digest")
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        let mut bytes = Vec::new();
-        resp.take(MAX_MANIFEST_SIZE + 1)
-            .read_to_end(&mut bytes)
-            .map_err(|e| Error::Connect {
-                host: self.host().to_string(),
-                detail: format!("{what}: {e}"),
-            })?;
-        if bytes.len() as u64 > MAX_MANIFEST_SIZE {
-            return Err(Error::invalid(
-                "manifest",
-                &what,
-                format!("the body is over the {MAX_MANIFEST_SIZE}-byte limit"),
-            ));
-        }
+        let bytes = self.read_document(resp, &what)?;
         let digest = Digest::of(&bytes);
         if let Ok(want) = reference.parse::<Digest>()
             && want != digest
@@ -178,6 +165,26 @@ impl<'a> Repo<'a> {
         })
     }
 
+    /// Reads a manifest or index body, refusing more than
+    /// `MAX_MANIFEST_SIZE` bytes.
+    fn read_document(&self, resp: Response, what: &str) -> Result<Vec<u8>> {
+        let mut bytes = Vec::new();
+        resp.take(MAX_MANIFEST_SIZE + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| Error::Connect {
+                host: self.host().to_string(),
+                detail: format!("{what}: {e}"),
+            })?;
+        if bytes.len() as u64 > MAX_MANIFEST_SIZE {
+            return Err(Error::invalid(
+                "manifest",
+                what,
+                format!("the body is over the {MAX_MANIFEST_SIZE}-byte limit"),
+            ));
+        }
+        Ok(bytes)
+    }
+
     /// Uploads a manifest under `reference` (a tag or its digest).
     pub fn put_manifest(&self, reference: &str, bytes: &[u8], media_type: &str) -> Result<()> {
         let what = format!("PUT manifest {}:{reference}", self.r.repository);
@@ -202,14 +209,7 @@ impl<'a> Repo<'a> {
             return Ok(None);
         }
         let resp = check(resp, self.host(), &what)?;
-        let mut bytes = Vec::new();
-        resp.take(MAX_MANIFEST_SIZE + 1)
-            .read_to_end(&mut bytes)
-            .map_err(|e| Error::Connect {
-                host: self.host().to_string(),
-                detail: format!("{what}: {e}"),
-            })?;
-        Ok(Some(bytes))
+        self.read_document(resp, &what).map(Some)
     }
 
     /// The digest a tag points at (HEAD), or `None` when it does not exist.
