@@ -718,3 +718,108 @@ fn stale_or_replayed_release_is_refused() {
     fails(&env, &root, &["expired on Sat, 01 Jan 2000", "Valid-Until"]);
     assert!(!env.store().join(".strata/deb/releases").exists());
 }
+
+#[test]
+fn rebuilds_work_offline_from_the_download_cache() {
+    let env = Env::new();
+    let r = repo(&env);
+    let root = project(&env, &r, &["hello"], true, &r.keyring);
+    build_ok(&env, &root);
+    // The repository is gone (every request answers 404) and the layer
+    // cache is cleared: the layer is built again from cached downloads.
+    fs::remove_dir_all(&r.root).unwrap();
+    fs::remove_dir_all(env.store().join(".strata/layers")).unwrap();
+    let report = build_ok(&env, &root);
+    assert_eq!(layer_report(&report, "pkgs")["status"], "built");
+    // Asking for a refresh needs the repository.
+    let err = env.fails(&["build", "-C", root.to_str().unwrap(), "--refresh"]);
+    assert!(err.contains("InRelease or Release"), "{err}");
+}
+
+#[test]
+fn packages_in_a_lower_layers_dpkg_status_are_left_out() {
+    let env = Env::new();
+    let r = repo(&env);
+    let root = project(&env, &r, &["hello"], true, &r.keyring);
+    // The busybox base also carries a dpkg status that has libgreet 2.0.
+    write(
+        &root,
+        "layers/base/rootfs/var/lib/dpkg/status",
+        &format!(
+            "Package: libgreet\nStatus: install ok installed\nVersion: 2.0\nArchitecture: {}\n\nPackage: gone\nStatus: deinstall ok config-files\nVersion: 1\nArchitecture: all\n",
+            r.arch
+        ),
+    );
+    let plan = env.ok(&["plan", "-C", root.to_str().unwrap()]);
+    assert!(
+        plan.contains("2 packages: postfix=3.0 hello=1.0-1"),
+        "{plan}"
+    );
+    // Too old beneath: the error names the layer and what to do.
+    let status = root.join("layers/base/rootfs/var/lib/dpkg/status");
+    let t = fs::read_to_string(&status).unwrap();
+    fs::write(&status, t.replace("Version: 2.0", "Version: 1.0")).unwrap();
+    let err = env.fails(&["plan", "-C", root.to_str().unwrap()]);
+    assert!(
+        err.contains(
+            "libgreet 1.0 is in layer base beneath, which does not meet libgreet (>= 2.0)"
+        ),
+        "{err}"
+    );
+}
+
+/// A registry with the referrers API finds the SBOM by itself: no
+/// `sha256-HEX` fallback tag is written. (docker-registry has no referrers
+/// API, so this uses the in-process fake.)
+#[test]
+fn sbom_uses_the_referrers_api_where_the_registry_has_it() {
+    let fake = common::fake::Fake::start(common::fake::Faults {
+        referrers_api: true,
+        ..Default::default()
+    });
+    let env = Env::new();
+    let r = repo(&env);
+    let root = project(&env, &r, &["hello"], true, &r.keyring);
+    let t = fs::read_to_string(root.join("strata.toml")).unwrap();
+    fs::write(
+        root.join("strata.toml"),
+        t.replace(
+            "[project]\nname = \"debtest\"\n",
+            &format!(
+                "[project]\nname = \"debtest\"\n\n[defaults]\nregistry = \"{}\"\n",
+                fake.host()
+            ),
+        ),
+    )
+    .unwrap();
+    let report = env.ok(&[
+        "build",
+        "-C",
+        root.to_str().unwrap(),
+        "--push",
+        "--attach-sbom",
+        "--json",
+    ]);
+    let report: serde_json::Value = serde_json::from_str(&report).unwrap();
+    let digest = report["images"][0]["digest"].as_str().unwrap().to_string();
+    let seen = fake.seen();
+    assert!(
+        seen.iter()
+            .any(|s| s.method == "GET" && s.path.ends_with(&format!("/referrers/{digest}"))),
+        "{seen:?}"
+    );
+    let fallback = format!("/manifests/{}", digest.replace(':', "-"));
+    assert!(
+        !seen
+            .iter()
+            .any(|s| s.method == "PUT" && s.path.ends_with(&fallback)),
+        "no fallback tag: {seen:?}"
+    );
+    // The artifact itself was pushed, with the image as its subject.
+    let st = fake.state.lock().unwrap();
+    let with_subject = st.manifests.values().any(|(_, b)| {
+        let m: serde_json::Value = serde_json::from_slice(b).unwrap_or_default();
+        m["subject"]["digest"] == digest.as_str() && m["artifactType"] == "application/spdx+json"
+    });
+    assert!(with_subject);
+}

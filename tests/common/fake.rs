@@ -1,7 +1,8 @@
 //! An in-process fake registry, only for faults the real one cannot
 //! produce (error bursts, dropped connections, wrong bytes, 202 mounts,
-//! cross-host redirects, endless bodies, 416 chunks). Everything else is
-//! tested against docker-registry.
+//! cross-host redirects, endless bodies, 416 chunks), and for the
+//! referrers API, which docker-registry (distribution 2.8) does not have.
+//! Everything else is tested against docker-registry.
 #![allow(dead_code)]
 
 use std::collections::HashMap;
@@ -39,6 +40,8 @@ pub struct Faults {
     /// Refuse a PUT that carries the whole blob (413), as registries with a
     /// request size limit do.
     pub refuse_monolithic: bool,
+    /// Offer the referrers API (`GET /v2/REPO/referrers/DIGEST`).
+    pub referrers_api: bool,
 }
 
 /// One recorded request.
@@ -276,6 +279,35 @@ async fn handle(State(state): State<Arc<Mutex<Inner>>>, req: Request) -> Respons
                 None => status(404),
             }
         }
+        (Method::GET, "referrers") if st.faults.referrers_api => {
+            let mut refs = Vec::new();
+            for (key, (mt, bytes)) in &st.manifests {
+                let Some(digest) = key.strip_prefix(&format!("{repo}:")) else {
+                    continue;
+                };
+                let m: serde_json::Value = serde_json::from_slice(bytes).unwrap_or_default();
+                if digest.starts_with("sha256:") && m["subject"]["digest"] == arg {
+                    refs.push(serde_json::json!({
+                        "mediaType": mt,
+                        "digest": digest,
+                        "size": bytes.len(),
+                        "artifactType": m["artifactType"],
+                    }));
+                }
+            }
+            let index = serde_json::json!({
+                "schemaVersion": 2,
+                "mediaType": "application/vnd.oci.image.index.v1+json",
+                "manifests": refs,
+            });
+            Response::builder()
+                .header(
+                    header::CONTENT_TYPE,
+                    "application/vnd.oci.image.index.v1+json",
+                )
+                .body(Body::from(serde_json::to_vec(&index).unwrap()))
+                .unwrap()
+        }
         (Method::PUT, "manifests") => {
             let mt = headers
                 .get(header::CONTENT_TYPE)
@@ -454,7 +486,7 @@ fn split(rest: &str) -> (&str, &str, &str) {
         let op = if id.is_empty() { "blobs" } else { "uploads" };
         return (&rest[..i], op, id);
     }
-    for op in ["manifests", "blobs", "tags"] {
+    for op in ["manifests", "blobs", "tags", "referrers"] {
         if let Some(i) = rest.find(&format!("/{op}/")) {
             return (&rest[..i], op, &rest[i + op.len() + 2..]);
         }
