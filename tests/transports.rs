@@ -570,10 +570,26 @@ fn every_command_has_help() {
         vec!["store", "gc", "--help"],
         vec!["store", "ls", "--help"],
         vec!["store", "rm", "--help"],
+        vec!["login", "--help"],
+        vec!["logout", "--help"],
+        vec!["tags", "--help"],
+        vec!["delete", "--help"],
+        vec!["prune", "--help"],
+        vec!["build", "--help"],
+        vec!["plan", "--help"],
+        vec!["env", "--help"],
+        vec!["graph", "--help"],
+        vec!["check", "--help"],
+        vec!["sbom", "--help"],
     ] {
         let out = env.ok(&cmd);
         assert!(out.contains("Usage:"), "{cmd:?}: {out}");
     }
+    let build = env.ok(&["build", "--help"]);
+    assert!(
+        build.contains("--refresh") && build.contains("--attach-sbom"),
+        "{build}"
+    );
 }
 
 #[test]
