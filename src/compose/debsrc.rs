@@ -690,34 +690,20 @@ pub fn status_layer(
             "dpkg-status:/var/lib/dpkg/status",
         )
         .build_stream(&ctx.store, |tar| {
-            use crate::layer::{Entry, EntryKind};
+            use crate::deb::layer::entry;
+            use crate::layer::EntryKind;
             let io = |e: std::io::Error| Error::from_pipeline("dpkg status layer", e);
             for d in ["var", "var/lib", "var/lib/dpkg"] {
-                let e = Entry {
-                    path: d.as_bytes().to_vec(),
-                    kind: EntryKind::Dir,
-                    mode: 0o755,
-                    uid: 0,
-                    gid: 0,
-                    xattrs: Vec::new(),
-                    link_key: None,
-                };
+                let e = entry(d.as_bytes().to_vec(), EntryKind::Dir, 0o755, 0, 0);
                 tar.header(&e, 0).map_err(io)?;
             }
-            let e = Entry {
-                path: b"var/lib/dpkg/status".to_vec(),
-                kind: EntryKind::File {
-                    source: PathBuf::from("dpkg status"),
-                    size: text.len() as u64,
-                    mtime: (0, 0),
-                    id: (0, 0),
-                },
-                mode: 0o644,
-                uid: 0,
-                gid: 0,
-                xattrs: Vec::new(),
-                link_key: None,
+            let file = EntryKind::File {
+                source: PathBuf::from("dpkg status"),
+                size: text.len() as u64,
+                mtime: (0, 0),
+                id: (0, 0),
             };
+            let e = entry(b"var/lib/dpkg/status".to_vec(), file, 0o644, 0, 0);
             tar.header(&e, text.len() as u64).map_err(io)?;
             tar.get_mut().write_all(text.as_bytes()).map_err(io)?;
             tar.pad(text.len() as u64).map_err(io)

@@ -100,25 +100,25 @@ fn pipe(label: &str) -> impl Fn(io::Error) -> Error + '_ {
     move |e| Error::from_pipeline(label, e)
 }
 
-impl Writer<'_, '_> {
-    fn entry(&mut self, path: Vec<u8>, kind: EntryKind, mode: u32, uid: u32, gid: u32) -> Entry {
-        let _ = self;
-        Entry {
-            path,
-            kind,
-            mode,
-            uid,
-            gid,
-            xattrs: Vec::new(),
-            link_key: None,
-        }
+/// A tar entry written by strata itself (no xattrs, no hardlink key).
+pub(crate) fn entry(path: Vec<u8>, kind: EntryKind, mode: u32, uid: u32, gid: u32) -> Entry {
+    Entry {
+        path,
+        kind,
+        mode,
+        uid,
+        gid,
+        xattrs: Vec::new(),
+        link_key: None,
     }
+}
 
+impl Writer<'_, '_> {
     /// Emits every missing parent directory of `path` (0755, root).
     fn parents(&mut self, path: &[u8], label: &str) -> Result<()> {
         for (i, &b) in path.iter().enumerate() {
             if b == b'/' && !self.dirs.contains(&path[..i]) {
-                let e = self.entry(path[..i].to_vec(), EntryKind::Dir, 0o755, 0, 0);
+                let e = entry(path[..i].to_vec(), EntryKind::Dir, 0o755, 0, 0);
                 self.tar.header(&e, 0).map_err(pipe(label))?;
                 self.dirs.insert(path[..i].to_vec());
             }
@@ -142,7 +142,7 @@ impl Writer<'_, '_> {
             return Ok(());
         }
         self.parents(&p, label)?;
-        let e = self.entry(
+        let e = entry(
             p.clone(),
             EntryKind::Symlink(target.as_bytes().to_vec()),
             0o777,
@@ -157,7 +157,7 @@ impl Writer<'_, '_> {
     fn file(&mut self, path: &str, content: &[u8], label: &str) -> Result<()> {
         let p = path.as_bytes().to_vec();
         self.parents(&p, label)?;
-        let e = self.entry(
+        let e = entry(
             p,
             EntryKind::File {
                 source: PathBuf::from(label),
@@ -269,7 +269,7 @@ pub fn write(
     w.dirs.insert(Vec::new());
     if spec.usr_links && spec.merged_usr {
         for d in &links {
-            let e = w.entry(
+            let e = entry(
                 d.as_bytes().to_vec(),
                 EntryKind::Symlink(format!("usr/{d}").into_bytes()),
                 0o777,
@@ -390,7 +390,7 @@ fn write_data(
                 return Err(clash(&path, o, pkg, all, label));
             }
             w.parents(&path, label)?;
-            let en = w.entry(path.clone(), kind, mode, uid, gid);
+            let en = entry(path.clone(), kind, mode, uid, gid);
             w.tar.header(&en, 0).map_err(pipe(label))?;
             w.dirs.insert(path);
             continue;
@@ -417,7 +417,7 @@ fn write_data(
         };
         let capture = size <= 1 << 20 && captures(&all[pkg].name, &path);
         let captured_name = String::from_utf8_lossy(&path).into_owned();
-        let en = w.entry(path, kind, mode, uid, gid);
+        let en = entry(path, kind, mode, uid, gid);
         w.tar.header(&en, size).map_err(pipe(label))?;
         if size > 0 {
             // Files a postinst equivalent needs are kept as they stream by.
