@@ -1017,7 +1017,7 @@ fn sbom_of(
                 version: p.version.clone(),
                 arch: p.arch.clone(),
                 layer: sb_layers.iter().position(|x| x.digest == ld).unwrap_or(0),
-                download: format!("{}/{}", p.repo, p.filename),
+                download: crate::deb::sources::pool_url(&p.repo, &p.filename),
                 sha256: p.sha256.clone(),
             });
         }

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::digest::{Digest, hash_reader};
-use crate::error::{Error, IoContext, Result};
+use crate::error::{IoContext, Result};
 use crate::spec::Descriptor;
 use crate::store::Store;
 
@@ -76,15 +76,7 @@ impl LayerCache {
 }
 
 fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".tmp-")
-        .tempfile_in(dir)
-        .at(dir)?;
-    tmp.write_all(bytes).at(tmp.path())?;
-    tmp.persist(dir.join(name))
-        .map_err(|e| Error::io(dir.join(name), e.error))?;
-    Ok(())
+    crate::store::write_file_atomic(&dir.join(name), bytes)
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

@@ -254,13 +254,8 @@ fn list_layer_cached(
         };
         text.push_str(&format!("{k} {:o} {p}\n", f.mode));
     }
-    if let Some(dir) = path.parent() {
-        let _ = std::fs::create_dir_all(dir);
-        let tmp = path.with_extension("tmp");
-        if std::fs::write(&tmp, text).is_ok() {
-            let _ = std::fs::rename(&tmp, &path);
-        }
-    }
+    // Only a cache: a failed write costs a walk next time, nothing more.
+    let _ = crate::store::write_file_atomic(&path, text.as_bytes());
     Ok(files)
 }
 

@@ -5,7 +5,7 @@
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -223,12 +223,10 @@ impl<'a> DebPlanner<'a> {
                         e,
                     )
                 })?;
-                let dir = path.parent().expect("has a parent");
-                std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-                let tmp = path.with_extension("tmp");
-                std::fs::write(&tmp, serde_json::to_vec(&got).expect("serializes"))
-                    .map_err(|e| Error::io(&tmp, e))?;
-                std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
+                crate::store::write_file_atomic(
+                    &path,
+                    &serde_json::to_vec(&got).expect("serializes"),
+                )?;
                 got
             }
         };
@@ -483,16 +481,9 @@ pub fn fetch_all(cache: &DebCache, packages: &[Selected]) -> Result<()> {
                 loop {
                     let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     let Some(p) = missing.get(i) else { break };
-                    let repo = Repository {
-                        uri: p.repo.clone(),
-                        suite: String::new(),
-                        components: Vec::new(),
-                        signed_by: SignedBy::Default,
-                        architectures: Vec::new(),
-                        origin: String::new(),
-                    };
+                    let url = crate::deb::sources::pool_url(&p.repo, &p.filename);
                     let what = format!("package {} {}", p.name, p.version);
-                    if let Err(e) = cache.fetch_file(&repo, &p.filename, &p.sha256, p.size, &what) {
+                    if let Err(e) = cache.fetch_file(&url, &p.sha256, p.size, &what) {
                         errors.lock().expect("not poisoned").push((i, e));
                     }
                 }
@@ -599,11 +590,7 @@ fn layer_status(ctx: &Context, layer: &dyn crate::layer::Layer) -> Result<Option
         record.push(b'+');
         record.extend_from_slice(t);
     }
-    let dir = path.parent().expect("has a parent");
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, &record).map_err(|e| Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
+    crate::store::write_file_atomic(&path, &record)?;
     Ok(status)
 }
 
@@ -690,23 +677,12 @@ pub fn status_layer(
             "dpkg-status:/var/lib/dpkg/status",
         )
         .build_stream(&ctx.store, |tar| {
-            use crate::deb::layer::entry;
-            use crate::layer::EntryKind;
-            let io = |e: std::io::Error| Error::from_pipeline("dpkg status layer", e);
-            for d in ["var", "var/lib", "var/lib/dpkg"] {
-                let e = entry(d.as_bytes().to_vec(), EntryKind::Dir, 0o755, 0, 0);
-                tar.header(&e, 0).map_err(io)?;
-            }
-            let file = EntryKind::File {
-                source: PathBuf::from("dpkg status"),
-                size: text.len() as u64,
-                mtime: (0, 0),
-                id: (0, 0),
-            };
-            let e = entry(b"var/lib/dpkg/status".to_vec(), file, 0o644, 0, 0);
-            tar.header(&e, text.len() as u64).map_err(io)?;
-            tar.get_mut().write_all(text.as_bytes()).map_err(io)?;
-            tar.pad(text.len() as u64).map_err(io)
+            crate::deb::layer::write_file(
+                tar,
+                "var/lib/dpkg/status",
+                text.as_bytes(),
+                "dpkg status layer",
+            )
         })?;
     layer_cache.put(
         &key,

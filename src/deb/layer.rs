@@ -101,7 +101,7 @@ fn pipe(label: &str) -> impl Fn(io::Error) -> Error + '_ {
 }
 
 /// A tar entry written by strata itself (no xattrs, no hardlink key).
-pub(crate) fn entry(path: Vec<u8>, kind: EntryKind, mode: u32, uid: u32, gid: u32) -> Entry {
+fn entry(path: Vec<u8>, kind: EntryKind, mode: u32, uid: u32, gid: u32) -> Entry {
     Entry {
         path,
         kind,
@@ -232,6 +232,24 @@ fn postinst_equivalent(w: &mut Writer<'_, '_>, pkg: &str, label: &str) -> Result
         _ => {}
     }
     Ok(())
+}
+
+/// Writes one regular file (0644, root) and its missing parent
+/// directories (0755), as deb layers write their dpkg files.
+pub(crate) fn write_file(
+    tar: &mut TarEncoder<&mut dyn Write>,
+    path: &str,
+    content: &[u8],
+    label: &str,
+) -> Result<()> {
+    let mut w = Writer {
+        tar,
+        dirs: HashSet::from([Vec::new()]),
+        owners: HashMap::new(),
+        rewrite: Vec::new(),
+        captured: Vec::new(),
+    };
+    w.file(path, content, label)
 }
 
 /// Warnings for the packages whose maintainer scripts usually matter

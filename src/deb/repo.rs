@@ -10,9 +10,10 @@
 //! a refresh is asked for (`strata build --refresh`), like apt's lists
 //! between two `apt-get update`s: builds stay reproducible and offline.
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -133,7 +134,7 @@ struct Pointer {
 pub struct DebCache {
     cas: Store,
     dir: PathBuf,
-    http: reqwest::blocking::Client,
+    http: Arc<OnceLock<reqwest::blocking::Client>>,
     apt_dir: PathBuf,
 }
 
@@ -143,18 +144,27 @@ impl DebCache {
     pub fn new(store: &Store) -> Result<Self> {
         let dir = store.root().join(".strata/deb");
         let cas = Store::open_or_create(&dir)?;
-        let http = reqwest::blocking::Client::builder()
+        Ok(DebCache {
+            cas,
+            dir,
+            http: Arc::new(OnceLock::new()),
+            apt_dir: super::sources::apt_dir(),
+        })
+    }
+
+    /// The HTTP client, made on first use: builds whose downloads are all
+    /// cached never start one.
+    fn http(&self) -> Result<&reqwest::blocking::Client> {
+        if let Some(c) = self.http.get() {
+            return Ok(c);
+        }
+        let c = reqwest::blocking::Client::builder()
             .user_agent(concat!("strata/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(Duration::from_secs(15))
             .timeout(Duration::from_secs(600))
             .build()
             .map_err(|e| Error::Unsupported(format!("cannot start an HTTP client: {e}")))?;
-        Ok(DebCache {
-            cas,
-            dir,
-            http,
-            apt_dir: super::sources::apt_dir(),
-        })
+        Ok(self.http.get_or_init(|| c))
     }
 
     /// Uses `dir` instead of `/etc/apt` for the default trusted keyrings.
@@ -207,7 +217,7 @@ impl DebCache {
                 .map(|d| d.as_secs())
                 .unwrap_or(0),
         };
-        write_atomic(&ptr_path, &serde_json::to_vec(&ptr).expect("serializes"))?;
+        crate::store::write_file_atomic(&ptr_path, &serde_json::to_vec(&ptr).expect("serializes"))?;
         Ok(release)
     }
 
@@ -347,22 +357,14 @@ impl DebCache {
 
     /// Makes sure a pool file (a .deb) is in the cache, checked against the
     /// SHA256 and size its Packages index gives.
-    pub fn fetch_file(
-        &self,
-        repo: &Repository,
-        filename: &str,
-        sha256: &Digest,
-        size: u64,
-        what: &str,
-    ) -> Result<()> {
+    pub fn fetch_file(&self, url: &str, sha256: &Digest, size: u64, what: &str) -> Result<()> {
         if self.cas.has_blob(sha256) {
             return Ok(());
         }
-        let url = repo.file_url(filename);
-        if !self.download(&url, sha256, size, &format!("{what} from {url}"))? {
+        if !self.download(url, sha256, size, &format!("{what} from {url}"))? {
             return Err(Error::NotFound {
                 what: what.to_string(),
-                location: url,
+                location: url.to_string(),
                 hint: " although the Packages index lists it; refresh the indexes with strata build --refresh".into(),
             });
         }
@@ -449,10 +451,10 @@ impl DebCache {
             };
         }
         let resp = self
-            .http
+            .http()?
             .get(url)
             .send()
-            .map_err(|e| fetch_error(url, error_chain(&e)))?;
+            .map_err(|e| fetch_error(url, crate::registry::client::error_chain(&e)))?;
         let status = resp.status();
         if status == reqwest::StatusCode::NOT_FOUND || status == reqwest::StatusCode::GONE {
             return Ok(None);
@@ -475,17 +477,6 @@ fn mismatch(what: &str, got: String, expected: impl std::fmt::Display) -> Error 
             "{got} but {expected} was expected; nothing was cached. The mirror may be mid-sync or the file was altered: retry later, or refresh the indexes with strata build --refresh"
         ),
     )
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 fn host_of(url: &str) -> String {
@@ -699,18 +690,6 @@ pub fn dearmor(text: &[u8]) -> Option<Vec<u8>> {
         );
     }
     (!out.is_empty()).then_some(out)
-}
-
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().expect("has a parent");
-    std::fs::create_dir_all(dir).at(dir)?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".tmp-")
-        .tempfile_in(dir)
-        .at(dir)?;
-    tmp.write_all(bytes).at(tmp.path())?;
-    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
-    Ok(())
 }
 
 #[cfg(test)]

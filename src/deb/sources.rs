@@ -52,15 +52,16 @@ impl Repository {
         }
     }
 
-    /// The URL of a pool file named by a Packages index `Filename`.
-    pub fn file_url(&self, filename: &str) -> String {
-        format!("{}/{}", self.uri, filename.trim_start_matches("./"))
-    }
-
     /// Short text for messages: `URI SUITE`.
     pub fn label(&self) -> String {
         format!("{} {}", self.uri, self.suite)
     }
+}
+
+/// The URL of a pool file: a repository `uri` and a Packages index
+/// `Filename`.
+pub fn pool_url(uri: &str, filename: &str) -> String {
+    format!("{uri}/{}", filename.trim_start_matches("./"))
 }
 
 /// The machine's apt configuration directory (`/etc/apt`).

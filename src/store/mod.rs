@@ -295,6 +295,22 @@ impl Store {
     }
 }
 
+/// Replaces `path` with `bytes` atomically (a temp file in the same
+/// directory, renamed over it), creating the directory if needed: for the
+/// small records strata keeps beside the layout (caches, pointers). Two
+/// writers never share a temp file.
+pub(crate) fn write_file_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().expect("a file path has a parent");
+    fs::create_dir_all(dir).at(dir)?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .tempfile_in(dir)
+        .at(dir)?;
+    tmp.write_all(bytes).at(tmp.path())?;
+    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
+    Ok(())
+}
+
 /// Held while index.json is being updated; released on drop.
 pub struct StoreLock {
     _dir: File,
