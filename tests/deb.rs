@@ -823,3 +823,28 @@ fn sbom_uses_the_referrers_api_where_the_registry_has_it() {
     });
     assert!(with_subject);
 }
+
+/// Whether paths go below /usr depends on the layers beneath; when that
+/// changes, the deb layer is rebuilt, not taken from the cache.
+#[test]
+fn a_change_of_bin_beneath_rebuilds_the_deb_layer() {
+    let env = Env::new();
+    let r = repo(&env);
+    let root = project(&env, &r, &["hello"], true, &r.keyring);
+    // The base's /bin becomes a link to usr/bin (merged /usr beneath).
+    let rootfs = root.join("layers/base/rootfs");
+    fs::create_dir_all(rootfs.join("usr")).unwrap();
+    fs::rename(rootfs.join("bin"), rootfs.join("usr/bin")).unwrap();
+    std::os::unix::fs::symlink("usr/bin", rootfs.join("bin")).unwrap();
+    build_ok(&env, &root);
+    let ls = listing(&env);
+    assert!(ls.contains("usr/bin/hi"), "{ls}");
+    // Back to a real /bin directory: paths stay as the packages name them.
+    fs::remove_file(rootfs.join("bin")).unwrap();
+    fs::rename(rootfs.join("usr/bin"), rootfs.join("bin")).unwrap();
+    let report = build_ok(&env, &root);
+    assert_eq!(layer_report(&report, "pkgs")["status"], "built", "{report}");
+    let ls = listing(&env);
+    let pkgs_layer = ls.rsplit("# layer").next().unwrap();
+    assert!(pkgs_layer.contains(" /bin/hi"), "{ls}");
+}

@@ -299,7 +299,7 @@ fn layer_key_with(
         let res = deb.resolve(&def.file.layer.name)?;
         put(format!("deb-layer-format-{}", crate::deb::layer::FORMAT).as_bytes());
         put(res.arch.as_bytes());
-        put(&[u8::from(res.usr_links)]);
+        put(&[u8::from(res.merged_usr), u8::from(res.usr_links)]);
         for p in &res.packages {
             put(p.name.as_bytes());
             put(p.version.as_bytes());
