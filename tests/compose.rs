@@ -5,13 +5,7 @@ mod common;
 use std::fs;
 use std::path::Path;
 
-use common::{BUSYBOX, Env};
-
-fn write(root: &Path, rel: &str, text: &str) {
-    let p = root.join(rel);
-    fs::create_dir_all(p.parent().unwrap()).unwrap();
-    fs::write(p, text).unwrap();
-}
+use common::{BUSYBOX, Env, replace, write};
 
 /// base (busybox) ← tool (requires base, runtime base) ← app (requires
 /// tool, runtime base); a runtime and a builder image of app.
@@ -119,13 +113,6 @@ prod = ["runtime"]
 "#,
     );
     root
-}
-
-fn replace(root: &Path, rel: &str, from: &str, to: &str) {
-    let p = root.join(rel);
-    let text = fs::read_to_string(&p).unwrap();
-    assert!(text.contains(from), "{rel} lacks {from:?}");
-    fs::write(p, text.replacen(from, to, 1)).unwrap();
 }
 
 #[test]

@@ -8,12 +8,16 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use common::apt::{Pkg, Repo, gen_key, raw_deb};
-use common::{BUSYBOX, Env, Schemas, files_under, have, note, run, runc_run};
+use common::{BUSYBOX, Env, Schemas, files_under, have, note, replace, run, runc_run, write};
 
-fn write(root: &Path, rel: &str, text: &str) {
-    let p = root.join(rel);
-    fs::create_dir_all(p.parent().unwrap()).unwrap();
-    fs::write(p, text).unwrap();
+/// Sets `[defaults] registry` of the test project.
+fn with_registry(root: &Path, host: &str) {
+    replace(
+        root,
+        "strata.toml",
+        "[project]\nname = \"debtest\"\n",
+        &format!("[project]\nname = \"debtest\"\n\n[defaults]\nregistry = \"{host}\"\n"),
+    );
 }
 
 /// The test repository: libgreet 1.0/2.0, hello (depends on libgreet >= 2
@@ -294,15 +298,12 @@ fn deb_layers_stack_merged_usr_and_skip_what_is_beneath() {
             r.toml(&r.keyring)
         ),
     );
-    let t = fs::read_to_string(root.join("layers/pkgs/layer.toml")).unwrap();
-    fs::write(
-        root.join("layers/pkgs/layer.toml"),
-        t.replace(
-            "[source.deb]",
-            "[runtime]\nlayers = [\"low\"]\n\n[source.deb]",
-        ),
-    )
-    .unwrap();
+    replace(
+        &root,
+        "layers/pkgs/layer.toml",
+        "[source.deb]",
+        "[runtime]\nlayers = [\"low\"]\n\n[source.deb]",
+    );
     let plan = env.ok(&["plan", "-C", root.to_str().unwrap(), "--json"]);
     let plan: serde_json::Value = serde_json::from_str(&plan).unwrap();
     let pk = |n: &str| -> Vec<String> {
@@ -343,15 +344,12 @@ fn one_layer_per_package() {
     let env = Env::new();
     let r = repo(&env);
     let root = project(&env, &r, &["hello"], true, &r.keyring);
-    let t = fs::read_to_string(root.join("layers/pkgs/layer.toml")).unwrap();
-    fs::write(
-        root.join("layers/pkgs/layer.toml"),
-        t.replace(
-            "[source.deb]\n",
-            "[source.deb]\none_layer_per_package = true\n",
-        ),
-    )
-    .unwrap();
+    replace(
+        &root,
+        "layers/pkgs/layer.toml",
+        "[source.deb]\n",
+        "[source.deb]\none_layer_per_package = true\n",
+    );
     let report = build_ok(&env, &root);
     let pkgs = layer_report(&report, "pkgs");
     assert_eq!(pkgs["digests"].as_array().unwrap().len(), 3, "{pkgs}");
@@ -368,12 +366,7 @@ fn one_layer_per_package() {
         idx.matches(".spdx\"").count()
     };
     assert_eq!(spdx_tags(), 1);
-    let t = fs::read_to_string(root.join("strata.toml")).unwrap();
-    fs::write(
-        root.join("strata.toml"),
-        t.replace("/usr/bin/hello", "/bin/hi"),
-    )
-    .unwrap();
+    replace(&root, "strata.toml", "/usr/bin/hello", "/bin/hi");
     let third = build(&env, &root);
     let report3: serde_json::Value = serde_json::from_slice(&third.stdout).unwrap();
     assert_ne!(
@@ -419,13 +412,12 @@ fn bad_signature_and_missing_key() {
     );
     assert!(!env.store().join(".strata/deb/releases").exists());
     // A Release altered after signing.
-    let inrel = r.root.join("dists/stable/InRelease");
-    let t = fs::read_to_string(&inrel).unwrap();
-    fs::write(
-        &inrel,
-        t.replace("Origin: strata-test", "Origin: strata-evil"),
-    )
-    .unwrap();
+    replace(
+        &r.root,
+        "dists/stable/InRelease",
+        "Origin: strata-test",
+        "Origin: strata-evil",
+    );
     let root = project(&env, &r, &["hello"], true, &r.keyring);
     fails(&env, &root, &["BAD signature", "InRelease"]);
     assert!(!env.store().join(".strata/deb/releases").exists());
@@ -495,12 +487,12 @@ fn unknown_key_in_source_deb() {
     let env = Env::new();
     let r = repo(&env);
     let root = project(&env, &r, &["hello"], true, &r.keyring);
-    let t = fs::read_to_string(root.join("layers/pkgs/layer.toml")).unwrap();
-    fs::write(
-        root.join("layers/pkgs/layer.toml"),
-        t.replace("[source.deb]\n", "[source.deb]\npackage = \"x\"\n"),
-    )
-    .unwrap();
+    replace(
+        &root,
+        "layers/pkgs/layer.toml",
+        "[source.deb]\n",
+        "[source.deb]\npackage = \"x\"\n",
+    );
     let err = env.fails(&["plan", "-C", root.to_str().unwrap()]);
     assert!(
         err.contains("layers/pkgs/layer.toml line") && err.contains("package"),
@@ -520,16 +512,12 @@ fn debian_example_from_the_configured_archive() {
         .arg("-r")
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/debian"))
         .arg(&root));
-    let toml = root.join("strata.toml");
-    let t = fs::read_to_string(&toml).unwrap();
-    fs::write(
-        &toml,
-        t.replace(
-            "entrypoint = [\"/usr/bin/git\"]\ncmd = [\"--version\"]",
-            "entrypoint = [\"/bin/sh\", \"-c\", \"echo ok; git --version; dpkg -l | grep -c ^ii; awk 'BEGIN{print 7*6}'; id -un; grep -c BEGIN /etc/ssl/certs/ca-certificates.crt\"]",
-        ),
-    )
-    .unwrap();
+    replace(
+        &root,
+        "strata.toml",
+        "entrypoint = [\"/usr/bin/git\"]\ncmd = [\"--version\"]",
+        "entrypoint = [\"/bin/sh\", \"-c\", \"echo ok; git --version; dpkg -l | grep -c ^ii; awk 'BEGIN{print 7*6}'; id -un; grep -c BEGIN /etc/ssl/certs/ca-certificates.crt\"]",
+    );
     let out = build(&env, &root);
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
@@ -642,18 +630,7 @@ fn sbom_is_attached_in_a_registry_without_the_referrers_api() {
     let env = Env::new();
     let r = repo(&env);
     let root = project(&env, &r, &["hello"], true, &r.keyring);
-    let t = fs::read_to_string(root.join("strata.toml")).unwrap();
-    fs::write(
-        root.join("strata.toml"),
-        t.replace(
-            "[project]\nname = \"debtest\"\n",
-            &format!(
-                "[project]\nname = \"debtest\"\n\n[defaults]\nregistry = \"{}\"\n",
-                reg.host()
-            ),
-        ),
-    )
-    .unwrap();
+    with_registry(&root, &reg.host());
     let proj = root.to_str().unwrap();
     let report = env.ok(&["build", "-C", proj, "--push", "--attach-sbom", "--json"]);
     let report: serde_json::Value = serde_json::from_str(&report).unwrap();
@@ -696,12 +673,12 @@ fn stale_or_replayed_release_is_refused() {
         .arg(r.root.join("dists/stable"))
         .arg(r.root.join("dists/other")));
     let root = project(&env, &r, &["hello"], true, &r.keyring);
-    let t = fs::read_to_string(root.join("layers/pkgs/layer.toml")).unwrap();
-    fs::write(
-        root.join("layers/pkgs/layer.toml"),
-        t.replace("suite = \"stable\"", "suite = \"other\""),
-    )
-    .unwrap();
+    replace(
+        &root,
+        "layers/pkgs/layer.toml",
+        "suite = \"stable\"",
+        "suite = \"other\"",
+    );
     fails(
         &env,
         &root,
@@ -756,9 +733,12 @@ fn packages_in_a_lower_layers_dpkg_status_are_left_out() {
         "{plan}"
     );
     // Too old beneath: the error names the layer and what to do.
-    let status = root.join("layers/base/rootfs/var/lib/dpkg/status");
-    let t = fs::read_to_string(&status).unwrap();
-    fs::write(&status, t.replace("Version: 2.0", "Version: 1.0")).unwrap();
+    replace(
+        &root,
+        "layers/base/rootfs/var/lib/dpkg/status",
+        "Version: 2.0",
+        "Version: 1.0",
+    );
     let err = env.fails(&["plan", "-C", root.to_str().unwrap()]);
     assert!(
         err.contains(
@@ -780,18 +760,7 @@ fn sbom_uses_the_referrers_api_where_the_registry_has_it() {
     let env = Env::new();
     let r = repo(&env);
     let root = project(&env, &r, &["hello"], true, &r.keyring);
-    let t = fs::read_to_string(root.join("strata.toml")).unwrap();
-    fs::write(
-        root.join("strata.toml"),
-        t.replace(
-            "[project]\nname = \"debtest\"\n",
-            &format!(
-                "[project]\nname = \"debtest\"\n\n[defaults]\nregistry = \"{}\"\n",
-                fake.host()
-            ),
-        ),
-    )
-    .unwrap();
+    with_registry(&root, &fake.host());
     let report = env.ok(&[
         "build",
         "-C",

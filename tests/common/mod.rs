@@ -89,6 +89,21 @@ impl Env {
     }
 }
 
+/// Writes `root/rel`, creating its directory.
+pub fn write(root: &Path, rel: &str, text: &str) {
+    let p = root.join(rel);
+    fs::create_dir_all(p.parent().unwrap()).unwrap();
+    fs::write(p, text).unwrap();
+}
+
+/// Replaces the first `from` in `root/rel` by `to`, asserting it is there.
+pub fn replace(root: &Path, rel: &str, from: &str, to: &str) {
+    let p = root.join(rel);
+    let text = fs::read_to_string(&p).unwrap();
+    assert!(text.contains(from), "{rel} lacks {from:?}");
+    fs::write(p, text.replacen(from, to, 1)).unwrap();
+}
+
 /// Files under `dir` (recursively), for "nothing was left behind" checks.
 pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
