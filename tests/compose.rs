@@ -436,6 +436,7 @@ fn image_digest(report: &serde_json::Value, name: &str) -> String {
 fn build_reuses_unchanged_layers_and_rebuilds_only_what_changed() {
     let env = Env::new();
     let root = project(&env);
+    common::backdate(&root);
     let first = build_json(&env, &root, &[]);
     assert_eq!(
         statuses(&first),
@@ -463,6 +464,18 @@ fn build_reuses_unchanged_layers_and_rebuilds_only_what_changed() {
     assert_eq!(
         image_digest(&first, "builder"),
         image_digest(&again, "builder")
+    );
+    // The remembered stat fingerprints answer without the per-file cache.
+    fs::remove_file(env.store().join(".strata/statcache.json")).unwrap();
+    let again = build_json(&env, &root, &[]);
+    assert!(
+        statuses(&again).iter().all(|(_, s)| s == "cached"),
+        "{again}"
+    );
+    assert_eq!(again["files_hashed"], 0, "{again}");
+    assert_eq!(
+        image_digest(&first, "runtime"),
+        image_digest(&again, "runtime")
     );
 
     // A one-line change to the app: only app is rebuilt.
@@ -498,6 +511,44 @@ fn build_reuses_unchanged_layers_and_rebuilds_only_what_changed() {
     );
     let app_layer = |r: &serde_json::Value| r["layers"][2]["digests"][0].clone();
     assert_eq!(app_layer(&changed), app_layer(&lower));
+}
+
+/// A file rewritten in the same timestamp tick as the build that read it
+/// (same size, same mtime) is still seen as changed: files modified within
+/// two seconds of a build are never trusted from the stat cache.
+#[test]
+fn a_file_rewritten_in_the_same_tick_as_a_build_is_still_rebuilt() {
+    use std::os::unix::fs::MetadataExt;
+    let env = Env::new();
+    let root = project(&env);
+    common::backdate(&root);
+    build_json(&env, &root, &[]);
+    let app = root.join("layers/app/src/app.sh");
+    fs::write(&app, "#!/bin/sh\necho app 2\n").unwrap();
+    let m = fs::metadata(&app).unwrap();
+    let stamp = format!("@{}.{:09}", m.mtime(), m.mtime_nsec());
+    let built = build_json(&env, &root, &[]);
+    assert_eq!(statuses(&built)[2], ("app".into(), "built".into()));
+    // Same size, and the mtime put back to the very same nanosecond.
+    fs::write(&app, "#!/bin/sh\necho app 3\n").unwrap();
+    common::run(
+        std::process::Command::new("touch")
+            .args(["-d", &stamp])
+            .arg(&app),
+    );
+    assert_eq!(fs::metadata(&app).unwrap().mtime_nsec(), m.mtime_nsec());
+    let again = build_json(&env, &root, &[]);
+    assert_eq!(
+        statuses(&again)[2],
+        ("app".into(), "built".into()),
+        "{again}"
+    );
+    let app_layer = |r: &serde_json::Value| r["layers"][2]["digests"][0].clone();
+    assert_ne!(
+        app_layer(&built),
+        app_layer(&again),
+        "new content, new layer"
+    );
 }
 
 #[test]

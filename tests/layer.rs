@@ -190,9 +190,9 @@ fn golden_digests() {
     let diff_id = "sha256:0cef27c0b735e0f1271c5c2e2912292ac31e1dedd0b03ca1bb9cb4ee98e26602";
     let want = [
         (
-            "gzip:3",
+            "gzip:2",
             diff_id,
-            "sha256:7a24ecf9b4270ce96c2bd5fdd1cbd26cc7a2f0ed0660bcc476a36e6bb692db5f",
+            "sha256:b529420996968c8701eb56c979cfe49c123cd2e6520c7ea9eb4ec63768e32e0e",
         ),
         (
             "zstd:3",

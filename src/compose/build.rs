@@ -223,7 +223,7 @@ pub fn layer_key(
     stat: &mut StatCache,
     deb: &DebPlanner<'_>,
 ) -> Result<Digest> {
-    Ok(layer_key_with(def, compression, epoch, stat, deb, false)?.0)
+    Ok(layer_key_with(def, compression, epoch, stat, deb, &|_| false)?.0)
 }
 
 /// Computes a layer's cache key and the inputs it hashed.
@@ -234,19 +234,25 @@ pub fn layer_key_inputs(
     stat: &mut StatCache,
     deb: &DebPlanner<'_>,
 ) -> Result<(Digest, Inputs)> {
-    layer_key_with(def, compression, epoch, stat, deb, true)
+    let (key, inputs) = layer_key_with(def, compression, epoch, stat, deb, &|_| true)?;
+    Ok((key, inputs.expect("asked for")))
 }
 
-/// The key, and the inputs record only when `record` (building the record
-/// for tens of thousands of files costs more than the key itself).
-fn layer_key_with(
+/// The key, and the inputs record when `want_record(key)` (building the
+/// record for tens of thousands of files costs more than the key itself,
+/// and a cache hit rarely needs it).
+///
+/// A copy layer's key is remembered with the stat fingerprint of its inputs
+/// (see [`StatCache`]): when the fingerprint is unchanged and no record is
+/// wanted, the key comes without a single content lookup.
+pub(super) fn layer_key_with(
     def: &LayerDef,
     compression: Compression,
     epoch: u64,
     stat: &mut StatCache,
     deb: &DebPlanner<'_>,
-    record: bool,
-) -> Result<(Digest, Inputs)> {
+    want_record: &dyn Fn(&Digest) -> bool,
+) -> Result<(Digest, Option<Inputs>)> {
     let ctx = deb.context();
     let mut h = Hasher::new();
     let mut inputs = Inputs {
@@ -254,21 +260,36 @@ fn layer_key_with(
         definition: Digest::of(&crate::json::to_canonical(&def.file)).to_string(),
         files: BTreeMap::new(),
     };
-    let mut put = |s: &[u8]| {
+    fn put(h: &mut Hasher, s: &[u8]) {
         h.update(&(s.len() as u64).to_le_bytes());
         h.update(s);
-    };
-    put(format!("strata-layer-format-{LAYER_FORMAT_VERSION}").as_bytes());
-    put(compression.to_string().as_bytes());
-    put(&epoch.to_le_bytes());
-    put(&crate::json::to_canonical(&def.file));
+    }
+    put(
+        &mut h,
+        format!("strata-layer-format-{LAYER_FORMAT_VERSION}").as_bytes(),
+    );
+    put(&mut h, compression.to_string().as_bytes());
+    put(&mut h, &epoch.to_le_bytes());
+    put(&mut h, &crate::json::to_canonical(&def.file));
     let src = &def.file.source;
     if !src.copy.is_empty() {
-        for e in collect(&copy_mappings(def)?, false)? {
-            put(&e.path);
-            put(&[e.mode as u8, (e.mode >> 8) as u8, (e.mode >> 16) as u8]);
-            put(&e.uid.to_le_bytes());
-            put(&e.gid.to_le_bytes());
+        let entries = collect(&copy_mappings(def)?, false)?;
+        let (fingerprint, racy) = stat_fingerprint(h.clone(), &entries, stat);
+        let slot = key_slot(def);
+        if let Some(key) = stat.remembered_key(&slot, &fingerprint)
+            && !want_record(&key)
+        {
+            return Ok((key, None));
+        }
+        let mut fingerprints = Vec::with_capacity(entries.len());
+        for e in &entries {
+            put(&mut h, &e.path);
+            put(
+                &mut h,
+                &[e.mode as u8, (e.mode >> 8) as u8, (e.mode >> 16) as u8],
+            );
+            put(&mut h, &e.uid.to_le_bytes());
+            put(&mut h, &e.gid.to_le_bytes());
             let fingerprint = match &e.kind {
                 EntryKind::Dir => "dir".to_string(),
                 EntryKind::Symlink(t) => format!("symlink {}", String::from_utf8_lossy(t)),
@@ -280,31 +301,43 @@ fn layer_key_with(
                     id,
                 } => stat.digest_with(source, *size, *mtime, *id)?.to_string(),
             };
-            put(fingerprint.as_bytes());
-            if record {
-                inputs.files.insert(
-                    format!("/{}", String::from_utf8_lossy(&e.path)),
-                    format!("{fingerprint} {:o} {}:{}", e.mode, e.uid, e.gid),
-                );
-            }
+            put(&mut h, fingerprint.as_bytes());
+            fingerprints.push(fingerprint);
         }
+        let key = h.finish();
+        if !racy {
+            stat.remember_key(&slot, fingerprint, key.clone());
+        }
+        if !want_record(&key) {
+            return Ok((key, None));
+        }
+        for (e, fingerprint) in entries.iter().zip(fingerprints) {
+            inputs.files.insert(
+                format!("/{}", String::from_utf8_lossy(&e.path)),
+                format!("{fingerprint} {:o} {}:{}", e.mode, e.uid, e.gid),
+            );
+        }
+        return Ok((key, Some(inputs)));
     } else if let Some(t) = &src.tar {
         let d = stat.digest(&def.dir.join(&t.path))?;
-        put(b"tar");
-        put(d.hex().as_bytes());
+        put(&mut h, b"tar");
+        put(&mut h, d.hex().as_bytes());
         inputs
             .files
             .insert(format!("tarball {}", t.path), d.to_string());
     } else if src.deb.is_some() {
         let res = deb.resolve(&def.file.layer.name)?;
-        put(format!("deb-layer-format-{}", crate::deb::layer::FORMAT).as_bytes());
-        put(res.arch.as_bytes());
-        put(&[u8::from(res.merged_usr), u8::from(res.usr_links)]);
+        put(
+            &mut h,
+            format!("deb-layer-format-{}", crate::deb::layer::FORMAT).as_bytes(),
+        );
+        put(&mut h, res.arch.as_bytes());
+        put(&mut h, &[u8::from(res.merged_usr), u8::from(res.usr_links)]);
         for p in &res.packages {
-            put(p.name.as_bytes());
-            put(p.version.as_bytes());
-            put(p.arch.as_bytes());
-            put(p.sha256.hex().as_bytes());
+            put(&mut h, p.name.as_bytes());
+            put(&mut h, p.version.as_bytes());
+            put(&mut h, p.arch.as_bytes());
+            put(&mut h, p.sha256.hex().as_bytes());
             inputs.files.insert(
                 format!("package {}", p.name),
                 format!("{} {}", p.version, p.sha256),
@@ -314,14 +347,72 @@ fn layer_key_with(
         let r = ImageRef::parse(&img.reference)?.relative_to(&def.dir);
         let image = transport::open(&r, ctx)?;
         for (i, l) in select_image_layers(def, image.as_ref())?.iter().enumerate() {
-            put(l.descriptor().digest.hex().as_bytes());
+            put(&mut h, l.descriptor().digest.hex().as_bytes());
             inputs.files.insert(
                 format!("image {} layer {i}", img.reference),
                 l.descriptor().digest.to_string(),
             );
         }
     }
-    Ok((h.finish(), inputs))
+    let key = h.finish();
+    let record = want_record(&key).then_some(inputs);
+    Ok((key, record))
+}
+
+/// The stat fingerprint of a copy layer's entries on top of the key's
+/// prefix `h`: the key's inputs with each file's (size, mtime, device,
+/// inode) in place of its content. Also whether any file is too recently
+/// modified for the fingerprint to be trusted next time.
+fn stat_fingerprint(
+    mut h: Hasher,
+    entries: &[crate::layer::Entry],
+    stat: &StatCache,
+) -> (Digest, bool) {
+    let mut racy = false;
+    h.update(b"stat-fingerprint-1");
+    for e in entries {
+        h.update(&(e.path.len() as u64).to_le_bytes());
+        h.update(&e.path);
+        h.update(&e.mode.to_le_bytes());
+        h.update(&e.uid.to_le_bytes());
+        h.update(&e.gid.to_le_bytes());
+        match &e.kind {
+            EntryKind::Dir => h.update(b"d"),
+            EntryKind::Symlink(t) | EntryKind::Hardlink(t) => {
+                h.update(if matches!(e.kind, EntryKind::Symlink(_)) {
+                    b"s"
+                } else {
+                    b"h"
+                });
+                h.update(&(t.len() as u64).to_le_bytes());
+                h.update(t);
+            }
+            EntryKind::File {
+                source,
+                size,
+                mtime,
+                id,
+            } => {
+                racy |= stat.is_racy(*mtime);
+                h.update(b"f");
+                let src = source.as_os_str().as_encoded_bytes();
+                h.update(&(src.len() as u64).to_le_bytes());
+                h.update(src);
+                for n in [*size, mtime.0 as u64, mtime.1 as u64, id.0, id.1] {
+                    h.update(&n.to_le_bytes());
+                }
+            }
+        }
+    }
+    (h.finish(), racy)
+}
+
+/// Where a layer's remembered key lives: one slot per layer directory, so
+/// two projects (or checkouts) sharing a store keep theirs apart.
+fn key_slot(def: &LayerDef) -> String {
+    Digest::of(def.dir.as_os_str().as_encoded_bytes())
+        .hex()
+        .to_string()
 }
 
 fn audit(def: &LayerDef, name: &str, source: String) -> BTreeMap<String, String> {
@@ -654,12 +745,12 @@ pub fn build(project: &Project, ctx: &Context, sel: &Selection) -> Result<BuildR
     for &l in graph.order() {
         if plans.iter().any(|(_, ls, _)| ls.contains(&l)) {
             let def = &project.layers[l];
-            let (mut key, _) = layer_key_with(def, compression, epoch, &mut stat, &planner, false)?;
             // The record explains the next rebuild; a cache hit means the
             // recorded inputs are these already.
-            if cache.get(&key).is_none() || !cache.has_inputs(l) {
-                let (k, inputs) = layer_key_inputs(def, compression, epoch, &mut stat, &planner)?;
-                key = k;
+            let want = |k: &Digest| cache.get(k).is_none() || !cache.has_inputs(l);
+            let (key, inputs) =
+                layer_key_with(def, compression, epoch, &mut stat, &planner, &want)?;
+            if let Some(inputs) = inputs {
                 records.push((l, serde_json::to_vec(&inputs).expect("serializes")));
             }
             keys.insert(l, key);

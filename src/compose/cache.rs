@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
@@ -89,31 +90,64 @@ struct StatEntry {
     digest: String,
 }
 
-/// path, size, mtime, inode → content digest.
+/// How close to the start of a build a file's mtime may be and still be
+/// trusted. A file written in the same timestamp tick as a stat could change
+/// again without its (size, mtime) changing; such files are hashed on every
+/// build until they are older than this (git's "racily clean" rule).
+const RACY: Duration = Duration::from_secs(2);
+
+/// path, size, mtime, inode → content digest; and, per layer, the stat
+/// fingerprint of its inputs → its cache key.
+///
+/// The fingerprint hashes everything a copy layer's key hashes, but with
+/// each file's (size, mtime, device, inode) in place of its content digest.
+/// When it matches the one remembered for the layer, the key is known
+/// without looking up a single file: a no-op build only walks. The per-file
+/// map (tens of thousands of entries) is read only on a miss.
 pub struct StatCache {
-    path: PathBuf,
-    entries: HashMap<String, StatEntry>,
+    dir: PathBuf,
+    entries: Option<HashMap<String, StatEntry>>,
     dirty: bool,
+    /// Layer slot → (fingerprint, key) to remember at save.
+    remembered: Vec<(String, Digest, Digest)>,
+    /// mtimes at or after this are too recent to trust.
+    racy_after: (i64, i64),
     /// Files whose content was hashed (stat cache misses).
     pub hashed: usize,
 }
 
 impl StatCache {
-    /// Loads the stat cache of `store` (empty when absent or unreadable).
+    /// The stat cache of `store` (read on first use).
     pub fn load(store: &Store) -> Result<Self> {
         let dir = store.root().join(".strata");
         std::fs::create_dir_all(&dir).at(&dir)?;
-        let path = dir.join("statcache.json");
-        let entries = std::fs::read(&path)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
+        let since = SystemTime::now()
+            .checked_sub(RACY)
+            .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
             .unwrap_or_default();
         Ok(StatCache {
-            path,
-            entries,
+            dir,
+            entries: None,
             dirty: false,
+            remembered: Vec::new(),
+            racy_after: (since.as_secs() as i64, i64::from(since.subsec_nanos())),
             hashed: 0,
         })
+    }
+
+    fn entries(&mut self) -> &mut HashMap<String, StatEntry> {
+        let path = self.dir.join("statcache.json");
+        self.entries.get_or_insert_with(|| {
+            std::fs::read(&path)
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok())
+                .unwrap_or_default()
+        })
+    }
+
+    /// Whether an mtime is too recent for its file to be trusted unread.
+    pub fn is_racy(&self, mtime: (i64, i64)) -> bool {
+        mtime >= self.racy_after
     }
 
     /// The content digest of `file`, re-reading it only when its size,
@@ -138,7 +172,7 @@ impl StatCache {
     ) -> Result<Digest> {
         let mtime_ns = i128::from(mtime.0) * 1_000_000_000 + i128::from(mtime.1);
         let key = file.to_string_lossy();
-        if let Some(e) = self.entries.get(key.as_ref())
+        if let Some(e) = self.entries().get(key.as_ref())
             && e.size == size
             && e.mtime_ns == mtime_ns
             && (e.dev, e.ino) == id
@@ -148,35 +182,57 @@ impl StatCache {
         }
         let (digest, _) = hash_reader(std::fs::File::open(file).at(file)?).at(file)?;
         self.hashed += 1;
-        self.entries.insert(
-            key.into_owned(),
-            StatEntry {
+        if !self.is_racy(mtime) {
+            let entry = StatEntry {
                 size,
                 mtime_ns,
                 ino: id.1,
                 dev: id.0,
                 digest: digest.hex().to_string(),
-            },
-        );
-        self.dirty = true;
+            };
+            self.entries().insert(key.into_owned(), entry);
+            self.dirty = true;
+        }
         Ok(digest)
+    }
+
+    /// The key remembered for the layer in `slot` if its inputs' stat
+    /// fingerprint is still `fingerprint`.
+    pub fn remembered_key(&self, slot: &str, fingerprint: &Digest) -> Option<Digest> {
+        let text = std::fs::read_to_string(self.dir.join("keys").join(slot)).ok()?;
+        let (fp, key) = text.trim().split_once(' ')?;
+        (fp == fingerprint.hex()).then(|| Digest::from_hex(key).ok())?
+    }
+
+    /// Remembers `key` for the layer in `slot` at save (only when none of
+    /// its files is racy: the caller checks).
+    pub fn remember_key(&mut self, slot: &str, fingerprint: Digest, key: Digest) {
+        self.remembered.push((slot.to_string(), fingerprint, key));
     }
 
     /// Forgets changes (for read-only uses such as `plan`).
     pub fn discard(&mut self) {
         self.dirty = false;
+        self.remembered.clear();
     }
 
     /// Writes the cache back when it changed.
     pub fn save(&self) -> Result<()> {
-        if !self.dirty {
-            return Ok(());
+        if !self.remembered.is_empty() {
+            let dir = self.dir.join("keys");
+            std::fs::create_dir_all(&dir).at(&dir)?;
+            for (slot, fp, key) in &self.remembered {
+                let line = format!("{} {}\n", fp.hex(), key.hex());
+                write_atomic(&dir, slot, line.as_bytes())?;
+            }
         }
-        let dir = self.path.parent().expect("in .strata");
-        write_atomic(
-            dir,
-            "statcache.json",
-            &serde_json::to_vec(&self.entries).expect("serializes"),
-        )
+        match &self.entries {
+            Some(entries) if self.dirty => write_atomic(
+                &self.dir,
+                "statcache.json",
+                &serde_json::to_vec(entries).expect("serializes"),
+            ),
+            _ => Ok(()),
+        }
     }
 }

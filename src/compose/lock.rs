@@ -64,7 +64,15 @@ impl Lock {
     pub fn record(&mut self, pin: Pin) -> Option<String> {
         let warning = self.pins.get(&pin.name).and_then(|old| {
             // Unversioned layers are expected to change freely.
-            (!pin.version.is_empty() && old.version == pin.version && old.digests != pin.digests).then(|| {
+            if pin.version.is_empty() || old.version != pin.version || old.digests == pin.digests {
+                return None;
+            }
+            Some(if old.diff_ids == pin.diff_ids {
+                format!(
+                    "layer {}@{}: same content, new compressed bytes (the compression or strata's compressor changed); strata.lock records the new digests",
+                    pin.name, pin.version
+                )
+            } else {
                 format!(
                     "layer {}@{} changed bytes without a version bump; bump its version to record a deliberate change",
                     pin.name, pin.version
@@ -100,25 +108,30 @@ impl Lock {
                     pin.name, old.version, pin.version
                 ),
             )),
-            Some(old) if old.diff_ids != pin.diff_ids || old.digests != pin.digests => {
+            Some(old) if old.diff_ids == pin.diff_ids && old.digests != pin.digests => {
                 Err(Error::invalid(
                     "lock",
                     at,
                     format!(
-                        "the bytes of layer {}@{} would differ from strata.lock (diff_id {} → {}); bump its version if the change is deliberate",
+                        "layer {}@{} has the content strata.lock pins, but its compressed bytes would differ (digest {} → {}): the compression or strata's compressor changed; run strata build without --locked to record the new digests",
                         pin.name,
                         pin.version,
-                        old.diff_ids
-                            .first()
-                            .map(|d| d.to_string())
-                            .unwrap_or_default(),
-                        pin.diff_ids
-                            .first()
-                            .map(|d| d.to_string())
-                            .unwrap_or_default()
+                        first(&old.digests),
+                        first(&pin.digests)
                     ),
                 ))
             }
+            Some(old) if old.diff_ids != pin.diff_ids => Err(Error::invalid(
+                "lock",
+                at,
+                format!(
+                    "the bytes of layer {}@{} would differ from strata.lock (diff_id {} → {}); bump its version if the change is deliberate",
+                    pin.name,
+                    pin.version,
+                    first(&old.diff_ids),
+                    first(&pin.diff_ids)
+                ),
+            )),
             Some(_) => Ok(()),
         }
     }
@@ -145,5 +158,41 @@ impl Lock {
             .map_err(|e| Error::io(tmp.path(), e))?;
         tmp.persist(&path).map_err(|e| Error::io(&path, e.error))?;
         Ok(())
+    }
+}
+
+fn first(ds: &[Digest]) -> String {
+    ds.first().map(|d| d.to_string()).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pin(diff: &[u8], blob: &[u8]) -> Pin {
+        Pin {
+            name: "app".into(),
+            version: "1".into(),
+            diff_ids: vec![Digest::of(diff)],
+            digests: vec![Digest::of(blob)],
+        }
+    }
+
+    #[test]
+    fn new_compressed_bytes_of_the_same_content_are_told_apart() {
+        let mut lock = Lock::default();
+        assert_eq!(lock.record(pin(b"tar", b"gz3")), None);
+        let w = lock.record(pin(b"tar", b"gz2")).unwrap();
+        assert!(w.contains("same content, new compressed bytes"), "{w}");
+        let w = lock.record(pin(b"tar2", b"gz")).unwrap();
+        assert!(w.contains("without a version bump"), "{w}");
+        let err = lock
+            .verify(&pin(b"tar2", b"other"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("compressed bytes would differ"), "{err}");
+        let err = lock.verify(&pin(b"tar3", b"gz")).unwrap_err().to_string();
+        assert!(err.contains("bump its version"), "{err}");
+        assert!(lock.verify(&pin(b"tar2", b"gz")).is_ok());
     }
 }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::build::{Inputs, Selection, compression, epoch, layer_key_inputs, selected_images};
+use super::build::{Inputs, Selection, compression, epoch, layer_key_with, selected_images};
 use super::cache::{LayerCache, StatCache};
 use super::graph::Graph;
 use super::project::Project;
@@ -92,7 +92,9 @@ pub fn plan(
     let mut building = BTreeSet::new();
     for &l in graph.order().iter().filter(|l| wanted.contains(*l)) {
         let def = &project.layers[l];
-        let (key, inputs) = layer_key_inputs(def, compression, epoch, &mut stat, &deb)?;
+        // The inputs record only explains a rebuild.
+        let want = |k: &crate::digest::Digest| cache.get(k).is_none();
+        let (key, inputs) = layer_key_with(def, compression, epoch, &mut stat, &deb, &want)?;
         let packages = match def.file.source.deb {
             Some(_) => deb.resolve(l)?.packages.iter().map(|p| p.label()).collect(),
             None => Vec::new(),
@@ -111,7 +113,10 @@ pub fn plan(
                 .and_then(|b| serde_json::from_slice::<Inputs>(&b).ok())
             {
                 Some(before) => {
-                    let mut r = inputs.changes_since(&before);
+                    let mut r = inputs
+                        .as_ref()
+                        .map(|i| i.changes_since(&before))
+                        .unwrap_or_default();
                     if r.is_empty() {
                         r.push("its cached blob is no longer in the store".into());
                     }

@@ -8,17 +8,17 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
 use super::Layer;
-use super::compress::{Compression, encoder};
+use super::compress::{Compression, Encoder, encoder};
 use super::tar::TarEncoder;
-use super::walk::{Entry, EntryKind, Mapping, collect};
-use crate::digest::{Digest, HashingWriter};
+use super::walk::{Entry, EntryKind, Mapping, walk};
+use crate::digest::Digest;
 use crate::error::{Error, IoContext, Result};
 use crate::spec::Descriptor;
 use crate::store::Store;
 
-/// Where a layer's tar stream is written: hashed (diff_id), then compressed
+/// Where a layer's tar stream is written: hashed (diff_id) and compressed
 /// into a blob writer.
-type LayerSink = HashingWriter<Box<dyn super::compress::Encoder<crate::store::BlobWriter>>>;
+type LayerSink = Box<dyn Encoder<crate::store::BlobWriter>>;
 
 /// Version of strata's layer byte format (tar header policy, gzip block
 /// layout). Part of every layer cache key: bump it when bytes change.
@@ -111,13 +111,14 @@ impl LayerBuilder {
             Some(m) => m,
             None => source_date_epoch()?,
         };
-        let entries = collect(&self.mappings, self.xattrs)?;
+        // Sources are checked here, before the blob writer exists; the
+        // walk then runs alongside the compression.
+        let entries = walk(&self.mappings, self.xattrs)?;
         let blob_dir = store.root().join("blobs");
         self.write_layer(store, |hashed| {
             let mut tar = TarEncoder::new(hashed, mtime);
-            let mut buf = vec![0u8; 1 << 20];
-            for e in &entries {
-                write_entry(&mut tar, e, &mut buf)?;
+            for e in entries {
+                write_entry(&mut tar, &e?)?;
             }
             tar.finish().at(&blob_dir)
         })
@@ -133,8 +134,8 @@ impl LayerBuilder {
     ) -> Result<StoreLayer> {
         let blob_dir = store.root().join("blobs");
         let enc = encoder(self.compression, self.threads, store.blob_writer()?).at(&blob_dir)?;
-        let (enc, diff_id, _) = fill(HashingWriter::new(enc))?.finish();
-        let (digest, size) = enc.finish().at(&blob_dir)?.commit(None, "layer")?;
+        let (blob, diff_id, _) = fill(enc)?.finish().at(&blob_dir)?;
+        let (digest, size) = blob.commit(None, "layer")?;
         let mut desc = Descriptor::new(self.compression.media_type(), digest, size);
         desc.annotations = self.annotations.clone();
         Ok(StoreLayer {
@@ -196,7 +197,7 @@ impl LayerBuilder {
     }
 }
 
-fn write_entry<W: Write>(tar: &mut TarEncoder<W>, e: &Entry, buf: &mut [u8]) -> Result<()> {
+fn write_entry(tar: &mut TarEncoder<LayerSink>, e: &Entry) -> Result<()> {
     let EntryKind::File {
         source,
         size,
@@ -218,29 +219,32 @@ fn write_entry<W: Write>(tar: &mut TarEncoder<W>, e: &Entry, buf: &mut [u8]) -> 
         .map_err(|err| Error::from_pipeline(source, err))?;
     let mut remaining = *size;
     let mut f = &file;
-    while remaining > 0 {
-        let want = remaining.min(buf.len() as u64) as usize;
-        let n = f.read(&mut buf[..want]).at(source)?;
-        if n == 0 {
+    loop {
+        // Straight into the compression block, one byte more than is left:
+        // a regular file that returns it has grown; one that returns fewer
+        // bytes than asked is at its end.
+        let (n, asked) = tar
+            .get_mut()
+            .read_from(&mut f, remaining.saturating_add(1))
+            .map_err(|err| Error::from_pipeline(source, err))?;
+        if n as u64 > remaining {
             return Err(Error::FileChanged {
                 path: source.clone(),
-                detail: format!(
-                    "it shrank: {} of {size} bytes could be read",
-                    size - remaining
-                ),
+                detail: format!("it grew beyond the {size} bytes it had when listed"),
             });
         }
-        tar.get_mut()
-            .write_all(&buf[..n])
-            .map_err(|err| Error::from_pipeline(source, err))?;
         remaining -= n as u64;
+        if n < asked {
+            break;
+        }
     }
-    // Read only up to the stat size; anything more means it grew.
-    let mut probe = [0u8; 1];
-    if f.read(&mut probe).at(source)? != 0 {
+    if remaining > 0 {
         return Err(Error::FileChanged {
             path: source.clone(),
-            detail: format!("it grew beyond the {size} bytes it had when listed"),
+            detail: format!(
+                "it shrank: {} of {size} bytes could be read",
+                size - remaining
+            ),
         });
     }
     check_unchanged(&file, source, *size, *mtime)?;

@@ -3,13 +3,15 @@
 
 mod builder;
 mod compress;
+mod gzip;
 mod tar;
+mod tree;
 mod walk;
 
 pub use builder::{LAYER_FORMAT_VERSION, LayerBuilder, StoreLayer, source_date_epoch};
 pub use compress::{Compression, Encoder, GZIP_BLOCK, encoder};
 pub use tar::TarEncoder;
-pub use walk::{Entry, EntryKind, Mapping, collect, glob_match, normalize_dest};
+pub use walk::{Entry, EntryKind, Mapping, Walk, collect, glob_match, normalize_dest, walk};
 
 use std::io::{BufRead, BufReader, Read};
 

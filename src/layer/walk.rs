@@ -5,13 +5,13 @@
 //! hardlinks by (device, inode) so the second and later names become link
 //! entries pointing at the first in sorted order.
 
-use std::collections::{BTreeMap, HashMap};
-use std::ffi::OsStr;
+use std::collections::HashMap;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
+use super::tree::TreeWalk;
 use crate::error::{Error, IoContext, Result};
 
 /// One source → destination mapping of a layer.
@@ -133,10 +133,30 @@ pub struct Entry {
     pub(crate) link_key: Option<(u64, u64)>,
 }
 
-/// Collects the entries of all mappings, sorted by path, parents first.
+/// Collects the entries of all mappings, sorted by path, parents first
+/// (see [`walk`]).
 pub fn collect(mappings: &[Mapping], xattrs: bool) -> Result<Vec<Entry>> {
-    let mut entries: BTreeMap<Vec<u8>, (Entry, usize)> = BTreeMap::new();
-    for (i, m) in mappings.iter().enumerate() {
+    walk(mappings, xattrs)?.collect()
+}
+
+/// Streams the entries of all mappings, sorted by path, parents first: the
+/// order a layer's tar has. Memory holds the open directories' listings,
+/// not the tree.
+///
+/// The parent directories a destination implies are added as `0755 0:0`.
+/// Where two mappings give the same directory, the later mapping's
+/// metadata wins; any other path given twice is an error, and so is a
+/// destination below a path another mapping makes a file or symlink. The
+/// second and later names of a hardlinked inode become link entries to the
+/// first name. Each mapping's source is checked before the first entry,
+/// so a missing source fails before anything is written.
+pub fn walk(mappings: &[Mapping], xattrs: bool) -> Result<Walk> {
+    let mut sources = vec![Source {
+        mapping: None,
+        head: None,
+        rest: Stream::List(implied_parents(mappings).into_iter()),
+    }];
+    for m in mappings {
         let meta = fs::symlink_metadata(&m.source).map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
                 Error::MissingSource {
@@ -146,11 +166,10 @@ pub fn collect(mappings: &[Mapping], xattrs: bool) -> Result<Vec<Entry>> {
                 Error::io(&m.source, e)
             }
         })?;
-        let dest = m.dest.as_bytes().to_vec();
-        if meta.is_dir() {
-            walk_dir(&m.source, &dest, m, i, xattrs, &mut entries)?;
+        let rest = if meta.is_dir() {
+            Stream::Tree(Box::new(TreeWalk::new(m, &meta, xattrs)?))
         } else {
-            if dest.is_empty() {
+            if m.dest.is_empty() {
                 return Err(Error::bad_input(
                     "destination",
                     format!(
@@ -159,134 +178,170 @@ pub fn collect(mappings: &[Mapping], xattrs: bool) -> Result<Vec<Entry>> {
                     ),
                 ));
             }
-            insert(
-                &mut entries,
-                entry_for(&m.source, &meta, dest, m, xattrs)?,
-                i,
-                &m.source,
-            )?;
-        }
+            let e = entry_for(&m.source, &meta, m.dest.as_bytes().to_vec(), m, xattrs)?;
+            Stream::List(vec![e].into_iter())
+        };
+        sources.push(Source {
+            mapping: Some(m.source.clone()),
+            head: None,
+            rest,
+        });
     }
-    // Parent directories implied by destinations.
-    let paths: Vec<Vec<u8>> = entries.keys().cloned().collect();
-    for p in paths {
-        let mut end = 0;
-        while let Some(pos) = p[end..].iter().position(|&b| b == b'/') {
-            let parent = p[..end + pos].to_vec();
-            entries.entry(parent.clone()).or_insert_with(|| {
-                (
-                    Entry {
-                        path: parent,
-                        kind: EntryKind::Dir,
-                        mode: 0o755,
-                        uid: 0,
-                        gid: 0,
-                        xattrs: Vec::new(),
-                        link_key: None,
-                    },
-                    usize::MAX,
-                )
-            });
-            end += pos + 1;
-        }
-    }
-    // Hardlinks: first name in sorted order keeps the content.
-    let mut first: HashMap<(u64, u64), Vec<u8>> = HashMap::new();
-    let mut out = Vec::with_capacity(entries.len());
-    for (_, (mut e, _)) in entries {
-        if let Some(key) = e.link_key {
-            if let Some(target) = first.get(&key) {
-                e.kind = EntryKind::Hardlink(target.clone());
-            } else {
-                first.insert(key, e.path.clone());
-            }
-        }
-        out.push(e);
-    }
-    Ok(out)
+    Ok(Walk {
+        sources,
+        first_names: HashMap::new(),
+        failed: false,
+    })
 }
 
-fn insert(
-    entries: &mut BTreeMap<Vec<u8>, (Entry, usize)>,
-    e: Entry,
-    mapping: usize,
-    src: &Path,
-) -> Result<()> {
-    if let Some((prev, _)) = entries.get(&e.path)
-        && !(prev.kind == EntryKind::Dir && e.kind == EntryKind::Dir)
-    {
-        return Err(Error::bad_input(
+/// The directories above every mapping's destination, sorted.
+fn implied_parents(mappings: &[Mapping]) -> Vec<Entry> {
+    let mut parents = std::collections::BTreeSet::new();
+    for m in mappings {
+        let d = m.dest.as_bytes();
+        for (i, &b) in d.iter().enumerate() {
+            if b == b'/' {
+                parents.insert(d[..i].to_vec());
+            }
+        }
+    }
+    parents
+        .into_iter()
+        .map(|path| Entry {
+            path,
+            kind: EntryKind::Dir,
+            mode: 0o755,
+            uid: 0,
+            gid: 0,
+            xattrs: Vec::new(),
+            link_key: None,
+        })
+        .collect()
+}
+
+/// The sorted entries of all mappings; see [`walk`].
+pub struct Walk {
+    /// Implied parents first (lowest precedence), then each mapping.
+    sources: Vec<Source>,
+    /// (device, inode) → the first name of a hardlinked file.
+    first_names: HashMap<(u64, u64), Vec<u8>>,
+    failed: bool,
+}
+
+struct Source {
+    /// The mapping's source path; `None` for the implied parents.
+    mapping: Option<PathBuf>,
+    head: Option<Entry>,
+    rest: Stream,
+}
+
+enum Stream {
+    List(std::vec::IntoIter<Entry>),
+    Tree(Box<TreeWalk>),
+}
+
+impl Source {
+    /// Fills `head` from the stream; false when the stream has ended.
+    fn fill(&mut self) -> Result<bool> {
+        if self.head.is_none() {
+            self.head = match &mut self.rest {
+                Stream::List(it) => it.next(),
+                Stream::Tree(t) => t.next().transpose()?,
+            };
+        }
+        Ok(self.head.is_some())
+    }
+}
+
+impl Walk {
+    fn next_entry(&mut self) -> Result<Option<Entry>> {
+        let mut min: Option<&[u8]> = None;
+        for s in &mut self.sources {
+            s.fill()?;
+        }
+        for s in &self.sources {
+            if let Some(h) = &s.head
+                && min.is_none_or(|m| h.path.as_slice() < m)
+            {
+                min = Some(&h.path);
+            }
+        }
+        let Some(min) = min.map(<[u8]>::to_vec) else {
+            return Ok(None);
+        };
+        let same: Vec<usize> = (0..self.sources.len())
+            .filter(|&i| self.sources[i].head.as_ref().is_some_and(|h| h.path == min))
+            .collect();
+        let all_dirs = same.iter().all(|&i| {
+            self.sources[i]
+                .head
+                .as_ref()
+                .is_some_and(|h| h.kind == EntryKind::Dir)
+        });
+        if same.len() > 1 && !all_dirs {
+            return Err(self.clash(&same, &min));
+        }
+        // Two mappings may give the same directory: the later one's
+        // metadata wins, deterministically.
+        let last = *same.last().expect("at least one source has the path");
+        for &i in &same[..same.len() - 1] {
+            self.sources[i].head = None;
+        }
+        let mut e = self.sources[last].head.take().expect("head present");
+        if let Some(key) = e.link_key {
+            if let Some(first) = self.first_names.get(&key) {
+                e.kind = EntryKind::Hardlink(first.clone());
+            } else {
+                self.first_names.insert(key, e.path.clone());
+            }
+        }
+        Ok(Some(e))
+    }
+
+    fn clash(&self, same: &[usize], path: &[u8]) -> Error {
+        let shown = String::from_utf8_lossy(path);
+        let from: Vec<String> = same
+            .iter()
+            .filter_map(|&i| self.sources[i].mapping.as_ref())
+            .map(|p| p.display().to_string())
+            .collect();
+        if same[0] == 0 {
+            return Error::bad_input(
+                "--add",
+                format!(
+                    "/{shown} is not a directory in {}, but another destination is below it; \
+                     map the sources so that /{shown} is a directory",
+                    from.join(" and ")
+                ),
+            );
+        }
+        Error::bad_input(
             "--add",
             format!(
-                "/{} is given twice (the second time from {}); map the sources to different destinations",
-                String::from_utf8_lossy(&e.path),
-                src.display()
+                "/{shown} is given twice (the second time from {}); map the sources to different destinations",
+                from.last().expect("two mappings clash")
             ),
-        ));
+        )
     }
-    // Two mappings may contribute the same directory: the later one's
-    // metadata wins, deterministically.
-    entries.insert(e.path.clone(), (e, mapping));
-    Ok(())
 }
 
-fn walk_dir(
-    dir: &Path,
-    dest: &[u8],
-    m: &Mapping,
-    idx: usize,
-    xattrs: bool,
-    entries: &mut BTreeMap<Vec<u8>, (Entry, usize)>,
-) -> Result<()> {
-    // The mapping's root directory itself becomes an entry unless it is /.
-    if !dest.is_empty() {
-        let meta = fs::symlink_metadata(dir).at(dir)?;
-        insert(
-            entries,
-            entry_for(dir, &meta, dest.to_vec(), m, xattrs)?,
-            idx,
-            dir,
-        )?;
-    }
-    let mut stack: Vec<(PathBuf, Vec<u8>, Vec<u8>)> =
-        vec![(dir.to_path_buf(), dest.to_vec(), Vec::new())];
-    while let Some((d, dprefix, rel_prefix)) = stack.pop() {
-        // DirEntry::metadata is an lstat relative to the open directory: no
-        // path lookup from the root for every file.
-        let mut children: Vec<(std::ffi::OsString, fs::Metadata)> = Vec::new();
-        for ent in fs::read_dir(&d).at(&d)? {
-            let ent = ent.at(&d)?;
-            let meta = ent.metadata().at(ent.path())?;
-            children.push((ent.file_name(), meta));
+impl Iterator for Walk {
+    type Item = Result<Entry>;
+
+    fn next(&mut self) -> Option<Result<Entry>> {
+        if self.failed {
+            return None;
         }
-        children.sort_by(|a, b| a.0.cmp(&b.0));
-        for (name, meta) in children {
-            let mut rel = rel_prefix.clone();
-            if !rel.is_empty() {
-                rel.push(b'/');
-            }
-            rel.extend_from_slice(OsStr::as_bytes(&name));
-            if m.exclude.iter().any(|p| glob_match(p.as_bytes(), &rel)) {
-                continue;
-            }
-            let src = d.join(&name);
-            let mut path = dprefix.clone();
-            if !path.is_empty() {
-                path.push(b'/');
-            }
-            path.extend_from_slice(OsStr::as_bytes(&name));
-            let e = entry_for(&src, &meta, path, m, xattrs)?;
-            let child = meta.is_dir().then(|| e.path.clone());
-            insert(entries, e, idx, &src)?;
-            if let Some(child) = child {
-                stack.push((src, child, rel));
-            }
+        let r = self.next_entry().transpose();
+        if matches!(r, Some(Err(_))) {
+            self.failed = true;
+            self.sources.clear();
         }
+        r
     }
-    Ok(())
 }
 
-fn entry_for(
+pub(super) fn entry_for(
     src: &Path,
     meta: &fs::Metadata,
     path: Vec<u8>,
@@ -407,7 +462,177 @@ pub fn glob_match(pat: &[u8], s: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::glob_match;
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    fn paths(ms: &[Mapping]) -> Vec<String> {
+        collect(ms, false)
+            .unwrap()
+            .into_iter()
+            .map(|e| String::from_utf8(e.path).unwrap())
+            .collect()
+    }
+
+    /// Names around `/` in byte order ('-' and '.' sort before it, '0'
+    /// and '_' after), nested, with more directories than the read-ahead
+    /// window: the stream must be exactly the sorted full paths.
+    #[test]
+    fn order_is_full_path_order() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path();
+        let mut want = vec!["top".to_string()];
+        for a in ["a", "a-c", "a.txt", "a0", "a_b", "b", "b.d"] {
+            for b in ["", "/x", "/x-y", "/x.z", "/x/y", "/x/y-z", "/x0"] {
+                want.push(format!("top/{a}{b}"));
+            }
+        }
+        for i in 0..600 {
+            want.push(format!("top/many/d{i}/f"));
+        }
+        let mut dirs = std::collections::BTreeSet::new();
+        for w in &want {
+            for (i, _) in w.match_indices('/') {
+                dirs.insert(w[..i].to_string());
+            }
+        }
+        for w in &want {
+            let p = root.join(w);
+            if dirs.contains(w) {
+                fs::create_dir_all(&p).unwrap();
+            } else {
+                fs::create_dir_all(p.parent().unwrap()).unwrap();
+                fs::write(&p, w).unwrap();
+            }
+        }
+        want.extend(dirs.iter().cloned());
+        want.sort();
+        want.dedup();
+        let got = paths(&[Mapping::new(root.join("top"), "/top").unwrap()]);
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn mappings_merge_with_implied_parents_and_later_directories_winning() {
+        let t = tempfile::tempdir().unwrap();
+        let (a, b) = (t.path().join("a"), t.path().join("b"));
+        fs::create_dir_all(a.join("usr/bin")).unwrap();
+        fs::write(a.join("usr/bin/x"), "x").unwrap();
+        fs::create_dir_all(b.join("bin")).unwrap();
+        fs::write(b.join("bin/y"), "y").unwrap();
+        fs::write(t.path().join("f"), "f").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(b.join("bin"), fs::Permissions::from_mode(0o700)).unwrap();
+        let ms = [
+            Mapping::new(&a, "/").unwrap(),
+            Mapping::new(&b, "/usr").unwrap(),
+            Mapping::new(t.path().join("f"), "/opt/etc/f").unwrap(),
+        ];
+        let all = collect(&ms, false).unwrap();
+        let got: Vec<&[u8]> = all.iter().map(|e| e.path.as_slice()).collect();
+        let want: Vec<&[u8]> = vec![
+            b"opt",
+            b"opt/etc",
+            b"opt/etc/f",
+            b"usr",
+            b"usr/bin",
+            b"usr/bin/x",
+            b"usr/bin/y",
+        ];
+        assert_eq!(got, want);
+        assert_eq!(all[4].mode, 0o700, "the later mapping's directory wins");
+        assert_eq!(all[0].mode, 0o755, "implied parent");
+    }
+
+    #[test]
+    fn a_path_given_twice_or_below_a_file_is_an_error() {
+        let t = tempfile::tempdir().unwrap();
+        fs::write(t.path().join("f"), "f").unwrap();
+        let f = t.path().join("f");
+        let err = collect(
+            &[
+                Mapping::new(&f, "/etc/f").unwrap(),
+                Mapping::new(&f, "/etc/f").unwrap(),
+            ],
+            false,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("/etc/f is given twice"), "{err}");
+        let err = collect(
+            &[
+                Mapping::new(&f, "/etc").unwrap(),
+                Mapping::new(&f, "/etc/f").unwrap(),
+            ],
+            false,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("/etc is not a directory"), "{err}");
+        let d = t.path().join("d");
+        fs::create_dir(&d).unwrap();
+        symlink("usr/bin", d.join("bin")).unwrap();
+        let err = collect(
+            &[
+                Mapping::new(&d, "/").unwrap(),
+                Mapping::new(&f, "/bin/tool").unwrap(),
+            ],
+            false,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("/bin is not a directory"), "{err}");
+    }
+
+    #[test]
+    fn excludes_and_hardlinks() {
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path().join("d");
+        fs::create_dir_all(d.join("target/x")).unwrap();
+        fs::create_dir_all(d.join("src")).unwrap();
+        fs::write(d.join("src/z.o"), "o").unwrap();
+        fs::write(d.join("src/b.rs"), "b").unwrap();
+        fs::hard_link(d.join("src/b.rs"), d.join("a.rs")).unwrap();
+        let m = Mapping::new(&d, "/")
+            .unwrap()
+            .exclude(vec!["target".into(), "**/*.o".into()]);
+        let all = collect(&[m], false).unwrap();
+        let got: Vec<(String, bool)> = all
+            .iter()
+            .map(|e| {
+                let link = matches!(&e.kind, EntryKind::Hardlink(t) if t == b"a.rs");
+                (String::from_utf8(e.path.clone()).unwrap(), link)
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("a.rs".into(), false),
+                ("src".into(), false),
+                ("src/b.rs".into(), true)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_bad_entry_fails_its_directory_when_the_walk_reaches_it() {
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path().join("d");
+        fs::create_dir_all(d.join("a")).unwrap();
+        fs::write(d.join("a/f"), "f").unwrap();
+        fs::create_dir_all(d.join("c")).unwrap();
+        fs::write(d.join("d"), "d").unwrap();
+        // A directory's listing fails as a whole when the walk reaches it.
+        let fifo = std::ffi::CString::new(d.join("c/fifo").as_os_str().as_bytes()).unwrap();
+        // SAFETY: a valid C string.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+        let mut w = walk(&[Mapping::new(&d, "/").unwrap()], false).unwrap();
+        for want in [&b"a"[..], b"a/f", b"c"] {
+            assert_eq!(w.next().unwrap().unwrap().path, want);
+        }
+        let err = w.next().unwrap().unwrap_err().to_string();
+        assert!(err.contains("c/fifo is a FIFO"), "{err}");
+        assert!(w.next().is_none(), "the walk ends after an error");
+    }
 
     #[test]
     fn globs() {

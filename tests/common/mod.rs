@@ -174,6 +174,21 @@ pub fn run(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Sets every mtime under `root` an hour back: files as they are in a
+/// checkout, not written in the same second as the build (which strata
+/// re-reads every time, as git does "racily clean" files).
+pub fn backdate(root: &Path) {
+    run(Command::new("find").arg(root).args([
+        "-exec",
+        "touch",
+        "-h",
+        "-d",
+        "1 hour ago",
+        "{}",
+        "+",
+    ]));
+}
+
 /// A tree exercising every entry kind, with fixed content and modes.
 pub fn make_tree(root: &Path) {
     let w = |p: &str, content: &[u8], mode: u32| {
