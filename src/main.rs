@@ -4,6 +4,15 @@ mod cli;
 
 fn main() {
     if let Err(e) = cli::run() {
+        // Output piped into a reader that stopped (`strata ls IMG | head`):
+        // end quietly, as tools killed by SIGPIPE do (status 128 + 13).
+        // Only an unwrapped write error is stdout's own; broken pipes to
+        // child processes carry strata's context and are reported.
+        if e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+        {
+            std::process::exit(141);
+        }
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }

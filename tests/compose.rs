@@ -466,7 +466,7 @@ fn build_reuses_unchanged_layers_and_rebuilds_only_what_changed() {
         image_digest(&again, "builder")
     );
     // The remembered stat fingerprints answer without the per-file cache.
-    fs::remove_file(env.store().join(".strata/statcache.json")).unwrap();
+    fs::remove_dir_all(env.store().join(".strata/stat")).unwrap();
     let again = build_json(&env, &root, &[]);
     assert!(
         statuses(&again).iter().all(|(_, s)| s == "cached"),

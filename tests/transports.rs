@@ -637,3 +637,39 @@ fn podman_loads_the_docker_archive() {
     note("podman load + image inspect", "RAN");
     let _ = fs::remove_dir_all(&root);
 }
+
+/// `strata ls IMG | head -1`: the reader goes away; strata ends quietly with
+/// the SIGPIPE status, as skopeo and coreutils do, not with an error.
+#[test]
+fn output_into_a_closed_pipe_ends_quietly() {
+    use std::io::{BufRead, BufReader};
+    let env = Env::new();
+    let src = env.path("many");
+    fs::create_dir_all(&src).unwrap();
+    // ~200 KiB of listing: more than a pipe holds, so strata must block on
+    // it and see the reader close.
+    for i in 0..2000 {
+        fs::write(src.join(format!("file-with-a-long-name-{i:05}.txt")), "x").unwrap();
+    }
+    env.ok(&[
+        "new",
+        "--add",
+        &format!("{}:/data", src.display()),
+        "--tag",
+        "many:1",
+    ]);
+    let mut child = env
+        .cmd(&["ls", "many:1"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(first.starts_with("# layer 0"), "{first}");
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(141));
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "", "no error message");
+}

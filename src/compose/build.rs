@@ -299,7 +299,9 @@ pub(super) fn layer_key_with(
                     size,
                     mtime,
                     id,
-                } => stat.digest_with(source, *size, *mtime, *id)?.to_string(),
+                } => stat
+                    .digest_with(&slot, source, *size, *mtime, *id)?
+                    .to_string(),
             };
             put(&mut h, fingerprint.as_bytes());
             fingerprints.push(fingerprint);
@@ -319,7 +321,7 @@ pub(super) fn layer_key_with(
         }
         return Ok((key, Some(inputs)));
     } else if let Some(t) = &src.tar {
-        let d = stat.digest(&def.dir.join(&t.path))?;
+        let d = stat.digest(&key_slot(def), &def.dir.join(&t.path))?;
         put(&mut h, b"tar");
         put(&mut h, d.hex().as_bytes());
         inputs
@@ -407,8 +409,9 @@ fn stat_fingerprint(
     (h.finish(), racy)
 }
 
-/// Where a layer's remembered key lives: one slot per layer directory, so
-/// two projects (or checkouts) sharing a store keep theirs apart.
+/// Where a layer's remembered key and per-file stat cache live: one slot
+/// per layer directory, so two projects (or checkouts) sharing a store keep
+/// theirs apart.
 fn key_slot(def: &LayerDef) -> String {
     Digest::of(def.dir.as_os_str().as_encoded_bytes())
         .hex()

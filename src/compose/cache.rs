@@ -96,18 +96,19 @@ struct StatEntry {
 /// build until they are older than this (git's "racily clean" rule).
 const RACY: Duration = Duration::from_secs(2);
 
-/// path, size, mtime, inode → content digest; and, per layer, the stat
+/// Per layer: path, size, mtime, inode → content digest; and the stat
 /// fingerprint of its inputs → its cache key.
 ///
 /// The fingerprint hashes everything a copy layer's key hashes, but with
 /// each file's (size, mtime, device, inode) in place of its content digest.
 /// When it matches the one remembered for the layer, the key is known
-/// without looking up a single file: a no-op build only walks. The per-file
-/// map (tens of thousands of entries) is read only on a miss.
+/// without looking up a single file: a no-op build only walks. Otherwise
+/// only that layer's per-file map is read (and, if it changed, written),
+/// under `STORE/.strata/stat/SLOT.json`; one slot per layer directory, so
+/// projects and checkouts sharing a store keep theirs apart.
 pub struct StatCache {
     dir: PathBuf,
-    entries: Option<HashMap<String, StatEntry>>,
-    dirty: bool,
+    slots: HashMap<String, Slot>,
     /// Layer slot → (fingerprint, key) to remember at save.
     remembered: Vec<(String, Digest, Digest)>,
     /// mtimes at or after this are too recent to trust.
@@ -116,8 +117,14 @@ pub struct StatCache {
     pub hashed: usize,
 }
 
+#[derive(Default)]
+struct Slot {
+    entries: HashMap<String, StatEntry>,
+    dirty: bool,
+}
+
 impl StatCache {
-    /// The stat cache of `store` (read on first use).
+    /// The stat cache of `store` (each layer's part read on first use).
     pub fn load(store: &Store) -> Result<Self> {
         let dir = store.root().join(".strata");
         std::fs::create_dir_all(&dir).at(&dir)?;
@@ -127,21 +134,21 @@ impl StatCache {
             .unwrap_or_default();
         Ok(StatCache {
             dir,
-            entries: None,
-            dirty: false,
+            slots: HashMap::new(),
             remembered: Vec::new(),
             racy_after: (since.as_secs() as i64, i64::from(since.subsec_nanos())),
             hashed: 0,
         })
     }
 
-    fn entries(&mut self) -> &mut HashMap<String, StatEntry> {
-        let path = self.dir.join("statcache.json");
-        self.entries.get_or_insert_with(|| {
-            std::fs::read(&path)
+    fn slot(&mut self, slot: &str) -> &mut Slot {
+        let path = self.dir.join("stat").join(format!("{slot}.json"));
+        self.slots.entry(slot.to_string()).or_insert_with(|| Slot {
+            entries: std::fs::read(&path)
                 .ok()
                 .and_then(|b| serde_json::from_slice(&b).ok())
-                .unwrap_or_default()
+                .unwrap_or_default(),
+            dirty: false,
         })
     }
 
@@ -150,11 +157,12 @@ impl StatCache {
         mtime >= self.racy_after
     }
 
-    /// The content digest of `file`, re-reading it only when its size,
-    /// mtime or inode changed.
-    pub fn digest(&mut self, file: &Path) -> Result<Digest> {
+    /// The content digest of `file` (an input of the layer in `slot`),
+    /// re-reading it only when its size, mtime or inode changed.
+    pub fn digest(&mut self, slot: &str, file: &Path) -> Result<Digest> {
         let m = std::fs::metadata(file).at(file)?;
         self.digest_with(
+            slot,
             file,
             m.len(),
             (m.mtime(), m.mtime_nsec()),
@@ -165,6 +173,7 @@ impl StatCache {
     /// [`StatCache::digest`] with the metadata already at hand (from a walk).
     pub fn digest_with(
         &mut self,
+        slot: &str,
         file: &Path,
         size: u64,
         mtime: (i64, i64),
@@ -172,7 +181,7 @@ impl StatCache {
     ) -> Result<Digest> {
         let mtime_ns = i128::from(mtime.0) * 1_000_000_000 + i128::from(mtime.1);
         let key = file.to_string_lossy();
-        if let Some(e) = self.entries().get(key.as_ref())
+        if let Some(e) = self.slot(slot).entries.get(key.as_ref())
             && e.size == size
             && e.mtime_ns == mtime_ns
             && (e.dev, e.ino) == id
@@ -190,8 +199,9 @@ impl StatCache {
                 dev: id.0,
                 digest: digest.hex().to_string(),
             };
-            self.entries().insert(key.into_owned(), entry);
-            self.dirty = true;
+            let s = self.slot(slot);
+            s.entries.insert(key.into_owned(), entry);
+            s.dirty = true;
         }
         Ok(digest)
     }
@@ -212,11 +222,11 @@ impl StatCache {
 
     /// Forgets changes (for read-only uses such as `plan`).
     pub fn discard(&mut self) {
-        self.dirty = false;
+        self.slots.clear();
         self.remembered.clear();
     }
 
-    /// Writes the cache back when it changed.
+    /// Writes what changed: remembered keys and changed per-file maps.
     pub fn save(&self) -> Result<()> {
         if !self.remembered.is_empty() {
             let dir = self.dir.join("keys");
@@ -226,13 +236,17 @@ impl StatCache {
                 write_atomic(&dir, slot, line.as_bytes())?;
             }
         }
-        match &self.entries {
-            Some(entries) if self.dirty => write_atomic(
-                &self.dir,
-                "statcache.json",
-                &serde_json::to_vec(entries).expect("serializes"),
-            ),
-            _ => Ok(()),
+        let dir = self.dir.join("stat");
+        for (slot, s) in self.slots.iter().filter(|(_, s)| s.dirty) {
+            std::fs::create_dir_all(&dir).at(&dir)?;
+            write_atomic(
+                &dir,
+                &format!("{slot}.json"),
+                &serde_json::to_vec(&s.entries).expect("serializes"),
+            )?;
         }
+        // The single stat cache of earlier versions is superseded.
+        let _ = std::fs::remove_file(self.dir.join("statcache.json"));
+        Ok(())
     }
 }
