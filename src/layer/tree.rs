@@ -24,7 +24,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
 use super::walk::{Entry, Mapping, entry_for, glob_match};
-use crate::error::{IoContext, Result};
+use crate::error::{Error, IoContext, Result};
 
 /// Listings computed or being computed ahead of the consumer, at most.
 const AHEAD: usize = 256;
@@ -127,7 +127,12 @@ impl TreeWalk {
                 drop(st);
                 return list_dir(&self.shared, &job);
             }
-            debug_assert!(st.running.contains(key), "a listing nobody computes");
+            if !st.running.contains(key) {
+                return Err(Error::Unsupported(format!(
+                    "internal error: the listing of /{} was lost",
+                    String::from_utf8_lossy(key.strip_suffix(b"/").unwrap_or(key))
+                )));
+            }
             st = self
                 .shared
                 .changed
@@ -147,8 +152,14 @@ impl TreeWalk {
             .min(4);
         for _ in 0..n {
             let shared = Arc::clone(&self.shared);
-            self.helpers
-                .push(std::thread::spawn(move || helper(&shared)));
+            // Without helpers (no thread to be had) the consumer lists
+            // every directory itself.
+            if let Ok(h) = std::thread::Builder::new()
+                .name("strata-walk".into())
+                .spawn(move || helper(&shared))
+            {
+                self.helpers.push(h);
+            }
         }
     }
 }
@@ -205,7 +216,16 @@ fn helper(shared: &Shared) {
         };
         st.running.insert(key.clone());
         drop(st);
-        let listing = list_dir(shared, &job);
+        // A panic becomes this directory's error: the consumer waiting for
+        // it must not wait forever.
+        let listing =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| list_dir(shared, &job)))
+                .unwrap_or_else(|_| {
+                    Err(Error::Unsupported(format!(
+                        "reading the directory {} failed unexpectedly (a strata bug)",
+                        job.src.display()
+                    )))
+                });
         st = shared.lock();
         st.running.remove(&key);
         st.done.insert(key, listing);

@@ -543,43 +543,24 @@ mod tests {
         assert_eq!(all[0].mode, 0o755, "implied parent");
     }
 
+    fn error_of(ms: &[Mapping]) -> String {
+        collect(ms, false).unwrap_err().to_string()
+    }
+
     #[test]
     fn a_path_given_twice_or_below_a_file_is_an_error() {
         let t = tempfile::tempdir().unwrap();
         fs::write(t.path().join("f"), "f").unwrap();
         let f = t.path().join("f");
-        let err = collect(
-            &[
-                Mapping::new(&f, "/etc/f").unwrap(),
-                Mapping::new(&f, "/etc/f").unwrap(),
-            ],
-            false,
-        )
-        .unwrap_err()
-        .to_string();
+        let m = |dest: &str| Mapping::new(&f, dest).unwrap();
+        let err = error_of(&[m("/etc/f"), m("/etc/f")]);
         assert!(err.contains("/etc/f is given twice"), "{err}");
-        let err = collect(
-            &[
-                Mapping::new(&f, "/etc").unwrap(),
-                Mapping::new(&f, "/etc/f").unwrap(),
-            ],
-            false,
-        )
-        .unwrap_err()
-        .to_string();
+        let err = error_of(&[m("/etc"), m("/etc/f")]);
         assert!(err.contains("/etc is not a directory"), "{err}");
         let d = t.path().join("d");
         fs::create_dir(&d).unwrap();
         symlink("usr/bin", d.join("bin")).unwrap();
-        let err = collect(
-            &[
-                Mapping::new(&d, "/").unwrap(),
-                Mapping::new(&f, "/bin/tool").unwrap(),
-            ],
-            false,
-        )
-        .unwrap_err()
-        .to_string();
+        let err = error_of(&[Mapping::new(&d, "/").unwrap(), m("/bin/tool")]);
         assert!(err.contains("/bin is not a directory"), "{err}");
     }
 
