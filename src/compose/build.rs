@@ -413,7 +413,9 @@ fn stat_fingerprint(
 /// per layer directory, so two projects (or checkouts) sharing a store keep
 /// theirs apart.
 fn key_slot(def: &LayerDef) -> String {
-    Digest::of(def.dir.as_os_str().as_encoded_bytes())
+    // By absolute path: `-C proj` from two working directories is two slots.
+    let dir = def.dir.canonicalize().unwrap_or_else(|_| def.dir.clone());
+    Digest::of(dir.as_os_str().as_encoded_bytes())
         .hex()
         .to_string()
 }
