@@ -260,10 +260,6 @@ pub(super) fn layer_key_with(
         definition: Digest::of(&crate::json::to_canonical(&def.file)).to_string(),
         files: BTreeMap::new(),
     };
-    fn put(h: &mut Hasher, s: &[u8]) {
-        h.update(&(s.len() as u64).to_le_bytes());
-        h.update(s);
-    }
     put(
         &mut h,
         format!("strata-layer-format-{LAYER_FORMAT_VERSION}").as_bytes(),
@@ -361,6 +357,13 @@ pub(super) fn layer_key_with(
     Ok((key, record))
 }
 
+/// Hashes `s` with its length in front, so consecutive fields cannot run
+/// into each other.
+fn put(h: &mut Hasher, s: &[u8]) {
+    h.update(&(s.len() as u64).to_le_bytes());
+    h.update(s);
+}
+
 /// The stat fingerprint of a copy layer's entries on top of the key's
 /// prefix `h`: the key's inputs with each file's (size, mtime, device,
 /// inode) in place of its content. Also whether any file is too recently
@@ -373,21 +376,19 @@ fn stat_fingerprint(
     let mut racy = false;
     h.update(b"stat-fingerprint-1");
     for e in entries {
-        h.update(&(e.path.len() as u64).to_le_bytes());
-        h.update(&e.path);
+        put(&mut h, &e.path);
         h.update(&e.mode.to_le_bytes());
         h.update(&e.uid.to_le_bytes());
         h.update(&e.gid.to_le_bytes());
         match &e.kind {
             EntryKind::Dir => h.update(b"d"),
-            EntryKind::Symlink(t) | EntryKind::Hardlink(t) => {
-                h.update(if matches!(e.kind, EntryKind::Symlink(_)) {
-                    b"s"
-                } else {
-                    b"h"
-                });
-                h.update(&(t.len() as u64).to_le_bytes());
-                h.update(t);
+            EntryKind::Symlink(t) => {
+                h.update(b"s");
+                put(&mut h, t);
+            }
+            EntryKind::Hardlink(t) => {
+                h.update(b"h");
+                put(&mut h, t);
             }
             EntryKind::File {
                 source,
@@ -397,9 +398,7 @@ fn stat_fingerprint(
             } => {
                 racy |= stat.is_racy(*mtime);
                 h.update(b"f");
-                let src = source.as_os_str().as_encoded_bytes();
-                h.update(&(src.len() as u64).to_le_bytes());
-                h.update(src);
+                put(&mut h, source.as_os_str().as_encoded_bytes());
                 for n in [*size, mtime.0 as u64, mtime.1 as u64, id.0, id.1] {
                     h.update(&n.to_le_bytes());
                 }

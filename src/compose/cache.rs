@@ -141,15 +141,24 @@ impl StatCache {
         })
     }
 
+    /// The per-file map of `slot`, read from disk the first time (called
+    /// once per input file: a hit allocates nothing).
     fn slot(&mut self, slot: &str) -> &mut Slot {
-        let path = self.dir.join("stat").join(format!("{slot}.json"));
-        self.slots.entry(slot.to_string()).or_insert_with(|| Slot {
-            entries: std::fs::read(&path)
+        if !self.slots.contains_key(slot) {
+            let path = self.dir.join("stat").join(format!("{slot}.json"));
+            let entries = std::fs::read(&path)
                 .ok()
                 .and_then(|b| serde_json::from_slice(&b).ok())
-                .unwrap_or_default(),
-            dirty: false,
-        })
+                .unwrap_or_default();
+            self.slots.insert(
+                slot.to_string(),
+                Slot {
+                    entries,
+                    dirty: false,
+                },
+            );
+        }
+        self.slots.get_mut(slot).expect("inserted above")
     }
 
     /// Whether an mtime is too recent for its file to be trusted unread.

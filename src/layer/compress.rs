@@ -134,7 +134,7 @@ pub fn encoder<W: Write + Send + 'static>(
 ) -> io::Result<Box<dyn Encoder<W>>> {
     let threads = threads.max(1);
     Ok(match c {
-        Compression::None => Box::new(Buffered::new(inner)),
+        Compression::None => Box::new(Buffered::new(Plain(inner))),
         Compression::Gzip { level } => Box::new(ParallelGzip::new(inner, level, threads)),
         Compression::Zstd { level } => {
             let mut enc = zstd::stream::write::Encoder::new(inner, level)?;
@@ -150,6 +150,27 @@ pub fn encoder<W: Write + Send + 'static>(
     })
 }
 
+/// The end of a [`Buffered`] encoder: hands back the blob writer.
+trait Finish<W>: Write {
+    fn finish_into(self) -> io::Result<W>;
+}
+
+/// Uncompressed: the blob writer itself.
+struct Plain<W>(W);
+impl<W: Write> Write for Plain<W> {
+    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+        self.0.write(b)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
+}
+impl<W: Write> Finish<W> for Plain<W> {
+    fn finish_into(self) -> io::Result<W> {
+        Ok(self.0)
+    }
+}
+
 struct Zstd<W: Write>(zstd::stream::write::Encoder<'static, W>);
 impl<W: Write> Write for Zstd<W> {
     fn write(&mut self, b: &[u8]) -> io::Result<usize> {
@@ -157,6 +178,11 @@ impl<W: Write> Write for Zstd<W> {
     }
     fn flush(&mut self) -> io::Result<()> {
         self.0.flush()
+    }
+}
+impl<W: Write> Finish<W> for Zstd<W> {
+    fn finish_into(self) -> io::Result<W> {
+        self.0.finish()
     }
 }
 
@@ -185,38 +211,20 @@ impl<I: Write> Write for Buffered<I> {
     }
 }
 
-impl<W: Write> Encoder<W> for Buffered<W> {
+impl<W, I: Finish<W>> Encoder<W> for Buffered<I> {
     fn read_from(&mut self, r: &mut dyn Read, max: u64) -> io::Result<(usize, usize)> {
-        buffered_read(&mut self.out, &mut self.buf, r, max)
+        if self.buf.is_empty() {
+            self.buf.resize(1 << 20, 0);
+        }
+        let asked = max.min(self.buf.len() as u64) as usize;
+        let n = r.read(&mut self.buf[..asked])?;
+        self.out.write_all(&self.buf[..n])?;
+        Ok((n, asked))
     }
     fn finish(self: Box<Self>) -> io::Result<(W, Digest, u64)> {
-        Ok(self.out.finish())
+        let (inner, digest, len) = self.out.finish();
+        Ok((inner.finish_into()?, digest, len))
     }
-}
-
-impl<W: Write> Encoder<W> for Buffered<Zstd<W>> {
-    fn read_from(&mut self, r: &mut dyn Read, max: u64) -> io::Result<(usize, usize)> {
-        buffered_read(&mut self.out, &mut self.buf, r, max)
-    }
-    fn finish(self: Box<Self>) -> io::Result<(W, Digest, u64)> {
-        let (z, digest, len) = self.out.finish();
-        Ok((z.0.finish()?, digest, len))
-    }
-}
-
-fn buffered_read(
-    out: &mut impl Write,
-    buf: &mut Vec<u8>,
-    r: &mut dyn Read,
-    max: u64,
-) -> io::Result<(usize, usize)> {
-    if buf.is_empty() {
-        buf.resize(1 << 20, 0);
-    }
-    let asked = max.min(buf.len() as u64) as usize;
-    let n = r.read(&mut buf[..asked])?;
-    out.write_all(&buf[..n])?;
-    Ok((n, asked))
 }
 
 #[cfg(test)]

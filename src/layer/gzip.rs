@@ -17,7 +17,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
-use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, sync_channel};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
@@ -139,7 +139,7 @@ impl<W: Write + Send + 'static> ParallelGzip<W> {
     /// Sends the current block off and starts the next in a recycled
     /// buffer (or a new one while the pipeline fills).
     fn dispatch(&mut self) -> io::Result<()> {
-        let seq = self.block.seq;
+        let next = self.block.seq + 1;
         match self.mode.as_mut().expect("present until finish") {
             Mode::Inline {
                 inner,
@@ -150,29 +150,23 @@ impl<W: Write + Send + 'static> ParallelGzip<W> {
                 let data = &self.block.buf[..self.block.len];
                 hasher.update(data);
                 inner.write_all(&gzip_member(compressor, data, out))?;
+                self.block.seq = next;
                 self.block.len = 0;
             }
             Mode::Pool { jobs, free, .. } => {
-                let buf = match free.try_recv() {
-                    Ok(buf) => buf,
-                    Err(TryRecvError::Empty | TryRecvError::Disconnected) => vec![0; GZIP_BLOCK],
+                let buf = free.try_recv().unwrap_or_else(|_| vec![0; GZIP_BLOCK]);
+                let next = Block {
+                    seq: next,
+                    buf,
+                    len: 0,
                 };
-                let full = std::mem::replace(
-                    &mut self.block,
-                    Block {
-                        seq: seq + 1,
-                        buf,
-                        len: 0,
-                    },
-                );
+                let full = std::mem::replace(&mut self.block, next);
                 jobs.as_ref()
                     .expect("open until finish")
                     .send(full)
                     .map_err(|_| io::Error::other("gzip writer stopped (the output failed)"))?;
-                return Ok(());
             }
         }
-        self.block.seq = seq + 1;
         Ok(())
     }
 }

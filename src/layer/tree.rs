@@ -273,12 +273,13 @@ fn list_dir(shared: &Shared, job: &DirJob) -> Listing {
             dest.push(b'/');
         }
         dest.extend_from_slice(name.as_bytes());
-        let e = entry_for(&src, &meta, dest.clone(), m, shared.xattrs)?;
+        let e = entry_for(&src, &meta, dest, m, shared.xattrs)?;
         if meta.is_dir() {
-            let key = queue_key(&dest);
+            let key = queue_key(&e.path);
             let mut sub = name.as_bytes().to_vec();
             sub.push(b'/');
             keyed.push((sub, Item::Subtree(key.clone())));
+            let dest = e.path.clone();
             subdirs.push((key, DirJob { src, dest, rel }));
         }
         keyed.push((name.as_bytes().to_vec(), Item::Entry(e)));

@@ -241,36 +241,38 @@ enum Stream {
 }
 
 impl Source {
-    /// Fills `head` from the stream; false when the stream has ended.
-    fn fill(&mut self) -> Result<bool> {
+    /// Fills `head` from the stream (it stays empty once the stream ends).
+    fn fill(&mut self) -> Result<()> {
         if self.head.is_none() {
             self.head = match &mut self.rest {
                 Stream::List(it) => it.next(),
                 Stream::Tree(t) => t.next().transpose()?,
             };
         }
-        Ok(self.head.is_some())
+        Ok(())
+    }
+
+    fn path(&self) -> Option<&[u8]> {
+        self.head.as_ref().map(|h| h.path.as_slice())
     }
 }
 
 impl Walk {
     fn next_entry(&mut self) -> Result<Option<Entry>> {
-        let mut min: Option<&[u8]> = None;
         for s in &mut self.sources {
             s.fill()?;
         }
-        for s in &self.sources {
-            if let Some(h) = &s.head
-                && min.is_none_or(|m| h.path.as_slice() < m)
-            {
-                min = Some(&h.path);
-            }
-        }
-        let Some(min) = min.map(<[u8]>::to_vec) else {
+        // The first source holding the smallest path, then every source
+        // holding that same path.
+        let Some(first) = (0..self.sources.len())
+            .filter(|&i| self.sources[i].head.is_some())
+            .min_by(|&a, &b| self.sources[a].path().cmp(&self.sources[b].path()))
+        else {
             return Ok(None);
         };
-        let same: Vec<usize> = (0..self.sources.len())
-            .filter(|&i| self.sources[i].head.as_ref().is_some_and(|h| h.path == min))
+        let min = self.sources[first].path();
+        let same: Vec<usize> = (first..self.sources.len())
+            .filter(|&i| self.sources[i].path() == min)
             .collect();
         let all_dirs = same.iter().all(|&i| {
             self.sources[i]
@@ -279,6 +281,7 @@ impl Walk {
                 .is_some_and(|h| h.kind == EntryKind::Dir)
         });
         if same.len() > 1 && !all_dirs {
+            let min = self.sources[first].path().expect("has a head").to_vec();
             return Err(self.clash(&same, &min));
         }
         // Two mappings may give the same directory: the later one's
