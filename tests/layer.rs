@@ -495,3 +495,39 @@ fn files_straddling_compression_blocks_come_back_whole() {
     }
     assert!(diff_ids.windows(2).all(|w| w[0] == w[1]), "{diff_ids:?}");
 }
+
+/// Two sources clashing mid-walk (a path given twice; a destination below
+/// another source's symlink) fail with the path named, after the blob
+/// writer has started: its temp file must be gone and nothing tagged.
+#[test]
+fn sources_that_clash_fail_mid_walk_and_leave_nothing() {
+    let env = Env::new();
+    env.ok(&["store", "path"]);
+    let before = files_under(&env.store());
+    let root = env.path("root");
+    fs::create_dir_all(root.join("etc")).unwrap();
+    fs::write(root.join("etc/motd"), "hi\n").unwrap();
+    std::os::unix::fs::symlink("usr/bin", root.join("bin")).unwrap();
+    let tree = format!("{}:/", root.display());
+    let err = env.fails(&[
+        "new",
+        "--add",
+        &tree,
+        "--add",
+        "/bin/busybox:/etc/motd",
+        "--tag",
+        "t",
+    ]);
+    assert!(err.contains("/etc/motd is given twice"), "{err}");
+    let err = env.fails(&[
+        "new",
+        "--add",
+        &tree,
+        "--add",
+        "/bin/busybox:/bin/sh",
+        "--tag",
+        "t",
+    ]);
+    assert!(err.contains("/bin is not a directory"), "{err}");
+    assert_eq!(files_under(&env.store()), before, "nothing written");
+}
