@@ -127,6 +127,9 @@ pub enum Error {
         what: String,
         /// HTTP status.
         status: u16,
+        /// The error codes of the registry's envelope (empty when it sent
+        /// none).
+        codes: Vec<crate::registry::http::envelope::ErrorCode>,
         /// The registry's error codes and messages.
         detail: String,
     },

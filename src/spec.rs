@@ -178,18 +178,75 @@ pub struct Manifest {
     pub extra: BTreeMap<String, Value>,
 }
 
+/// The error for a manifest or index document, naming its digest.
+fn doc_error(kind: &str, bytes: &[u8], location: &str, detail: impl std::fmt::Display) -> Error {
+    Error::invalid(
+        kind,
+        location,
+        format!("{} (document {})", detail, Digest::of(bytes)),
+    )
+}
+
+/// What a document's own fields say it is: refuses one that carries both
+/// an image manifest's fields (`config`, `layers`) and an index's
+/// (`manifests`), the ambiguity behind CVE-2021-41190, and one whose
+/// `mediaType` names the other kind.
+fn check_kind(
+    kind: &str,
+    bytes: &[u8],
+    location: &str,
+    media_type: Option<&str>,
+    own: fn(&str) -> bool,
+    foreign_fields: &[&str],
+    extra: &BTreeMap<String, Value>,
+) -> Result<()> {
+    if let Some(f) = foreign_fields.iter().find(|f| extra.contains_key(**f)) {
+        return Err(doc_error(
+            kind,
+            bytes,
+            location,
+            format!(
+                "it has both image-manifest and index fields (`{f}` too): an ambiguous document, refused"
+            ),
+        ));
+    }
+    if let Some(mt) = media_type
+        && (media::is_manifest(mt) || media::is_index(mt))
+        && !own(mt)
+    {
+        return Err(doc_error(
+            kind,
+            bytes,
+            location,
+            format!("its mediaType is {mt}, which is not an {kind}"),
+        ));
+    }
+    Ok(())
+}
+
 impl Manifest {
     /// Parses and checks a manifest document.
     pub fn parse(bytes: &[u8], location: &str) -> Result<Self> {
-        let m: Manifest = serde_json::from_slice(bytes)
-            .map_err(|e| Error::invalid("image manifest", location, e.to_string()))?;
+        const KIND: &str = "image manifest";
+        let m: Manifest =
+            serde_json::from_slice(bytes).map_err(|e| doc_error(KIND, bytes, location, e))?;
         if m.schema_version != 2 {
-            return Err(Error::invalid(
-                "image manifest",
+            return Err(doc_error(
+                KIND,
+                bytes,
                 location,
                 format!("schemaVersion is {}, expected 2", m.schema_version),
             ));
         }
+        check_kind(
+            KIND,
+            bytes,
+            location,
+            m.media_type.as_deref(),
+            media::is_manifest,
+            &["manifests"],
+            &m.extra,
+        )?;
         Ok(m)
     }
 
@@ -233,15 +290,26 @@ impl Default for Index {
 impl Index {
     /// Parses and checks an index document.
     pub fn parse(bytes: &[u8], location: &str) -> Result<Self> {
-        let i: Index = serde_json::from_slice(bytes)
-            .map_err(|e| Error::invalid("image index", location, e.to_string()))?;
+        const KIND: &str = "image index";
+        let i: Index =
+            serde_json::from_slice(bytes).map_err(|e| doc_error(KIND, bytes, location, e))?;
         if i.schema_version != 2 {
-            return Err(Error::invalid(
-                "image index",
+            return Err(doc_error(
+                KIND,
+                bytes,
                 location,
                 format!("schemaVersion is {}, expected 2", i.schema_version),
             ));
         }
+        check_kind(
+            KIND,
+            bytes,
+            location,
+            i.media_type.as_deref(),
+            media::is_index,
+            &["layers", "config"],
+            &i.extra,
+        )?;
         Ok(i)
     }
 

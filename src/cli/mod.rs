@@ -46,6 +46,18 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "BYTES")]
     chunk_size: Option<u64>,
 
+    /// Seconds without a byte moving before a registry or repository
+    /// connection counts as stalled; it is then retried (downloads resume
+    /// where they stopped) and finally fails naming the host.
+    #[arg(
+        long,
+        global = true,
+        default_value_t = 30.0,
+        value_name = "SECONDS",
+        env = "STRATA_STALL_TIMEOUT"
+    )]
+    stall_timeout: f64,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -91,6 +103,15 @@ enum Command {
     Store(storecmd::StoreCommand),
 }
 
+fn stall_timeout(secs: f64) -> Result<std::time::Duration> {
+    if !(secs.is_finite() && secs > 0.0 && secs <= 86_400.0) {
+        anyhow::bail!(
+            "--stall-timeout must be a number of seconds above 0 and at most 86400, not {secs}"
+        );
+    }
+    Ok(std::time::Duration::from_secs_f64(secs))
+}
+
 /// Parses the command line and runs the command.
 pub fn run() -> Result<()> {
     let cli = Cli::parse();
@@ -103,6 +124,10 @@ pub fn run() -> Result<()> {
         ca_file: cli.ca_file,
         jobs: cli.jobs.max(1),
         chunk_size: cli.chunk_size,
+        retry: strata::registry::RetryPolicy {
+            stall: stall_timeout(cli.stall_timeout)?,
+            ..Default::default()
+        },
         ..Default::default()
     };
     let ctx = Ctx {

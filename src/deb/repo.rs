@@ -14,7 +14,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
@@ -22,6 +22,7 @@ use super::control::{Paragraph, parse_all};
 use super::sources::{Repository, SignedBy};
 use crate::digest::Digest;
 use crate::error::{Error, IoContext, Result};
+use crate::registry::http::retry::{RetryPolicy, Step};
 use crate::store::Store;
 
 /// Largest Release file accepted.
@@ -135,6 +136,7 @@ pub struct DebCache {
     cas: Store,
     dir: PathBuf,
     http: Arc<OnceLock<reqwest::blocking::Client>>,
+    policy: RetryPolicy,
     apt_dir: PathBuf,
 }
 
@@ -148,6 +150,7 @@ impl DebCache {
             cas,
             dir,
             http: Arc::new(OnceLock::new()),
+            policy: RetryPolicy::default(),
             apt_dir: super::sources::apt_dir(),
         })
     }
@@ -158,13 +161,15 @@ impl DebCache {
         if let Some(c) = self.http.get() {
             return Ok(c);
         }
-        let c = reqwest::blocking::Client::builder()
-            .user_agent(concat!("strata/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(15))
-            .timeout(Duration::from_secs(600))
-            .build()
-            .map_err(|e| Error::Unsupported(format!("cannot start an HTTP client: {e}")))?;
+        // Mirrors may redirect; no credentials are involved.
+        let c = crate::registry::http::blocking_client(&self.policy, None, true)?;
         Ok(self.http.get_or_init(|| c))
+    }
+
+    /// Uses `policy` for retries and the stall timeout.
+    pub fn with_retry(mut self, policy: RetryPolicy) -> Self {
+        self.policy = policy;
+        self
     }
 
     /// Uses `dir` instead of `/etc/apt` for the default trusted keyrings.
@@ -371,28 +376,20 @@ impl DebCache {
         Ok(())
     }
 
-    /// Streams `url` into the cache as `sha256`; false on 404.
+    /// Streams `url` into the cache as `sha256`; false on 404. A download
+    /// cut short (or stalled) is fetched again, as the retry policy allows.
     fn download(&self, url: &str, sha256: &Digest, size: u64, what: &str) -> Result<bool> {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
+        self.policy.run(|_| {
             let r = match self.open_url(url) {
                 Ok(Some(r)) => r,
-                Ok(None) => return Ok(false),
-                Err(e) if attempt < 3 && is_transient(&e) => {
-                    std::thread::sleep(Duration::from_millis(300 * attempt));
-                    continue;
-                }
-                Err(e) => return Err(e),
+                Ok(None) => return Step::Done(Ok(false)),
+                Err(e) => return Step::Done(Err(e)),
             };
             // One byte more than expected is enough to tell it is too long.
             let r = r.take(size + 1);
-            return match self.cas.put_verified(r, sha256, Some(size), what) {
+            Step::Done(match self.cas.put_verified(r, sha256, Some(size), what) {
                 Ok(()) => Ok(true),
-                Err(Error::Io { .. }) if attempt < 3 => {
-                    std::thread::sleep(Duration::from_millis(300 * attempt));
-                    continue;
-                }
+                Err(e @ Error::Io { .. }) => return Step::Retry(Err(e), None),
                 Err(Error::DigestMismatch {
                     what,
                     expected,
@@ -411,33 +408,29 @@ impl DebCache {
                     format!("{expected} bytes"),
                 )),
                 Err(e) => Err(e),
-            };
-        }
+            })
+        })
     }
 
     /// A small document, `None` on 404, refusing more than `max` bytes.
     fn get_small(&self, url: &str, max: u64) -> Result<Option<Vec<u8>>> {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match self.open_url(url) {
-                Ok(None) => return Ok(None),
-                Ok(Some(r)) => {
-                    let mut buf = Vec::new();
-                    r.take(max + 1)
-                        .read_to_end(&mut buf)
-                        .map_err(|e| fetch_error(url, e.to_string()))?;
-                    if buf.len() as u64 > max {
-                        return Err(fetch_error(url, format!("it is larger than {max} bytes")));
-                    }
-                    return Ok(Some(buf));
-                }
-                Err(e) if attempt < 3 && is_transient(&e) => {
-                    std::thread::sleep(Duration::from_millis(300 * attempt));
-                }
-                Err(e) => return Err(e),
+        self.policy.run(|_| {
+            let r = match self.open_url(url) {
+                Ok(Some(r)) => r,
+                other => return Step::Done(other.map(|_| None)),
+            };
+            let mut buf = Vec::new();
+            if let Err(e) = r.take(max + 1).read_to_end(&mut buf) {
+                return Step::Retry(Err(fetch_error(url, e.to_string())), None);
             }
-        }
+            if buf.len() as u64 > max {
+                return Step::Done(Err(fetch_error(
+                    url,
+                    format!("it is larger than {max} bytes"),
+                )));
+            }
+            Step::Done(Ok(Some(buf)))
+        })
     }
 
     /// Opens `url` (`http(s)://` or `file:`); `None` when it does not exist.
@@ -450,11 +443,12 @@ impl DebCache {
                 Err(e) => Err(Error::io(path, e)),
             };
         }
+        // Connection errors, stalls and 5xx are retried by the policy; any
+        // other answer is final.
+        let http = self.http()?;
         let resp = self
-            .http()?
-            .get(url)
-            .send()
-            .map_err(|e| fetch_error(url, crate::registry::client::error_chain(&e)))?;
+            .policy
+            .send(&host_of(url), &format!("GET {url}"), || Ok(http.get(url)))?;
         let status = resp.status();
         if status == reqwest::StatusCode::NOT_FOUND || status == reqwest::StatusCode::GONE {
             return Ok(None);
@@ -491,15 +485,6 @@ fn fetch_error(url: &str, detail: String) -> Error {
     Error::Connect {
         host: host_of(url),
         detail: format!("GET {url}: {detail}"),
-    }
-}
-
-fn is_transient(e: &Error) -> bool {
-    match e {
-        Error::Connect { detail, .. } => {
-            !detail.contains("answered 4") // 4xx answers are final
-        }
-        _ => false,
     }
 }
 

@@ -6,12 +6,17 @@ use reqwest::StatusCode;
 use reqwest::blocking::Response;
 use reqwest::header::{ACCEPT, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, LOCATION};
 
-use super::client::{Client, check};
+use super::http::Client;
+use super::http::envelope::check;
+use super::http::retry::{Step, body_error};
 use super::reference::RegistryRef;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::media;
 use crate::spec::MAX_MANIFEST_SIZE;
+
+/// 416 answers to a chunk that strata resumes from before it gives up.
+const MAX_CHUNK_RESUMES: u64 = 5;
 
 const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json";
 
@@ -86,29 +91,31 @@ impl<'a> Repo<'a> {
     /// Fetches a manifest or index by tag or digest (at most 4 MiB),
     /// checking Content-Type against mediaType and the digest when the
     /// reference is one.
+    /// A body that stalls or is cut short is fetched again, as the retry
+    /// policy allows.
     pub fn get_manifest(&self, reference: &str) -> Result<FetchedManifest> {
+        self.client
+            .policy()
+            .run(|_| match self.get_manifest_once(reference) {
+                Ok(done) => Step::Done(done),
+                Err(body) => Step::Retry(Err(body), None),
+            })
+    }
+
+    /// One GET of a manifest: `Err` is a body that could not be read (worth
+    /// another try), `Ok` anything final.
+    fn get_manifest_once(&self, reference: &str) -> Result<Result<FetchedManifest>, Error> {
         let what = format!("GET manifest {}:{reference}", self.r.repository);
-        let resp = self.send(false, &what, |h, base| {
-            Ok(h.get(self.url(base, &format!("manifests/{reference}")))
-                .header(ACCEPT, MANIFEST_ACCEPT))
-        })?;
-        if resp.status() == StatusCode::NOT_FOUND {
-            return Err(Error::NotFound {
-                what: format!("manifest {reference}"),
-                location: format!("{}/{}", self.r.registry, self.r.repository),
-                hint: String::new(),
-            });
-        }
-        let resp = check(resp, self.host(), &what)?;
-        if let Some(len) = resp.content_length()
-            && len > MAX_MANIFEST_SIZE
-        {
-            return Err(Error::invalid(
-                "manifest",
-                &what,
-                format!("Content-Length {len} is over the {MAX_MANIFEST_SIZE}-byte limit"),
-            ));
-        }
+        let resp = self
+            .send(false, &what, |h, base| {
+                Ok(h.get(self.url(base, &format!("manifests/{reference}")))
+                    .header(ACCEPT, MANIFEST_ACCEPT))
+            })
+            .and_then(|r| self.manifest_answer(r, reference, &what));
+        let resp = match resp {
+            Ok(r) => r,
+            Err(e) => return Ok(Err(e)),
+        };
         let header_type = resp
             .headers()
             .get(CONTENT_TYPE)
@@ -118,8 +125,47 @@ impl<'a> Repo<'a> {
             .headers()
             .get("docker-content-digest")
             .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        let bytes = self.read_document(resp, &what)?;
+            .and_then(|h| h.parse::<Digest>().ok());
+        let bytes = match self.read_document(resp, &what) {
+            Ok(b) => b,
+            Err(e @ Error::Connect { .. }) => return Err(e),
+            Err(e) => return Ok(Err(e)),
+        };
+        Ok(self.checked_manifest(bytes, reference, &what, header_type, header_digest))
+    }
+
+    /// A manifest answer that is a success of acceptable length.
+    fn manifest_answer(&self, resp: Response, reference: &str, what: &str) -> Result<Response> {
+        if resp.status() == StatusCode::NOT_FOUND {
+            return Err(Error::NotFound {
+                what: format!("manifest {reference}"),
+                location: format!("{}/{}", self.r.registry, self.r.repository),
+                hint: String::new(),
+            });
+        }
+        let resp = check(resp, self.host(), what)?;
+        if let Some(len) = resp.content_length()
+            && len > MAX_MANIFEST_SIZE
+        {
+            return Err(Error::invalid(
+                "manifest",
+                what,
+                format!("Content-Length {len} is over the {MAX_MANIFEST_SIZE}-byte limit"),
+            ));
+        }
+        Ok(resp)
+    }
+
+    /// Checks fetched manifest bytes against the reference, the
+    /// Docker-Content-Digest header and the Content-Type.
+    fn checked_manifest(
+        &self,
+        bytes: Vec<u8>,
+        reference: &str,
+        what: &str,
+        header_type: Option<String>,
+        header_digest: Option<Digest>,
+    ) -> Result<FetchedManifest> {
         let digest = Digest::of(&bytes);
         if let Ok(want) = reference.parse::<Digest>()
             && want != digest
@@ -131,8 +177,6 @@ impl<'a> Repo<'a> {
             });
         }
         if let Some(h) = header_digest
-            .as_deref()
-            .and_then(|h| h.parse::<Digest>().ok())
             && h != digest
         {
             return Err(Error::DigestMismatch {
@@ -141,23 +185,46 @@ impl<'a> Repo<'a> {
                 actual: digest.to_string(),
             });
         }
-        let body_type = serde_json::from_slice::<serde_json::Value>(&bytes)
-            .map_err(|e| Error::invalid("manifest", &what, e.to_string()))?
+        let doc = serde_json::from_slice::<serde_json::Value>(&bytes)
+            .map_err(|e| Error::invalid("manifest", what, format!("{e} (document {digest})")))?;
+        let body_type = doc
             .get("mediaType")
             .and_then(|m| m.as_str())
             .map(str::to_string);
+        let has = |k: &str| doc.get(k).is_some();
+        if has("manifests") && (has("layers") || has("config")) {
+            return Err(Error::invalid(
+                "manifest",
+                what,
+                format!(
+                    "document {digest} has both image-manifest fields and `manifests`: an ambiguous document, refused"
+                ),
+            ));
+        }
         let media_type = match (&body_type, &header_type) {
             (Some(b), Some(h)) if (media::is_manifest(h) || media::is_index(h)) && b != h => {
                 return Err(Error::invalid(
                     "manifest",
-                    &what,
+                    what,
                     format!("Content-Type {h} disagrees with the mediaType {b} in the body"),
                 ));
             }
+            // A generic Content-Type (application/json): the body says.
             (Some(b), _) => b.clone(),
             (None, Some(h)) if media::is_manifest(h) || media::is_index(h) => h.clone(),
+            // Neither says: the document's own fields do.
+            (None, _) if has("manifests") => media::OCI_INDEX.to_string(),
             (None, _) => media::OCI_MANIFEST.to_string(),
         };
+        if (has("manifests") && media::is_manifest(&media_type))
+            || ((has("layers") || has("config")) && media::is_index(&media_type))
+        {
+            return Err(Error::invalid(
+                "manifest",
+                what,
+                format!("document {digest} is served as {media_type} but its fields say otherwise"),
+            ));
+        }
         Ok(FetchedManifest {
             bytes,
             media_type,
@@ -171,10 +238,7 @@ impl<'a> Repo<'a> {
         let mut bytes = Vec::new();
         resp.take(MAX_MANIFEST_SIZE + 1)
             .read_to_end(&mut bytes)
-            .map_err(|e| Error::Connect {
-                host: self.host().to_string(),
-                detail: format!("{what}: {e}"),
-            })?;
+            .map_err(|e| body_error(self.host(), what, &e, self.client.policy()))?;
         if bytes.len() as u64 > MAX_MANIFEST_SIZE {
             return Err(Error::invalid(
                 "manifest",
@@ -250,7 +314,7 @@ impl<'a> Repo<'a> {
     /// Lists the tags asking for `page` tags per request.
     pub fn list_tags_paged(&self, page: usize) -> Result<Vec<String>> {
         let mut out = Vec::new();
-        let mut next: Option<String> = Some(format!("tags/list?n={page}"));
+        let mut next: Option<String> = Some(format!("list?n={page}"));
         let mut pages = 0;
         while let Some(tail) = next.take() {
             pages += 1;
@@ -262,12 +326,15 @@ impl<'a> Repo<'a> {
                 ));
             }
             let what = format!("GET tags of {}", self.r.repository);
+            // A Link is resolved like a browser would; one to another
+            // origin is followed without credentials.
             let resp = self.send(false, &what, |h, base| {
-                Ok(h.get(if tail.starts_with('/') {
-                    format!("{base}{tail}")
-                } else {
-                    self.url(base, &tail)
-                }))
+                let first = reqwest::Url::parse(&self.url(base, "tags/list"))
+                    .map_err(|e| Error::invalid("tag list", self.host(), e.to_string()))?;
+                let url = first.join(&tail).map_err(|e| {
+                    Error::invalid("tag list Link", self.host(), format!("{tail:?}: {e}"))
+                })?;
+                Ok(h.get(url))
             })?;
             let resp = check(resp, self.host(), &what)?;
             next = resp
@@ -326,6 +393,7 @@ impl<'a> Repo<'a> {
                 host: self.host().to_string(),
                 what,
                 status: resp.status().as_u16(),
+                codes: Vec::new(),
                 detail: "the registry ignored the Range request".into(),
             });
         }
@@ -352,6 +420,7 @@ impl<'a> Repo<'a> {
                     host: self.host().to_string(),
                     what,
                     status: 0,
+                    codes: Vec::new(),
                     detail: "unexpected answer".into(),
                 })),
         }
@@ -375,21 +444,7 @@ impl<'a> Repo<'a> {
     }
 
     fn location(&self, resp: &Response, what: &str) -> Result<String> {
-        let loc = resp
-            .headers()
-            .get(LOCATION)
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| Error::Registry {
-                host: self.host().to_string(),
-                what: what.to_string(),
-                status: resp.status().as_u16(),
-                detail: "no Location header in the answer".into(),
-            })?;
-        // Relative locations are resolved against the request URL.
-        resp.url()
-            .join(loc)
-            .map(|u| u.to_string())
-            .map_err(|e| Error::invalid("upload location", self.host(), format!("{loc:?}: {e}")))
+        location_of(resp.headers(), resp.url(), resp.status(), self.host(), what)
     }
 
     fn upload_headers() -> reqwest::header::HeaderMap {
@@ -432,7 +487,10 @@ impl<'a> Repo<'a> {
 
     /// Uploads a blob in PATCH chunks of `chunk` bytes (at least the
     /// registry's minimum), resuming from the registry's upload status after
-    /// a 416, then closes the upload with a PUT.
+    /// a 416, then closes the upload with a PUT. Every round must move the
+    /// upload forward, and the rounds are bounded: a registry whose Range
+    /// does not advance (or runs ahead of what was sent) fails the upload,
+    /// naming the blob and the Range it answered.
     pub fn upload_chunked(
         &self,
         location: &str,
@@ -442,10 +500,26 @@ impl<'a> Repo<'a> {
         open: &Opener<'_>,
     ) -> Result<()> {
         let what = format!("chunked upload {digest}");
+        let chunk = chunk.max(1);
         let mut location = location.to_string();
         let mut offset = 0u64;
         let mut resumes = 0;
+        let max_rounds = size.div_ceil(chunk) + MAX_CHUNK_RESUMES;
+        let mut rounds = 0;
+        let stuck = |detail: String| Error::Registry {
+            host: self.host().to_string(),
+            what: what.clone(),
+            status: 202,
+            codes: Vec::new(),
+            detail,
+        };
         while offset < size {
+            rounds += 1;
+            if rounds > max_rounds {
+                return Err(stuck(format!(
+                    "the upload did not finish in {max_rounds} rounds ({offset} of {size} bytes taken)"
+                )));
+            }
             let len = chunk.min(size - offset);
             let start = offset;
             let url = reqwest::Url::parse(&location)
@@ -476,23 +550,52 @@ impl<'a> Repo<'a> {
             )?;
             if answer.status == StatusCode::RANGE_NOT_SATISFIABLE {
                 resumes += 1;
-                if resumes > 5 {
+                if resumes > MAX_CHUNK_RESUMES {
                     return Err(Error::Registry {
                         host: self.host().to_string(),
                         what,
                         status: 416,
+                        codes: Vec::new(),
                         detail: "the registry keeps refusing the chunk range".into(),
                     });
                 }
                 offset = self.upload_status(&location)?;
+                if offset > size {
+                    return Err(stuck(format!(
+                        "the upload status says {offset} bytes were taken of a {size}-byte blob"
+                    )));
+                }
                 continue;
             }
             let answer = answer.check(self.host(), &what)?;
-            location = answer_location(&answer, self.host(), &what)?;
+            location = location_of(
+                &answer.headers,
+                &answer.url,
+                answer.status,
+                self.host(),
+                &what,
+            )?;
+            let range = answer
+                .headers
+                .get(reqwest::header::RANGE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("none")
+                .to_string();
             offset = match range_end(&answer.headers) {
                 Some(end) => end + 1,
                 None => start + len,
             };
+            if offset <= start || offset > start + len {
+                return Err(stuck(format!(
+                    "after bytes {start}-{} it answered Range {range}: the upload {}",
+                    start + len - 1,
+                    if offset <= start {
+                        "does not advance"
+                    } else {
+                        "claims more than was sent"
+                    }
+                )));
+            }
         }
         let resp = self.send(true, &what, |h, _| {
             let mut url = reqwest::Url::parse(&location)
@@ -513,19 +616,26 @@ impl<'a> Repo<'a> {
     }
 }
 
-fn answer_location(a: &super::client::Answer, host: &str, what: &str) -> Result<String> {
-    let loc = a
-        .headers
+/// The `Location` of an answer, resolved against the URL it came from (it
+/// may point at another host; the client sends no credentials there).
+fn location_of(
+    headers: &reqwest::header::HeaderMap,
+    url: &reqwest::Url,
+    status: StatusCode,
+    host: &str,
+    what: &str,
+) -> Result<String> {
+    let loc = headers
         .get(LOCATION)
         .and_then(|v| v.to_str().ok())
         .ok_or_else(|| Error::Registry {
             host: host.to_string(),
             what: what.to_string(),
-            status: a.status.as_u16(),
+            status: status.as_u16(),
+            codes: Vec::new(),
             detail: "no Location header in the answer".into(),
         })?;
-    a.url
-        .join(loc)
+    url.join(loc)
         .map(|u| u.to_string())
         .map_err(|e| Error::invalid("upload location", host, format!("{loc:?}: {e}")))
 }

@@ -1,14 +1,15 @@
 //! Talking to registries over the OCI distribution API, with no daemon.
 
 pub mod api;
-pub mod client;
 pub mod credentials;
+pub mod http;
 pub mod prune;
 pub mod pull;
 pub mod push;
 pub mod reference;
 pub mod referrers;
 
-pub use client::{Client, ClientOptions};
 pub use credentials::{Credential, Secret};
+pub use http::retry::RetryPolicy;
+pub use http::{Client, ClientOptions};
 pub use reference::RegistryRef;

@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 
 use super::api::Repo;
-use super::client::Client;
+use super::http::Client;
 use super::reference::RegistryRef;
 use crate::digest::Digest;
 use crate::error::{Error, Result};

@@ -4,7 +4,7 @@ use std::io::{self, Read};
 use std::sync::Arc;
 
 use super::api::Repo;
-use super::client::Client;
+use super::http::Client;
 use super::reference::RegistryRef;
 use crate::digest::VerifyingReader;
 use crate::error::{Error, Result};
@@ -60,7 +60,8 @@ impl BlobSource for RegistryBlobs {
 }
 
 /// Re-requests the rest of a blob with a Range request when the connection
-/// drops mid-stream (up to 5 times).
+/// drops or stalls mid-stream (as often as the retry policy allows), then
+/// fails naming the registry and the blob.
 struct ResumingReader {
     client: Arc<Client>,
     r: RegistryRef,
@@ -72,18 +73,37 @@ struct ResumingReader {
 
 impl Read for ResumingReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let policy = *self.client.policy();
         loop {
-            match self.inner.read(buf) {
-                Ok(0) if self.offset < self.desc.size && self.resumes < 5 => {}
+            let cause = match self.inner.read(buf) {
+                Ok(0) if self.offset < self.desc.size => "the connection closed early".to_string(),
                 Ok(n) => {
                     self.offset += n as u64;
                     return Ok(n);
                 }
-                Err(_) if self.resumes < 5 && self.offset < self.desc.size => {}
-                Err(e) => return Err(e),
-            }
+                Err(_) if self.offset >= self.desc.size => {
+                    // Everything arrived; the verifier checks it.
+                    return Ok(0);
+                }
+                Err(e) => crate::registry::http::retry::error_chain(&e),
+            };
             self.resumes += 1;
-            std::thread::sleep(std::time::Duration::from_millis(100 << self.resumes));
+            if self.resumes >= policy.attempts.max(1) {
+                return Err(Error::Connect {
+                    host: self.r.api_host().to_string(),
+                    detail: format!(
+                        "blob {} of {}: {cause} at byte {} of {} (gave up after {} resumes; a stall counts after {} s without data)",
+                        self.desc.digest,
+                        self.r,
+                        self.offset,
+                        self.desc.size,
+                        self.resumes - 1,
+                        policy.stall.as_secs_f64()
+                    ),
+                }
+                .into_io());
+            }
+            std::thread::sleep(policy.delay(self.resumes));
             let resp = Repo::new(&self.client, &self.r)
                 .get_blob(&self.desc.digest, self.offset)
                 .map_err(Error::into_io)?;

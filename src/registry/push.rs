@@ -13,7 +13,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use super::api::{Mount, Repo};
-use super::client::Client;
+use super::http::Client;
 use super::reference::RegistryRef;
 use crate::digest::Digest;
 use crate::error::{Error, Result};

@@ -115,14 +115,40 @@ impl fmt::Display for RegistryRef {
     }
 }
 
-/// True for hosts on the loopback interface, where plain HTTP is allowed.
+/// True for hosts on the loopback interface, where plain HTTP is allowed:
+/// an IPv4 literal in 127.0.0.0/8, `::1`, or `localhost`, each with or
+/// without a port. Nothing else: `127.example.com` is a name like any other.
 pub fn is_loopback(host: &str) -> bool {
-    let h = host
-        .rsplit_once(':')
-        .filter(|(_, port)| port.chars().all(|c| c.is_ascii_digit()))
-        .map_or(host, |(h, _)| h);
-    let h = h.trim_start_matches('[').trim_end_matches(']');
-    h == "localhost" || h.starts_with("127.") || h == "::1"
+    let h = match host.strip_prefix('[') {
+        // [v6] or [v6]:port
+        Some(rest) => match rest.split_once(']') {
+            Some((ip, tail)) if tail.is_empty() || is_port(tail.strip_prefix(':')) => ip,
+            _ => return false,
+        },
+        None => match host.rsplit_once(':') {
+            Some((h, port)) if !h.contains(':') => {
+                if !is_port(Some(port)) {
+                    return false;
+                }
+                h
+            }
+            // A bare IPv6 literal has colons of its own.
+            Some(_) => host,
+            None => host,
+        },
+    };
+    if h.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    match h.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(v4)) => v4.is_loopback(),
+        Ok(std::net::IpAddr::V6(v6)) => v6.is_loopback(),
+        Err(_) => false,
+    }
+}
+
+fn is_port(p: Option<&str>) -> bool {
+    p.is_some_and(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|c| c.is_ascii_digit()))
 }
 
 #[cfg(test)]
@@ -147,11 +173,40 @@ mod tests {
     }
 
     #[test]
-    fn loopback() {
-        assert!(is_loopback("localhost:5000"));
-        assert!(is_loopback("127.0.0.1:8080"));
-        assert!(is_loopback("[::1]:5000"));
-        assert!(!is_loopback("registry.example.com"));
-        assert!(!is_loopback("127.example.com:5000") || "127.example.com".starts_with("127."));
+    fn loopback_is_only_127_slash_8_ipv6_one_and_localhost() {
+        for yes in [
+            "localhost",
+            "localhost:5000",
+            "LOCALHOST:5000",
+            "127.0.0.1",
+            "127.0.0.1:8080",
+            "127.1.2.3:1",
+            "127.255.255.254",
+            "[::1]:5000",
+            "[::1]",
+            "::1",
+        ] {
+            assert!(is_loopback(yes), "{yes} is loopback");
+        }
+        for no in [
+            "127.example.com",
+            "127.example.com:5000",
+            "127.0.0.1.example.com",
+            "127.0.0.1.nip.io:5000",
+            "localhost.example.com",
+            "mylocalhost",
+            "128.0.0.1",
+            "10.0.0.1:5000",
+            "0.0.0.0",
+            "[::2]:5000",
+            "[::1]x",
+            "127.0.0.1:",
+            "127.0.0.1:abc",
+            "127.0.0.1:5000:1",
+            "registry.example.com",
+            "",
+        ] {
+            assert!(!is_loopback(no), "{no} is not loopback");
+        }
     }
 }

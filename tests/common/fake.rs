@@ -42,6 +42,17 @@ pub struct Faults {
     pub refuse_monolithic: bool,
     /// Offer the referrers API (`GET /v2/REPO/referrers/DIGEST`).
     pub referrers_api: bool,
+    /// Hand uploads to this base URL (another host) in the POST's Location.
+    pub upload_location_to: Option<String>,
+    /// Send half of what the next N GETs of this blob ask for, then go
+    /// silent with the connection open.
+    pub stall_blob: Option<(String, usize)>,
+    /// Send half of every manifest, then go silent.
+    pub stall_manifest: bool,
+    /// Read PATCH and PUT bodies, then never answer.
+    pub stall_uploads: bool,
+    /// Answer every PATCH with the Range of the first chunk (no progress).
+    pub stuck_range: bool,
 }
 
 /// One recorded request.
@@ -78,8 +89,14 @@ pub struct Fake {
 }
 
 impl Fake {
-    /// Starts a fake on `host` (`127.0.0.1` or `localhost`), port chosen freely.
+    /// Starts a fake on 127.0.0.1, port chosen freely.
     pub fn start(faults: Faults) -> Self {
+        Self::start_on(faults, "127.0.0.1")
+    }
+
+    /// Starts a fake on loopback address `ip` (another host than
+    /// 127.0.0.1 when it is, say, 127.0.0.2), port chosen freely.
+    pub fn start_on(faults: Faults, ip: &str) -> Self {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -90,7 +107,7 @@ impl Fake {
             ..Default::default()
         }));
         let listener = rt
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .block_on(tokio::net::TcpListener::bind(format!("{ip}:0")))
             .unwrap();
         let addr = listener.local_addr().unwrap();
         let app = axum::Router::new()
@@ -107,7 +124,7 @@ impl Fake {
     }
 
     pub fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.addr.port())
+        self.addr.to_string()
     }
 
     /// Starts a fake speaking HTTPS with `cert`/`key` (PEM files).
@@ -183,6 +200,19 @@ impl Fake {
     }
 }
 
+/// Half of `bytes`, then silence with the connection left open.
+fn half_then_silence(bytes: &[u8], content_type: Option<&str>) -> Response {
+    use futures_util::StreamExt;
+    let half = Bytes::from(bytes[..bytes.len() / 2].to_vec());
+    let stream = futures_util::stream::iter(vec![Ok::<_, std::io::Error>(half)])
+        .chain(futures_util::stream::pending());
+    let mut b = Response::builder().header(header::CONTENT_LENGTH, bytes.len());
+    if let Some(ct) = content_type {
+        b = b.header(header::CONTENT_TYPE, ct);
+    }
+    b.body(Body::from_stream(stream)).unwrap()
+}
+
 fn status(code: u16) -> Response {
     StatusCode::from_u16(code).unwrap().into_response()
 }
@@ -200,19 +230,29 @@ async fn handle(State(state): State<Arc<Mutex<Inner>>>, req: Request) -> Respons
         .await
         .unwrap_or_default();
     let q: HashMap<String, String> = url_pairs(&query);
+    let stall_upload = {
+        let mut st = state.lock().unwrap();
+        st.seen.push(Seen {
+            method: method.to_string(),
+            path: path.clone(),
+            query: query.clone(),
+            authorization: headers
+                .get(header::AUTHORIZATION)
+                .map(|v| v.to_str().unwrap().to_string()),
+            range: headers
+                .get(header::RANGE)
+                .map(|v| v.to_str().unwrap().to_string()),
+            body_len: body.len(),
+        });
+        st.faults.stall_uploads
+            && (method == Method::PATCH || method == Method::PUT)
+            && path.contains("/blobs/uploads/")
+    };
+    if stall_upload {
+        // Body read and recorded, never answered.
+        std::future::pending::<()>().await;
+    }
     let mut st = state.lock().unwrap();
-    st.seen.push(Seen {
-        method: method.to_string(),
-        path: path.clone(),
-        query: query.clone(),
-        authorization: headers
-            .get(header::AUTHORIZATION)
-            .map(|v| v.to_str().unwrap().to_string()),
-        range: headers
-            .get(header::RANGE)
-            .map(|v| v.to_str().unwrap().to_string()),
-        body_len: body.len(),
-    });
     // Blob content served after a cross-host redirect.
     if let Some(d) = path.strip_prefix("/redirected/") {
         return match st.blobs.get(d) {
@@ -263,6 +303,9 @@ async fn handle(State(state): State<Arc<Mutex<Inner>>>, req: Request) -> Respons
                     .unwrap();
             }
             match st.manifests.get(&format!("{repo}:{arg}")) {
+                Some((mt, bytes)) if st.faults.stall_manifest && method == Method::GET => {
+                    half_then_silence(bytes, Some(mt))
+                }
                 Some((mt, bytes)) => Response::builder()
                     .header(
                         header::CONTENT_TYPE,
@@ -343,6 +386,22 @@ async fn handle(State(state): State<Arc<Mutex<Inner>>>, req: Request) -> Respons
                 Some((d, b)) if d == arg => b.clone(),
                 _ => real,
             };
+            if let Some((d, n)) = &mut st.faults.stall_blob
+                && d == arg
+                && *n > 0
+            {
+                *n -= 1;
+                let start: usize = headers
+                    .get(header::RANGE)
+                    .and_then(|v| v.to_str().ok())
+                    .map(|r| r.trim_start_matches("bytes=").trim_end_matches('-'))
+                    .map_or(0, |s| s.parse().unwrap());
+                let mut resp = half_then_silence(&bytes[start..], None);
+                if start > 0 {
+                    *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
+                }
+                return resp;
+            }
             if let Some(r) = headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
                 let start: usize = r
                     .trim_start_matches("bytes=")
@@ -392,12 +451,13 @@ async fn handle(State(state): State<Arc<Mutex<Inner>>>, req: Request) -> Respons
             let id = format!("u{}", st.next_upload);
             st.uploads.insert(id.clone(), Vec::new());
             let min = st.faults.chunk_min.unwrap_or(0).to_string();
+            let elsewhere = st.faults.upload_location_to.clone().unwrap_or_default();
             Response::builder()
                 .status(202)
                 .header("oci-chunk-min-length", min)
                 .header(
                     header::LOCATION,
-                    format!("/v2/{repo}/blobs/uploads/{id}?state=fake"),
+                    format!("{elsewhere}/v2/{repo}/blobs/uploads/{id}?state=fake"),
                 )
                 .header(header::RANGE, "0-0")
                 .body(Body::empty())
@@ -420,11 +480,15 @@ async fn handle(State(state): State<Arc<Mutex<Inner>>>, req: Request) -> Respons
                 .unwrap()
                 .to_string();
             let start: usize = range.split('-').next().unwrap().parse().unwrap();
-            let up = st.uploads.get_mut(arg).unwrap();
-            if start != up.len() {
+            let stuck = st.faults.stuck_range;
+            // A storage host handed the upload knows no upload ids.
+            let up = st.uploads.entry(arg.to_string()).or_default();
+            if start != up.len() && !stuck {
                 return status(416);
             }
-            up.extend_from_slice(&body);
+            if !stuck || up.is_empty() {
+                up.extend_from_slice(&body);
+            }
             let end = up.len();
             Response::builder()
                 .status(202)

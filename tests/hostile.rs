@@ -1,0 +1,344 @@
+//! Hostile registries (the fake on 127.0.0.x): where credentials go when a
+//! server hands out URLs on other hosts, stalls mid-body, and upload
+//! rounds that make no progress.
+
+mod common;
+
+use common::fake::{Fake, Faults};
+use common::{Env, files_under};
+
+fn r(fake: &Fake, path: &str) -> String {
+    format!("docker://{}/{path}", fake.host())
+}
+
+/// `store`'s files whose name marks a temp file.
+fn temp_files(store: &std::path::Path) -> Vec<std::path::PathBuf> {
+    files_under(store)
+        .into_iter()
+        .filter(|p| {
+            let n = p.file_name().unwrap().to_string_lossy().to_string();
+            n.starts_with(".tmp") || n.contains(".tmp-")
+        })
+        .collect()
+}
+
+/// Pushes `img:1` to `fake` (which wants Basic `carol:pw`) with `extra`
+/// flags; uploads are handed to `other`. Returns what `other` saw.
+fn push_with_uploads_elsewhere(extra: &[&str]) -> (Vec<common::fake::Seen>, String) {
+    let other = Fake::start_on(Faults::default(), "127.0.0.2");
+    let auth = format!("Basic {}", common::basic_b64("carol", "pw"));
+    let fake = Fake::start(Faults {
+        require_auth: Some(auth.clone()),
+        upload_location_to: Some(format!("http://{}", other.host())),
+        ..Default::default()
+    });
+    let env = Env::new();
+    let digest = env.busybox_image("img:1", "hi");
+    let authfile = env.path("auth.json");
+    common::write_auth_file(&authfile, &fake.host(), "carol", "pw");
+    let mut args = vec!["copy"];
+    args.extend_from_slice(extra);
+    let dest = r(&fake, "dst/img:1");
+    args.extend(["img:1", dest.as_str()]);
+    let out = env
+        .cmd(&args)
+        .env("REGISTRY_AUTH_FILE", &authfile)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), digest);
+    assert!(
+        fake.seen()
+            .iter()
+            .any(|s| s.method == "PUT" && s.authorization.as_deref() == Some(auth.as_str())),
+        "the manifest PUT to the registry itself carries the credentials"
+    );
+    (other.seen(), auth)
+}
+
+#[test]
+fn credentials_never_go_to_an_upload_location_on_another_host() {
+    let (at_other, _) = push_with_uploads_elsewhere(&[]);
+    assert!(
+        at_other.iter().any(|s| s.method == "PUT" && s.body_len > 0),
+        "the blobs went to the other host: {at_other:?}"
+    );
+    assert!(
+        at_other.iter().all(|s| s.authorization.is_none()),
+        "credentials leaked to the upload host: {at_other:?}"
+    );
+}
+
+#[test]
+fn credentials_never_go_to_an_upload_location_on_another_host_in_chunks() {
+    let (at_other, _) = push_with_uploads_elsewhere(&["--chunk-size", "300000"]);
+    assert!(
+        at_other.iter().filter(|s| s.method == "PATCH").count() >= 2,
+        "chunks went to the other host: {at_other:?}"
+    );
+    assert!(
+        at_other.iter().all(|s| s.authorization.is_none()),
+        "credentials leaked to the upload host: {at_other:?}"
+    );
+}
+
+/// A store image loaded into `fake` as `src/img:1`; returns (env, image
+/// digest, layer digest).
+fn setup(fake: &Fake) -> (Env, String, String) {
+    let env = Env::new();
+    let digest = env.busybox_image("img:1", "hi");
+    let layout = env.path("layout");
+    env.ok(&["copy", "img:1", &format!("oci:{}:1", layout.display())]);
+    fake.load_layout(&layout, "src/img");
+    let v: serde_json::Value =
+        serde_json::from_str(&env.ok(&["inspect", "--json", "img:1"])).unwrap();
+    let layer = v["layers"][0]["digest"].as_str().unwrap().to_string();
+    (env, digest, layer)
+}
+
+#[test]
+fn a_blob_that_stalls_mid_stream_resumes_where_it_stopped() {
+    let fake = Fake::start(Faults::default());
+    let (_env, digest, layer) = setup(&fake);
+    fake.state.lock().unwrap().faults.stall_blob = Some((layer.clone(), 1));
+    let pulled = Env::new();
+    let out = pulled.ok(&[
+        "--stall-timeout",
+        "1",
+        "copy",
+        &r(&fake, "src/img:1"),
+        "x:1",
+    ]);
+    assert_eq!(out.trim(), digest);
+    let ranged: Vec<_> = fake
+        .seen()
+        .into_iter()
+        .filter(|s| s.path.ends_with(&layer) && s.range.is_some())
+        .collect();
+    assert_eq!(ranged.len(), 1, "one resume with a Range request");
+    pulled.ok(&["validate", "x:1"]);
+}
+
+#[test]
+fn a_blob_that_always_stalls_fails_naming_host_and_blob_and_leaves_no_temp_file() {
+    let fake = Fake::start(Faults::default());
+    let (_env, _, layer) = setup(&fake);
+    fake.state.lock().unwrap().faults.stall_blob = Some((layer.clone(), usize::MAX));
+    let pulled = Env::new();
+    let err = pulled.fails(&[
+        "--stall-timeout",
+        "1",
+        "copy",
+        &r(&fake, "src/img:1"),
+        "x:1",
+    ]);
+    assert!(
+        err.contains(&fake.host()) && err.contains(&layer) && err.contains("stall"),
+        "{err}"
+    );
+    let gets = fake
+        .seen()
+        .iter()
+        .filter(|s| s.method == "GET" && s.path.ends_with(&layer))
+        .count();
+    assert_eq!(
+        gets, 5,
+        "the first GET and four resumes (the default 5 attempts)"
+    );
+    assert_eq!(
+        temp_files(&pulled.store()),
+        Vec::<std::path::PathBuf>::new()
+    );
+    assert!(
+        pulled.fails(&["inspect", "x:1"]).contains("x:1"),
+        "nothing tagged"
+    );
+}
+
+#[test]
+fn a_manifest_that_stalls_fails_naming_the_host() {
+    let fake = Fake::start(Faults::default());
+    let (_env, _, _) = setup(&fake);
+    fake.state.lock().unwrap().faults.stall_manifest = true;
+    let pulled = Env::new();
+    let err = pulled.fails(&["--stall-timeout", "1", "inspect", &r(&fake, "src/img:1")]);
+    assert!(err.contains(&fake.host()), "{err}");
+    assert!(err.contains("manifest") && err.contains("stall"), "{err}");
+    let gets = fake
+        .seen()
+        .iter()
+        .filter(|s| s.method == "GET" && s.path.contains("/manifests/"))
+        .count();
+    assert_eq!(gets, 5, "the manifest is fetched again after each stall");
+}
+
+#[test]
+fn an_upload_the_registry_never_answers_fails_naming_the_host() {
+    let fake = Fake::start(Faults {
+        stall_uploads: true,
+        ..Default::default()
+    });
+    let env = Env::new();
+    env.busybox_image("img:1", "hi");
+    let err = env.fails(&[
+        "--stall-timeout",
+        "1",
+        "copy",
+        "img:1",
+        &r(&fake, "dst/img:1"),
+    ]);
+    assert!(
+        err.contains(&fake.host()) && err.contains("stall timeout"),
+        "{err}"
+    );
+    let mut puts = std::collections::BTreeMap::new();
+    for s in fake.seen() {
+        if s.method == "PUT" && s.path.contains("/uploads/") {
+            *puts.entry(s.path).or_insert(0) += 1;
+        }
+    }
+    assert!(!puts.is_empty());
+    assert!(
+        puts.values().all(|&n| n == 5),
+        "each upload abandoned after the stall, 5 attempts: {puts:?}"
+    );
+}
+
+#[test]
+fn chunk_rounds_whose_range_does_not_advance_fail_naming_the_blob() {
+    let fake = Fake::start(Faults {
+        stuck_range: true,
+        ..Default::default()
+    });
+    let env = Env::new();
+    env.busybox_image("img:1", "hi");
+    let v: serde_json::Value =
+        serde_json::from_str(&env.ok(&["inspect", "--json", "img:1"])).unwrap();
+    let layer = v["layers"][0]["digest"].as_str().unwrap().to_string();
+    let err = env.fails(&[
+        "copy",
+        "--chunk-size",
+        "100000",
+        "img:1",
+        &r(&fake, "dst/img:1"),
+    ]);
+    assert!(
+        err.contains(&layer) && err.contains("does not advance") && err.contains("0-99999"),
+        "{err}"
+    );
+    let patches = fake.seen().iter().filter(|s| s.method == "PATCH").count();
+    assert_eq!(patches, 2, "it stops at the first round without progress");
+}
+
+/// Rewrites the manifest that `layout`'s index.json points at with `edit`,
+/// storing the new bytes as a blob and pointing the index at it. Returns the
+/// new manifest digest.
+fn edit_layout_manifest(
+    layout: &std::path::Path,
+    edit: impl FnOnce(&mut serde_json::Value),
+) -> String {
+    let index_path = layout.join("index.json");
+    let mut index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&index_path).unwrap()).unwrap();
+    let old = index["manifests"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let blob = |d: &str| {
+        layout
+            .join("blobs/sha256")
+            .join(d.trim_start_matches("sha256:"))
+    };
+    let mut m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(blob(&old)).unwrap()).unwrap();
+    edit(&mut m);
+    let bytes = serde_json::to_vec(&m).unwrap();
+    let digest = strata::Digest::of(&bytes).to_string();
+    std::fs::write(blob(&digest), &bytes).unwrap();
+    index["manifests"][0]["digest"] = digest.clone().into();
+    index["manifests"][0]["size"] = bytes.len().into();
+    std::fs::write(&index_path, serde_json::to_vec(&index).unwrap()).unwrap();
+    digest
+}
+
+fn ambiguous(m: &mut serde_json::Value) {
+    m["manifests"] = serde_json::json!([]);
+}
+
+#[test]
+fn a_document_with_both_layers_and_manifests_is_refused_from_a_layout() {
+    let env = Env::new();
+    env.busybox_image("img:1", "hi");
+    let layout = env.path("layout");
+    env.ok(&["copy", "img:1", &format!("oci:{}:1", layout.display())]);
+    let digest = edit_layout_manifest(&layout, ambiguous);
+    let src = format!("oci:{}:1", layout.display());
+    for args in [
+        vec!["copy", src.as_str(), "x:1"],
+        vec!["inspect", src.as_str()],
+        vec!["validate", src.as_str()],
+    ] {
+        let err = env.fails(&args);
+        assert!(
+            err.contains("ambiguous") && err.contains(&digest),
+            "{args:?}: {err}"
+        );
+    }
+    assert!(
+        env.fails(&["inspect", "x:1"]).contains("x:1"),
+        "nothing tagged"
+    );
+}
+
+#[test]
+fn a_document_with_both_layers_and_manifests_is_refused_from_a_registry() {
+    let fake = Fake::start(Faults::default());
+    let env = Env::new();
+    env.busybox_image("img:1", "hi");
+    let layout = env.path("layout");
+    env.ok(&["copy", "img:1", &format!("oci:{}:1", layout.display())]);
+    let digest = edit_layout_manifest(&layout, ambiguous);
+    fake.load_layout(&layout, "src/img");
+    // As an image manifest, and with a generic Content-Type.
+    for ct in [None, Some("application/json")] {
+        fake.state.lock().unwrap().faults.manifest_content_type = ct.map(str::to_string);
+        let err = env.fails(&["copy", &r(&fake, "src/img:1"), "x:1"]);
+        assert!(
+            err.contains("ambiguous") && err.contains(&digest),
+            "{ct:?}: {err}"
+        );
+    }
+}
+
+#[test]
+fn a_generic_content_type_is_checked_against_the_body() {
+    let fake = Fake::start(Faults::default());
+    let env = Env::new();
+    let digest = env.busybox_image("img:1", "hi");
+    let layout = env.path("layout");
+    env.ok(&["copy", "img:1", &format!("oci:{}:1", layout.display())]);
+    // No mediaType in the body, served as application/json: the fields
+    // say it is an image manifest, and it is read as one.
+    let edited = edit_layout_manifest(&layout, |m| {
+        m.as_object_mut().unwrap().remove("mediaType");
+    });
+    fake.load_layout(&layout, "src/img");
+    fake.state.lock().unwrap().faults.manifest_content_type = Some("application/json".into());
+    let v: serde_json::Value =
+        serde_json::from_str(&env.ok(&["inspect", "--json", &r(&fake, "src/img:1")])).unwrap();
+    assert_eq!(v["digest"], edited.as_str(), "{v}");
+    assert_ne!(edited, digest);
+    // A body whose mediaType says index while its fields are a manifest's.
+    let layout2 = env.path("layout2");
+    env.ok(&["copy", "img:1", &format!("oci:{}:1", layout2.display())]);
+    let lying = edit_layout_manifest(&layout2, |m| {
+        m["mediaType"] = "application/vnd.oci.image.index.v1+json".into();
+    });
+    fake.load_layout(&layout2, "src/lying");
+    let err = env.fails(&["inspect", &r(&fake, "src/lying:1")]);
+    assert!(err.contains(&lying), "{err}");
+}
