@@ -44,6 +44,7 @@ pub mod sbom;
 pub mod spec;
 pub mod store;
 pub mod tarsafe;
+pub mod text;
 pub mod transport;
 pub mod validate;
 

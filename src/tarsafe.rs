@@ -1,12 +1,16 @@
 //! Reading tar archives without trusting them.
 //!
-//! [`safe_entry_name`] is the one check every tar read in strata goes
-//! through: absolute names, `..` components and NUL bytes are refused with
-//! an error naming the archive and the entry. [`ArchiveIndex`] scans an
+//! [`safe_entry_name`] checks one name: absolute names, `..` components and
+//! NUL bytes are refused with an error naming the archive and the entry.
+//! [`LayerPolicy`] is the one check every reader of a layer's entries goes
+//! through (source tarballs, Debian data.tar, `ls`, `validate`, composition
+//! checks): on top of the names, it refuses an entry whose path passes
+//! through a symlink of the same layer and a hardlink whose target is not
+//! an earlier entry of the layer. [`ArchiveIndex`] scans an
 //! archive once and serves entries by name with positioned reads, so
 //! several blobs can stream from one archive at once.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
@@ -39,6 +43,131 @@ pub fn safe_entry_name(archive: &Path, raw: &[u8]) -> Result<String> {
         }
     }
     Ok(parts.join("/"))
+}
+
+/// The rules for the entries of one layer, applied in archive order.
+///
+/// A layer is unpacked entry by entry. An entry below a path that an
+/// earlier entry of the same layer made a symlink (`a -> /`, then `a/f`)
+/// would be written wherever the link points, and a hardlink is made to
+/// whatever its target names at that moment, so both are refused here, as
+/// are names that climb out (`..`, absolute). Symlink *targets* may point
+/// anywhere: they are data, resolved inside the container's root by
+/// runtimes, and strata never follows them when it reads a layer.
+pub struct LayerPolicy {
+    label: PathBuf,
+    /// Every entry so far, with whether it is a directory.
+    seen: HashMap<String, bool>,
+    /// Paths that are symlinks at this point of the layer.
+    symlinks: HashSet<String>,
+}
+
+impl LayerPolicy {
+    /// A policy for the layer called `label` in errors.
+    pub fn new(label: impl Into<PathBuf>) -> Self {
+        LayerPolicy {
+            label: label.into(),
+            seen: HashMap::new(),
+            symlinks: HashSet::new(),
+        }
+    }
+
+    /// Checks `entry` against what came before it; returns its normalized
+    /// name, or `None` for a global PAX header (no file of its own).
+    pub fn check<R: Read>(&mut self, entry: &tar::Entry<'_, R>) -> Result<Option<String>> {
+        let kind = entry.header().entry_type();
+        if matches!(
+            kind,
+            tar::EntryType::XGlobalHeader | tar::EntryType::XHeader
+        ) {
+            return Ok(None);
+        }
+        let link = entry.link_name_bytes();
+        self.check_parts(&entry.path_bytes(), kind, link.as_deref())
+            .map(Some)
+    }
+
+    /// [`LayerPolicy::check`] for an entry given by its parts.
+    pub fn check_parts(
+        &mut self,
+        raw: &[u8],
+        kind: tar::EntryType,
+        link: Option<&[u8]>,
+    ) -> Result<String> {
+        let name = safe_entry_name(&self.label, raw)?;
+        let refuse = |reason: String| Error::UnsafePath {
+            archive: self.label.clone(),
+            entry: String::from_utf8_lossy(raw).into_owned(),
+            reason,
+        };
+        if let Some(p) = self.symlink_above(&name) {
+            return Err(refuse(format!(
+                "its parent {p} is a symlink in this layer, so it would be written wherever the link points"
+            )));
+        }
+        if kind.is_hard_link() {
+            let target = safe_entry_name(&self.label, link.unwrap_or_default())?;
+            if let Some(p) = self.symlink_above(&target) {
+                return Err(refuse(format!(
+                    "it is a hardlink to {target}, which passes through the symlink {p}"
+                )));
+            }
+            match self.seen.get(&target) {
+                None => {
+                    return Err(refuse(format!(
+                        "it is a hardlink to {target:?}, which is not an earlier entry of this layer"
+                    )));
+                }
+                Some(true) => {
+                    return Err(refuse(format!(
+                        "it is a hardlink to the directory {target}"
+                    )));
+                }
+                Some(false) if target == name => {
+                    return Err(refuse("it is a hardlink to itself".into()));
+                }
+                Some(false) => {}
+            }
+        }
+        if kind.is_symlink() {
+            self.symlinks.insert(name.clone());
+        } else if !self.symlinks.is_empty() {
+            self.symlinks.remove(&name);
+        }
+        self.seen.insert(name.clone(), kind.is_dir());
+        Ok(name)
+    }
+
+    /// The nearest proper ancestor of `name` that is a symlink, if any.
+    fn symlink_above<'n>(&self, name: &'n str) -> Option<&'n str> {
+        if self.symlinks.is_empty() {
+            return None;
+        }
+        name.match_indices('/')
+            .map(|(i, _)| &name[..i])
+            .find(|p| self.symlinks.contains(*p))
+    }
+}
+
+/// Reads a whole uncompressed layer tar through [`LayerPolicy`], calling
+/// `each` with every checked entry, and then to its very end (so a
+/// verifying reader beneath sees every byte).
+pub fn for_each_entry<R: Read>(
+    label: &Path,
+    r: R,
+    mut each: impl FnMut(&str, &mut tar::Entry<'_, R>) -> Result<()>,
+) -> Result<()> {
+    let mut policy = LayerPolicy::new(label);
+    let mut ar = tar::Archive::new(r);
+    for e in ar.entries().map_err(|e| Error::from_pipeline(label, e))? {
+        let mut e = e.map_err(|e| Error::from_pipeline(label, e))?;
+        if let Some(name) = policy.check(&e)? {
+            each(&name, &mut e)?;
+        }
+    }
+    // Past the end-of-archive blocks: padding still counts for digests.
+    io::copy(&mut ar.into_inner(), &mut io::sink()).map_err(|e| Error::from_pipeline(label, e))?;
+    Ok(())
 }
 
 /// Where an entry's content lies in the archive file.
@@ -170,6 +299,71 @@ impl Read for SectionReader {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tar::EntryType as T;
+
+    fn run(entries: &[(&str, T, Option<&str>)]) -> Result<()> {
+        let mut p = LayerPolicy::new("layer sha256:x");
+        for (name, kind, link) in entries {
+            p.check_parts(name.as_bytes(), *kind, link.map(str::as_bytes))?;
+        }
+        Ok(())
+    }
+
+    fn refused(entries: &[(&str, T, Option<&str>)], why: &str) {
+        let e = run(entries).unwrap_err().to_string();
+        assert!(e.contains(why) && e.contains("layer sha256:x"), "{e}");
+    }
+
+    #[test]
+    fn entries_below_a_symlink_of_the_layer_are_refused() {
+        refused(
+            &[("a", T::Symlink, Some("/")), ("a/f", T::Regular, None)],
+            "its parent a is a symlink",
+        );
+        // Chained relative links that climb out.
+        refused(
+            &[
+                ("d", T::Directory, None),
+                ("d/up", T::Symlink, Some("..")),
+                ("d/up2", T::Symlink, Some("up/..")),
+                ("d/up2/etc/passwd", T::Regular, None),
+            ],
+            "its parent d/up2 is a symlink",
+        );
+        // A symlink replaced by a directory is a directory again.
+        run(&[
+            ("a", T::Symlink, Some("/")),
+            ("a", T::Directory, None),
+            ("a/f", T::Regular, None),
+        ])
+        .unwrap();
+        // Symlink targets themselves may point anywhere.
+        run(&[("etc/localtime", T::Symlink, Some("/usr/share/zoneinfo/UTC"))]).unwrap();
+    }
+
+    #[test]
+    fn hardlinks_must_name_an_earlier_entry_of_the_layer() {
+        run(&[("a", T::Regular, None), ("b", T::Link, Some("a"))]).unwrap();
+        run(&[("a", T::Regular, None), ("b", T::Link, Some("./a"))]).unwrap();
+        refused(&[("b", T::Link, Some("a"))], "not an earlier entry");
+        refused(
+            &[("b", T::Link, Some("a")), ("a", T::Regular, None)],
+            "not an earlier entry",
+        );
+        refused(
+            &[
+                ("l", T::Symlink, Some("/etc")),
+                ("b", T::Link, Some("l/passwd")),
+            ],
+            "passes through the symlink l",
+        );
+        refused(
+            &[("d", T::Directory, None), ("b", T::Link, Some("d"))],
+            "hardlink to the directory d",
+        );
+        refused(&[("b", T::Link, Some("../etc/passwd"))], "'..'");
+        refused(&[("b", T::Link, Some("/etc/passwd"))], "absolute");
+    }
 
     #[test]
     fn refuses_escapes() {

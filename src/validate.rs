@@ -4,7 +4,7 @@ use std::io::{self, Read};
 
 use serde::Serialize;
 
-use crate::digest::{Digest, HashingReader, hash_reader};
+use crate::digest::{Digest, HashingReader};
 use crate::error::Result;
 use crate::image::Image;
 use crate::layer::decompress;
@@ -95,8 +95,17 @@ pub fn validate(image: &dyn Image) -> Result<Report> {
             diff_id: layer.diff_id(),
             actual_diff_id: None,
         };
-        match recompute(layer.open()?) {
-            Ok((digest, size, diff_id, magic)) => {
+        match recompute(layer.open()?, &format!("layer {}", d.digest)) {
+            Ok(Recomputed {
+                digest,
+                size,
+                diff_id,
+                magic,
+                unsafe_entry,
+            }) => {
+                if let Some(why) = unsafe_entry {
+                    problems.push(format!("layer {i}: {why}"));
+                }
                 if digest != d.digest {
                     problems.push(format!(
                         "layer {i}: content hashes to {digest}, manifest says {}",
@@ -141,20 +150,46 @@ pub fn validate(image: &dyn Image) -> Result<Report> {
     })
 }
 
+/// What one pass over a layer blob found.
+struct Recomputed {
+    digest: Digest,
+    size: u64,
+    diff_id: Digest,
+    magic: &'static str,
+    /// The first entry [`crate::tarsafe::LayerPolicy`] refuses, if any.
+    unsafe_entry: Option<String>,
+}
+
 /// Hashes the compressed stream and, in the same pass, the decompressed
-/// one. Returns (digest, size, diff_id, media type the magic implies).
-fn recompute(r: Box<dyn Read + Send>) -> io::Result<(Digest, u64, Digest, &'static str)> {
+/// one, reading its entries through the layer policy.
+fn recompute(r: Box<dyn Read + Send>, label: &str) -> io::Result<Recomputed> {
     let mut hashing = HashingReader::new(r);
-    let (diff_id, magic) = {
+    let (diff_id, magic, unsafe_entry) = {
         let mut peek = io::BufReader::new(&mut hashing);
         let magic = crate::layer::sniff(io::BufRead::fill_buf(&mut peek)?).media_type();
-        let mut dec = decompress(&mut peek)?;
-        let (diff_id, _) = hash_reader(&mut dec)?;
-        drop(dec);
+        let mut dec = HashingReader::new(decompress(&mut peek)?);
+        let unsafe_entry =
+            match crate::tarsafe::for_each_entry(std::path::Path::new(label), &mut dec, |_, _| {
+                Ok(())
+            }) {
+                Ok(()) => None,
+                Err(e @ crate::Error::UnsafePath { .. }) => Some(e.to_string()),
+                Err(crate::Error::Io { source, .. }) => return Err(source),
+                Err(e) => Some(e.to_string()),
+            };
+        // The rest of an archive that was refused still counts.
+        io::copy(&mut dec, &mut io::sink())?;
+        let (diff_id, _) = dec.finish();
         // Whatever the decoder left unread still counts for the digest.
         io::copy(&mut peek, &mut io::sink())?;
-        (diff_id, magic)
+        (diff_id, magic, unsafe_entry)
     };
     let (digest, size) = hashing.finish();
-    Ok((digest, size, diff_id, magic))
+    Ok(Recomputed {
+        digest,
+        size,
+        diff_id,
+        magic,
+        unsafe_entry,
+    })
 }

@@ -342,3 +342,249 @@ fn a_generic_content_type_is_checked_against_the_body() {
     let err = env.fails(&["inspect", &r(&fake, "src/lying:1")]);
     assert!(err.contains(&lying), "{err}");
 }
+
+/// One tar entry written raw: (name, type, link target, content).
+type RawEntry<'a> = (&'a [u8], tar::EntryType, Option<&'a str>, &'a [u8]);
+
+/// A tar of `entries`, names and link targets written as given.
+fn tar_of(entries: &[RawEntry<'_>]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (name, kind, link, content) in entries {
+        let mut h = tar::Header::new_old();
+        h.as_old_mut().name[..name.len()].copy_from_slice(name);
+        if let Some(l) = link {
+            h.as_old_mut().linkname[..l.len()].copy_from_slice(l.as_bytes());
+        }
+        h.set_size(content.len() as u64);
+        h.set_mode(if kind.is_dir() { 0o755 } else { 0o644 });
+        h.set_entry_type(*kind);
+        h.set_cksum();
+        out.extend_from_slice(h.as_bytes());
+        out.extend_from_slice(content);
+        out.resize(out.len().div_ceil(512) * 512, 0);
+    }
+    out.extend_from_slice(&[0u8; 1024]);
+    out
+}
+
+/// An OCI layout at `dir` holding one image (tag 1) with one uncompressed
+/// layer `layer`, made by hand as another tool might. Returns the layer
+/// digest.
+fn layout_with_layer(dir: &std::path::Path, layer: &[u8]) -> String {
+    let blobs = dir.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).unwrap();
+    let put = |b: &[u8]| {
+        let d = strata::Digest::of(b).to_string();
+        std::fs::write(blobs.join(d.trim_start_matches("sha256:")), b).unwrap();
+        d
+    };
+    let layer_digest = put(layer);
+    let config = serde_json::json!({
+        "architecture": "amd64", "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": [layer_digest]},
+        "config": {}
+    });
+    let config = serde_json::to_vec(&config).unwrap();
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                   "digest": put(&config), "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                    "digest": layer_digest, "size": layer.len()}]
+    });
+    let manifest = serde_json::to_vec(&manifest).unwrap();
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                       "digest": put(&manifest), "size": manifest.len(),
+                       "annotations": {"org.opencontainers.image.ref.name": "1"}}]
+    });
+    std::fs::write(dir.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    layer_digest
+}
+
+use tar::EntryType as T;
+
+/// Layers that would write outside their root when unpacked, each with
+/// the entry that must be named.
+fn escaping_layers() -> Vec<(Vec<u8>, &'static str)> {
+    vec![
+        (
+            tar_of(&[
+                (b"a", T::Symlink, Some("/"), b""),
+                (b"a/f", T::Regular, None, b"x"),
+            ]),
+            "a/f",
+        ),
+        (
+            tar_of(&[
+                (b"d/", T::Directory, None, b""),
+                (b"d/up", T::Symlink, Some(".."), b""),
+                (b"d/up2", T::Symlink, Some("up/.."), b""),
+                (b"d/up2/etc/passwd", T::Regular, None, b"x"),
+            ]),
+            "d/up2/etc/passwd",
+        ),
+        (
+            tar_of(&[
+                (b"l", T::Symlink, Some("/etc"), b""),
+                (b"h", T::Link, Some("l/passwd"), b""),
+            ]),
+            "h",
+        ),
+        (tar_of(&[(b"h", T::Link, Some("nowhere"), b"")]), "h"),
+        (tar_of(&[(b"../x", T::Regular, None, b"x")]), "../x"),
+        (tar_of(&[(b"/etc/x", T::Regular, None, b"x")]), "/etc/x"),
+    ]
+}
+
+#[test]
+fn layers_that_escape_through_links_are_refused_by_ls_and_reported_by_validate() {
+    let env = Env::new();
+    for (i, (layer, entry)) in escaping_layers().into_iter().enumerate() {
+        let dir = env.path(&format!("layout{i}"));
+        let digest = layout_with_layer(&dir, &layer);
+        let src = format!("oci:{}:1", dir.display());
+        let err = env.fails(&["ls", &src]);
+        assert!(
+            err.contains("unsafe path") && err.contains(entry) && err.contains(&digest),
+            "case {i} ls: {err}"
+        );
+        let out = env.strata(&["validate", &src]);
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            !out.status.success(),
+            "case {i}: validate must fail: {text}"
+        );
+        assert!(
+            text.contains("unsafe path") && text.contains(entry),
+            "case {i} validate: {text}"
+        );
+    }
+}
+
+/// A one-layer project whose layer is `[source.tar]` of `layer.tar`.
+fn tar_project(env: &Env) -> std::path::PathBuf {
+    let root = env.path("proj");
+    common::write(
+        &root,
+        "strata.toml",
+        "[project]\nname = \"t\"\n\n[images.img]\nlayers = [\"x\"]\n",
+    );
+    common::write(
+        &root,
+        "layers/x/layer.toml",
+        "[layer]\nname = \"x\"\n\n[source.tar]\npath = \"layer.tar\"\n",
+    );
+    root
+}
+
+#[test]
+fn tarball_sources_that_escape_through_links_are_refused() {
+    let env = Env::new();
+    let root = tar_project(&env);
+    let tarball = root.join("layers/x/layer.tar");
+    for (i, (layer, entry)) in escaping_layers().into_iter().enumerate() {
+        std::fs::write(&tarball, &layer).unwrap();
+        let before = files_under(&env.store().join("blobs"));
+        let err = env.fails(&["build", "-C", root.to_str().unwrap(), "img"]);
+        assert!(
+            err.contains("unsafe path") && err.contains(entry) && err.contains("layer.tar"),
+            "case {i}: {err}"
+        );
+        assert_eq!(
+            files_under(&env.store().join("blobs")),
+            before,
+            "case {i}: no blob written"
+        );
+        assert!(
+            temp_files(&env.store()).is_empty(),
+            "case {i}: no temp file"
+        );
+    }
+    // What is fine stays fine: a link replaced by a directory, hardlinks to
+    // earlier entries, symlinks pointing anywhere.
+    let ok = tar_of(&[
+        (b"a", T::Symlink, Some("/"), b""),
+        (b"a/", T::Directory, None, b""),
+        (b"a/f", T::Regular, None, b"x"),
+        (b"a/g", T::Link, Some("a/f"), b""),
+        (b"etc/", T::Directory, None, b""),
+        (
+            b"etc/localtime",
+            T::Symlink,
+            Some("/usr/share/zoneinfo/UTC"),
+            b"",
+        ),
+    ]);
+    std::fs::write(&tarball, ok).unwrap();
+    env.ok(&["build", "-C", root.to_str().unwrap(), "img"]);
+    env.ok(&["validate", "t/img:latest"]);
+}
+
+#[test]
+fn ls_verifies_what_it_lists() {
+    let env = Env::new();
+    env.busybox_image("a:1", "a");
+    let v: serde_json::Value =
+        serde_json::from_str(&env.ok(&["inspect", "--json", "a:1"])).unwrap();
+    let layer = v["layers"][0]["digest"].as_str().unwrap().to_string();
+    // Another valid gzip layer put in place of a:1's layer blob.
+    let other = env.path("other");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::write(other.join("f"), "other").unwrap();
+    env.ok(&[
+        "new",
+        "--add",
+        &format!("{}:/x", other.display()),
+        "--tag",
+        "b:1",
+    ]);
+    let v: serde_json::Value =
+        serde_json::from_str(&env.ok(&["inspect", "--json", "b:1"])).unwrap();
+    let b_layer = v["layers"][0]["digest"].as_str().unwrap().to_string();
+    let blob = |d: &str| {
+        env.store()
+            .join("blobs/sha256")
+            .join(d.trim_start_matches("sha256:"))
+    };
+    std::fs::copy(blob(&b_layer), blob(&layer)).unwrap();
+    let out = env.strata(&["ls", "a:1"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "a swapped blob must not list cleanly"
+    );
+    assert!(err.contains("mismatch") && err.contains(&layer), "{err}");
+}
+
+#[test]
+fn ls_escapes_names_that_would_forge_lines_or_reach_the_terminal() {
+    let env = Env::new();
+    let dir = env.path("layout");
+    let layer = tar_of(&[
+        (
+            b"a\n-rwsr-xr-x     0/0              1 /fake",
+            T::Regular,
+            None,
+            b"x",
+        ),
+        (b"b\x1b[2Jc", T::Regular, None, b"x"),
+        (b"l", T::Symlink, Some("x\ny"), b""),
+    ]);
+    layout_with_layer(&dir, &layer);
+    let out = env.ok(&["ls", &format!("oci:{}:1", dir.display())]);
+    assert!(!out.lines().any(|l| l.starts_with("-rwsr-xr-x")), "{out}");
+    assert!(out.contains("/a\\n-rwsr-xr-x"), "{out}");
+    assert!(
+        !out.contains('\x1b') && out.contains("/b\\u{1b}[2Jc"),
+        "{out}"
+    );
+    assert!(out.contains("/l -> x\\ny"), "{out}");
+}

@@ -4,7 +4,6 @@ use std::io::Write;
 
 use anyhow::{Result, bail};
 use clap::Args;
-use strata::layer::uncompressed;
 use strata::transport::{self, ImageRef};
 
 use super::{Ctx, human};
@@ -226,34 +225,54 @@ pub fn ls(ctx: &Ctx, a: LsArgs) -> Result<()> {
         let d = l.descriptor();
         writeln!(o, "# layer {i} {}", d.digest)?;
         let label = std::path::PathBuf::from(format!("layer {}", d.digest));
-        let mut ar = tar::Archive::new(uncompressed(l.as_ref())?);
-        for entry in ar
-            .entries()
-            .map_err(|e| strata::Error::from_pipeline(&label, e))?
+        // Read to the very end, through the digest, size and diff_id
+        // checks, so a swapped blob fails instead of being listed.
+        let mut blob = std::io::BufReader::new(strata::digest::VerifyingReader::new(
+            l.open()?,
+            d.digest.clone(),
+            Some(d.size),
+            format!("layer {} of {r}", d.digest),
+        ));
         {
-            let entry = entry.map_err(|e| strata::Error::from_pipeline(&label, e))?;
-            let h = entry.header();
-            let name = strata::tarsafe::safe_entry_name(&label, &entry.path_bytes())?;
-            let kind = h.entry_type();
-            if matches!(
-                kind,
-                tar::EntryType::XHeader | tar::EntryType::XGlobalHeader
-            ) {
-                continue;
+            let dec = strata::layer::decompress(&mut blob)
+                .map_err(|e| strata::Error::from_pipeline(&label, e))?;
+            let dec = strata::digest::VerifyingReader::new(
+                dec,
+                l.diff_id(),
+                None,
+                format!("uncompressed layer {} (diff_id)", d.digest),
+            );
+            // A write error is stdout's own (a closed pipe ends quietly):
+            // kept as it is, not wrapped.
+            let mut write_err = None;
+            let listed = strata::tarsafe::for_each_entry(&label, dec, |name, entry| {
+                let h = entry.header();
+                let kind = h.entry_type();
+                let link = entry
+                    .link_name_bytes()
+                    .map(|t| format!(" -> {}", strata::text::escape_bytes(&t)))
+                    .unwrap_or_default();
+                writeln!(
+                    o,
+                    "{} {:>5}/{:<5} {:>10} /{}{link}",
+                    mode_string(kind, h.mode().unwrap_or(0)),
+                    h.uid().unwrap_or(0),
+                    h.gid().unwrap_or(0),
+                    entry.size(),
+                    strata::text::escape(name),
+                )
+                .map_err(|e| {
+                    write_err = Some(e);
+                    strata::Error::Unsupported("stdout closed".into())
+                })
+            });
+            if let Some(e) = write_err {
+                return Err(e.into());
             }
-            let link = entry
-                .link_name_bytes()
-                .map(|t| format!(" -> {}", String::from_utf8_lossy(&t)))
-                .unwrap_or_default();
-            writeln!(
-                o,
-                "{} {:>5}/{:<5} {:>10} /{name}{link}",
-                mode_string(kind, h.mode().unwrap_or(0)),
-                h.uid().unwrap_or(0),
-                h.gid().unwrap_or(0),
-                entry.size(),
-            )?;
+            listed?;
         }
+        std::io::copy(&mut blob, &mut std::io::sink())
+            .map_err(|e| strata::Error::from_pipeline(&label, e))?;
     }
     Ok(())
 }

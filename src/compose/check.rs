@@ -9,7 +9,7 @@ use super::graph::Graph;
 use super::project::{ConflictPolicy, LayerDef, Project};
 use crate::error::{Error, Result};
 use crate::layer::{EntryKind, Mapping, collect, decompress};
-use crate::tarsafe::safe_entry_name;
+use crate::tarsafe::for_each_entry;
 use crate::transport::{self, Context, ImageRef};
 
 /// What a path is in a layer.
@@ -55,9 +55,7 @@ fn list_tar(
     label: &std::path::Path,
     out: &mut BTreeMap<String, FileInfo>,
 ) -> Result<()> {
-    let mut ar = tar::Archive::new(r);
-    for e in ar.entries().map_err(|e| Error::from_pipeline(label, e))? {
-        let e = e.map_err(|e| Error::from_pipeline(label, e))?;
+    for_each_entry(label, r, |name, e| {
         let h = e.header();
         let kind = match h.entry_type() {
             tar::EntryType::Directory => Kind::Dir,
@@ -65,21 +63,19 @@ fn list_tar(
             tar::EntryType::Regular | tar::EntryType::Link | tar::EntryType::Continuous => {
                 Kind::File
             }
-            _ => continue,
+            _ => return Ok(()),
         };
-        let name = safe_entry_name(label, &e.path_bytes())?;
-        if name.is_empty() {
-            continue;
+        if !name.is_empty() {
+            out.insert(
+                name.to_string(),
+                FileInfo {
+                    kind,
+                    mode: h.mode().unwrap_or(0),
+                },
+            );
         }
-        out.insert(
-            name,
-            FileInfo {
-                kind,
-                mode: h.mode().unwrap_or(0),
-            },
-        );
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 /// Lists the files a layer will contain, without building it.

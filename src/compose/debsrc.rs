@@ -365,23 +365,20 @@ fn scan_status(
     out: &mut Vec<(String, Vec<u8>)>,
     bin: &mut Option<bool>,
 ) -> Result<()> {
-    let mut ar = tar::Archive::new(crate::layer::decompress(r).map_err(|e| Error::io(label, e))?);
-    for e in ar.entries().map_err(|e| Error::from_pipeline(label, e))? {
-        let mut e = e.map_err(|e| Error::from_pipeline(label, e))?;
-        let name = crate::tarsafe::safe_entry_name(label, &e.path_bytes())?;
+    let r = crate::layer::decompress(r).map_err(|e| Error::io(label, e))?;
+    crate::tarsafe::for_each_entry(label, r, |name, e| {
         if name == "bin" {
             *bin = Some(e.header().entry_type().is_symlink());
         }
-        if e.header().entry_type().is_file() && is_status_path(&name) {
+        if e.header().entry_type().is_file() && is_status_path(name) {
             let mut buf = Vec::new();
-            (&mut e)
-                .take(64 << 20)
+            e.take(64 << 20)
                 .read_to_end(&mut buf)
                 .map_err(|er| Error::from_pipeline(label, er))?;
-            out.push((name, buf));
+            out.push((name.to_string(), buf));
         }
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 /// The repositories a deb layer uses: its own, or the machine's apt

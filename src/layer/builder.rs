@@ -172,7 +172,9 @@ impl LayerBuilder {
     }
 
     /// Makes a layer of an existing tarball (plain, gzip or zstd). Every
-    /// entry name is checked first (no absolute paths, no `..`); the tar
+    /// entry is checked first with [`crate::tarsafe::LayerPolicy`] (no
+    /// absolute paths or `..`, nothing below a symlink of the tarball,
+    /// hardlinks only to earlier entries); the tar
     /// stream is then compressed as it is, so its diff_id is the digest of
     /// the uncompressed tarball. Mappings, mtime and owners do not apply.
     pub fn build_from_tar(&self, store: &Store, path: &Path) -> Result<StoreLayer> {
@@ -180,16 +182,7 @@ impl LayerBuilder {
             let f = File::open(path).at(path)?;
             super::decompress(f).at(path)
         };
-        let mut ar = ::tar::Archive::new(open()?);
-        for e in ar.entries().at(path)? {
-            let e = e.at(path)?;
-            crate::tarsafe::safe_entry_name(path, &e.path_bytes())?;
-            if e.header().entry_type().is_hard_link()
-                && let Some(t) = e.link_name_bytes()
-            {
-                crate::tarsafe::safe_entry_name(path, &t)?;
-            }
-        }
+        crate::tarsafe::for_each_entry(path, open()?, |_, _| Ok(()))?;
         self.write_layer(store, |mut hashed| {
             std::io::copy(&mut open()?, &mut hashed).map_err(|e| Error::from_pipeline(path, e))?;
             Ok(hashed)
