@@ -588,3 +588,104 @@ fn ls_escapes_names_that_would_forge_lines_or_reach_the_terminal() {
     );
     assert!(out.contains("/l -> x\\ny"), "{out}");
 }
+
+/// A layer whose first entry carries the local PAX records `records`
+/// (written raw), then a regular file `f` of 3 bytes.
+fn layer_with_pax(records: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut h = tar::Header::new_ustar();
+    h.set_path("PaxHeaders/f").unwrap();
+    h.set_entry_type(T::XHeader);
+    h.set_size(records.len() as u64);
+    h.set_cksum();
+    out.extend_from_slice(h.as_bytes());
+    out.extend_from_slice(records);
+    out.resize(out.len().div_ceil(512) * 512, 0);
+    let mut h = tar::Header::new_ustar();
+    h.set_path("f").unwrap();
+    h.set_size(3);
+    h.set_mode(0o644);
+    h.set_cksum();
+    out.extend_from_slice(h.as_bytes());
+    out.extend_from_slice(b"abc");
+    out.resize(out.len().div_ceil(512) * 512, 0);
+    out.extend_from_slice(&[0u8; 1024]);
+    out
+}
+
+#[test]
+fn malformed_pax_records_are_refused_as_go_refuses_them() {
+    let env = Env::new();
+    let umoci = common::have("umoci");
+    let cases: [(&[u8], &str); 6] = [
+        (b"99 path=f\n", "does not fit"),
+        (b"10 pathxf\n", "without '='"),
+        (b"x1 path=f\n", "not a number"),
+        (b"11 size=-1\n", "negative"),
+        (b"29 size=99999999999999999999\n", "64-bit"),
+        (b"9 path=f\n\n", "without a length"),
+    ];
+    for (i, (records, why)) in cases.iter().enumerate() {
+        let dir = env.path(&format!("pax{i}"));
+        let digest = layout_with_layer(&dir, &layer_with_pax(records));
+        let src = format!("oci:{}:1", dir.display());
+        let err = env.fails(&["ls", &src]);
+        assert!(
+            err.contains("invalid tar header") && err.contains(why) && err.contains(&digest),
+            "case {i}: {err}"
+        );
+        let out = env.strata(&["validate", &src]);
+        assert!(!out.status.success(), "case {i}: validate must fail");
+        if umoci {
+            // Go's archive/tar (umoci) refuses the same bytes.
+            let bundle = env.path(&format!("bundle{i}"));
+            let out = std::process::Command::new("umoci")
+                .args(["unpack", "--image", &format!("{}:1", dir.display())])
+                .arg(&bundle)
+                .output()
+                .unwrap();
+            assert!(
+                !out.status.success(),
+                "case {i}: umoci unpacked what strata refuses"
+            );
+        }
+    }
+    // A well-formed PAX header passes both.
+    let dir = env.path("pax-ok");
+    layout_with_layer(&dir, &layer_with_pax(b"9 path=f\n"));
+    let src = format!("oci:{}:1", dir.display());
+    assert!(env.ok(&["ls", &src]).contains(" /f"));
+    env.ok(&["validate", &src]);
+    if umoci {
+        let bundle = env.path("bundle-ok");
+        let out = std::process::Command::new("umoci")
+            .args(["unpack", "--image", &format!("{}:1", dir.display())])
+            .arg(&bundle)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(std::fs::read(bundle.join("rootfs/f")).unwrap(), b"abc");
+        common::note("umoci agrees on PAX records", "RAN");
+    } else {
+        common::note(
+            "umoci agrees on PAX records",
+            "SKIPPED (umoci not installed)",
+        );
+    }
+    // A tarball source with a malformed record is refused too.
+    let root = tar_project(&env);
+    std::fs::write(
+        root.join("layers/x/layer.tar"),
+        layer_with_pax(b"11 size=-1\n"),
+    )
+    .unwrap();
+    let err = env.fails(&["build", "-C", root.to_str().unwrap(), "img"]);
+    assert!(
+        err.contains("negative") && err.contains("layer.tar"),
+        "{err}"
+    );
+}

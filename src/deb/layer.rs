@@ -18,7 +18,7 @@ use super::repo::DebCache;
 use super::resolve::Selected;
 use crate::error::{Error, Result};
 use crate::layer::{Entry, EntryKind, TarEncoder};
-use crate::tarsafe::{LayerPolicy, safe_entry_name};
+use crate::tarsafe::{Framing, LayerPolicy, safe_entry_name};
 
 /// Version of what a deb layer holds besides the packages' files (dpkg
 /// database files, merged-/usr handling); part of deb layers' cache keys.
@@ -361,7 +361,7 @@ fn write_data(
 ) -> Result<Vec<String>> {
     let archive = Path::new(label);
     let mut listed = vec!["/.".to_string()];
-    let mut ar = tar::Archive::new(data);
+    let mut ar = tar::Archive::new(Framing::new(data));
     let mut policy = LayerPolicy::new(archive);
     for e in ar.entries().map_err(|e| bad_deb(label, e))? {
         let mut e = e.map_err(|e| bad_deb(label, e))?;

@@ -10,6 +10,10 @@
 //! archive once and serves entries by name with positioned reads, so
 //! several blobs can stream from one archive at once.
 
+mod framing;
+
+pub use framing::{Framing, parse_pax};
+
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{self, Read};
@@ -149,16 +153,16 @@ impl LayerPolicy {
     }
 }
 
-/// Reads a whole uncompressed layer tar through [`LayerPolicy`], calling
-/// `each` with every checked entry, and then to its very end (so a
-/// verifying reader beneath sees every byte).
+/// Reads a whole uncompressed layer tar through [`Framing`] and
+/// [`LayerPolicy`], calling `each` with every checked entry, and then to
+/// its very end (so a verifying reader beneath sees every byte).
 pub fn for_each_entry<R: Read>(
     label: &Path,
     r: R,
-    mut each: impl FnMut(&str, &mut tar::Entry<'_, R>) -> Result<()>,
+    mut each: impl FnMut(&str, &mut tar::Entry<'_, Framing<R>>) -> Result<()>,
 ) -> Result<()> {
     let mut policy = LayerPolicy::new(label);
-    let mut ar = tar::Archive::new(r);
+    let mut ar = tar::Archive::new(Framing::new(r));
     for e in ar.entries().map_err(|e| Error::from_pipeline(label, e))? {
         let mut e = e.map_err(|e| Error::from_pipeline(label, e))?;
         if let Some(name) = policy.check(&e)? {
