@@ -40,6 +40,7 @@ pub mod layer;
 pub mod media;
 pub mod reference;
 pub mod registry;
+pub mod sandbox;
 pub mod sbom;
 pub mod spec;
 pub mod store;

@@ -28,6 +28,12 @@ impl<W: Write> TarEncoder<W> {
         TarEncoder { w, mtime }
     }
 
+    /// The mtime written in the headers that follow (build-step layers
+    /// keep each file's time, clamped to the epoch).
+    pub fn set_mtime(&mut self, mtime: u64) {
+        self.mtime = mtime;
+    }
+
     /// Writes the header (and PAX header if needed) of `e` whose content is
     /// `size` bytes; for files, the caller then writes exactly `size` bytes
     /// followed by [`TarEncoder::pad`].
