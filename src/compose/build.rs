@@ -222,8 +222,9 @@ pub fn layer_key(
     epoch: u64,
     stat: &mut StatCache,
     deb: &DebPlanner<'_>,
+    below: &[(&str, Digest)],
 ) -> Result<Digest> {
-    Ok(layer_key_with(def, compression, epoch, stat, deb, &|_| false)?.0)
+    Ok(layer_key_with(def, compression, epoch, stat, deb, below, &|_| false)?.0)
 }
 
 /// Computes a layer's cache key and the inputs it hashed.
@@ -233,8 +234,9 @@ pub fn layer_key_inputs(
     epoch: u64,
     stat: &mut StatCache,
     deb: &DebPlanner<'_>,
+    below: &[(&str, Digest)],
 ) -> Result<(Digest, Inputs)> {
-    let (key, inputs) = layer_key_with(def, compression, epoch, stat, deb, &|_| true)?;
+    let (key, inputs) = layer_key_with(def, compression, epoch, stat, deb, below, &|_| true)?;
     Ok((key, inputs.expect("asked for")))
 }
 
@@ -245,12 +247,17 @@ pub fn layer_key_inputs(
 /// A copy layer's key is remembered with the stat fingerprint of its inputs
 /// (see [`StatCache`]): when the fingerprint is unchanged and no record is
 /// wanted, the key comes without a single content lookup.
+///
+/// `below` are the keys of the layers a build step runs over, base first
+/// (see [`stack_keys`]); other kinds ignore them.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn layer_key_with(
     def: &LayerDef,
     compression: Compression,
     epoch: u64,
     stat: &mut StatCache,
     deb: &DebPlanner<'_>,
+    below: &[(&str, Digest)],
     want_record: &dyn Fn(&Digest) -> bool,
 ) -> Result<(Digest, Option<Inputs>)> {
     let ctx = deb.context();
@@ -286,19 +293,7 @@ pub(super) fn layer_key_with(
             );
             put(&mut h, &e.uid.to_le_bytes());
             put(&mut h, &e.gid.to_le_bytes());
-            let fingerprint = match &e.kind {
-                EntryKind::Dir => "dir".to_string(),
-                EntryKind::Symlink(t) => format!("symlink {}", String::from_utf8_lossy(t)),
-                EntryKind::Hardlink(t) => format!("link {}", String::from_utf8_lossy(t)),
-                EntryKind::File {
-                    source,
-                    size,
-                    mtime,
-                    id,
-                } => stat
-                    .digest_with(&slot, source, *size, *mtime, *id)?
-                    .to_string(),
-            };
+            let fingerprint = entry_fingerprint(stat, &slot, e)?;
             put(&mut h, fingerprint.as_bytes());
             fingerprints.push(fingerprint);
         }
@@ -341,6 +336,35 @@ pub(super) fn layer_key_with(
                 format!("{} {}", p.version, p.sha256),
             );
         }
+    } else if let Some(run) = &src.run {
+        put(
+            &mut h,
+            format!("strata-step-format-{}", super::step::STEP_FORMAT).as_bytes(),
+        );
+        let platform = Platform::host().to_string();
+        put(&mut h, platform.as_bytes());
+        inputs.settings.push_str(&format!(
+            ", step format {}, {platform}",
+            super::step::STEP_FORMAT
+        ));
+        for (name, key) in below {
+            put(&mut h, name.as_bytes());
+            put(&mut h, key.hex().as_bytes());
+            inputs
+                .files
+                .insert(format!("layer {name} beneath"), key.to_string());
+        }
+        let slot = key_slot(def);
+        for e in collect(&super::step::input_mappings(def, run)?, false)? {
+            put(&mut h, &e.path);
+            put(&mut h, &e.mode.to_le_bytes());
+            let fingerprint = entry_fingerprint(stat, &slot, &e)?;
+            put(&mut h, fingerprint.as_bytes());
+            inputs.files.insert(
+                format!("input /{}", String::from_utf8_lossy(&e.path)),
+                format!("{fingerprint} {:o}", e.mode),
+            );
+        }
     } else if let Some(img) = &src.image {
         let r = ImageRef::parse(&img.reference)?.relative_to(&def.dir);
         let image = transport::open(&r, ctx)?;
@@ -355,6 +379,42 @@ pub(super) fn layer_key_with(
     let key = h.finish();
     let record = want_record(&key).then_some(inputs);
     Ok((key, record))
+}
+
+/// What an input entry's key records: its kind, and a file's content
+/// digest (through the stat cache).
+fn entry_fingerprint(stat: &mut StatCache, slot: &str, e: &crate::layer::Entry) -> Result<String> {
+    Ok(match &e.kind {
+        EntryKind::Dir => "dir".to_string(),
+        EntryKind::Symlink(t) => format!("symlink {}", String::from_utf8_lossy(t)),
+        EntryKind::Hardlink(t) => format!("link {}", String::from_utf8_lossy(t)),
+        EntryKind::File {
+            source,
+            size,
+            mtime,
+            id,
+        } => stat
+            .digest_with(slot, source, *size, *mtime, *id)?
+            .to_string(),
+    })
+}
+
+/// The keys of the layers `layer`'s build step runs over, base first (empty
+/// for other kinds), from the keys computed so far in graph order.
+pub fn stack_keys<'p>(
+    project: &Project,
+    graph: &Graph<'p>,
+    layer: &str,
+    keys: &BTreeMap<&str, Digest>,
+) -> Vec<(&'p str, Digest)> {
+    if project.layers[layer].file.source.run.is_none() {
+        return Vec::new();
+    }
+    graph
+        .build_stack(layer)
+        .into_iter()
+        .map(|l| (l, keys[l].clone()))
+        .collect()
 }
 
 /// Hashes `s` with its length in front, so consecutive fields cannot run
@@ -441,7 +501,7 @@ fn key_and_build_layer(
     deb: &DebPlanner<'_>,
 ) -> Result<Built> {
     let def = &project.layers[name];
-    let (key, inputs) = layer_key_inputs(def, compression, epoch, stat, deb)?;
+    let (key, inputs) = layer_key_inputs(def, compression, epoch, stat, deb, &[])?;
     cache.put_inputs(name, &serde_json::to_vec(&inputs).expect("serializes"))?;
     let res = match def.file.source.deb {
         Some(_) => Some(deb.resolve(name)?),
@@ -457,7 +517,57 @@ fn key_and_build_layer(
         deb.context(),
         0,
         res,
+        Below::default(),
     )
+}
+
+/// What a build step runs over: the built layers of its stack, base first,
+/// and their `[env]` in order.
+#[derive(Default)]
+pub(super) struct Below {
+    layers: Vec<Arc<dyn Layer>>,
+    env: Vec<(String, String)>,
+}
+
+/// [`Below`] for layer `l` (empty unless it is a build step), from the
+/// layers built so far.
+fn step_below(
+    project: &Project,
+    graph: &Graph<'_>,
+    l: &str,
+    built: &BTreeMap<&str, Built>,
+) -> Below {
+    if project.layers[l].file.source.run.is_none() {
+        return Below::default();
+    }
+    let mut below = Below::default();
+    for s in graph.build_stack(l) {
+        below.layers.extend(built[s].layers.iter().cloned());
+        for (k, v) in &project.layers[s].file.env {
+            let flat: Vec<String> = below.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let v = expand(v, &flat);
+            match below.env.iter_mut().find(|(ek, _)| ek == k) {
+                Some(e) => e.1 = v,
+                None => below.env.push((k.clone(), v)),
+            }
+        }
+    }
+    below
+}
+
+/// The layers a build of `plans` keys and builds: the images' layers and
+/// what their build steps run over.
+fn needed_layers<'p>(
+    graph: &Graph<'p>,
+    plans: &[(String, Vec<&'p str>, Vec<String>)],
+) -> std::collections::BTreeSet<&'p str> {
+    let mut all: Vec<&'p str> = plans
+        .iter()
+        .flat_map(|(_, ls, _)| ls.iter().copied())
+        .collect();
+    all.sort_unstable();
+    all.dedup();
+    graph.with_step_stacks(&all).into_iter().collect()
 }
 
 /// Builds layer `name` whose key is `key` (or takes it from the cache),
@@ -473,6 +583,7 @@ fn build_layer(
     ctx: &Context,
     threads: usize,
     deb: Option<Arc<Resolution>>,
+    below: Below,
 ) -> Result<Built> {
     let started = Instant::now();
     let def = &project.layers[name];
@@ -562,6 +673,33 @@ fn build_layer(
         vec![
             Arc::new(StoreLayer::new(ctx.store.clone(), c.descriptor, c.diff_id)) as Arc<dyn Layer>,
         ]
+    } else if let Some(run) = &src.run {
+        report.status = "built";
+        let mut lb = LayerBuilder::new().compression(compression).mtime(epoch);
+        if threads > 0 {
+            lb = lb.threads(threads);
+        }
+        for (k, v) in audit(def, name, format!("run:{rel_dir}/layer.toml")) {
+            lb = lb.annotation(k, v);
+        }
+        let cx = super::step::StepContext {
+            name,
+            key: &key,
+            store: &ctx.store,
+            lowers: below.layers,
+            lower_env: below.env,
+            epoch,
+            builder: lb,
+        };
+        let layer = super::step::build(def, run, &cx)?;
+        cache.put(
+            &key,
+            &CachedLayer {
+                descriptor: layer.descriptor(),
+                diff_id: layer.diff_id(),
+            },
+        )?;
+        vec![Arc::new(layer)]
     } else if src.copy.is_empty() && src.tar.is_none() {
         Vec::new()
     } else {
@@ -619,7 +757,7 @@ fn build_layer(
 }
 
 /// Expands `$NAME` / `${NAME}` in `value` with the config's current env.
-fn expand(value: &str, env: &[String]) -> String {
+pub(super) fn expand(value: &str, env: &[String]) -> String {
     let lookup = |k: &str| {
         env.iter()
             .find_map(|e| e.strip_prefix(&format!("{k}=")).map(str::to_string))
@@ -746,14 +884,16 @@ pub fn build(project: &Project, ctx: &Context, sel: &Selection) -> Result<BuildR
     // layers build in parallel, sharing the cores.
     let mut keys: BTreeMap<&str, Digest> = BTreeMap::new();
     let mut records = Vec::new();
+    let needed = needed_layers(&graph, &plans);
     for &l in graph.order() {
-        if plans.iter().any(|(_, ls, _)| ls.contains(&l)) {
+        if needed.contains(&l) {
             let def = &project.layers[l];
             // The record explains the next rebuild; a cache hit means the
             // recorded inputs are these already.
             let want = |k: &Digest| cache.get(k).is_none() || !cache.has_inputs(l);
+            let below = stack_keys(project, &graph, l, &keys);
             let (key, inputs) =
-                layer_key_with(def, compression, epoch, &mut stat, &planner, &want)?;
+                layer_key_with(def, compression, epoch, &mut stat, &planner, &below, &want)?;
             if let Some(inputs) = inputs {
                 records.push((l, serde_json::to_vec(&inputs).expect("serializes")));
             }
@@ -786,6 +926,7 @@ pub fn build(project: &Project, ctx: &Context, sel: &Selection) -> Result<BuildR
                     let key = keys[l].clone();
                     let cache = &cache;
                     let res = resolutions.get(l).cloned();
+                    let below = step_below(project, &graph, l, &built);
                     (
                         l,
                         s.spawn(move || {
@@ -799,6 +940,7 @@ pub fn build(project: &Project, ctx: &Context, sel: &Selection) -> Result<BuildR
                                 ctx,
                                 threads,
                                 res,
+                                below,
                             )
                         }),
                     )
@@ -1212,12 +1354,22 @@ fn verify_locked(
     let real_cache = LayerCache::new(&ctx.store).ok();
     let scratch_cache = LayerCache::new(&scratch.store)?;
     let mut stat = StatCache::load(&ctx.store)?;
+    let needed = needed_layers(graph, plans);
+    let mut keys: BTreeMap<&str, Digest> = BTreeMap::new();
     for &l in graph.order() {
-        if !plans.iter().any(|(_, ls, _)| ls.contains(&l)) {
+        if !needed.contains(&l) {
             continue;
         }
         let def = &project.layers[l];
-        let key = layer_key(def, compression, epoch, &mut stat, deb)?;
+        let below = stack_keys(project, graph, l, &keys);
+        let key = layer_key(def, compression, epoch, &mut stat, deb, &below)?;
+        keys.insert(l, key.clone());
+        if def.file.source.run.is_some() && real_cache.as_ref().and_then(|c| c.get(&key)).is_none()
+        {
+            return Err(Error::Unsupported(format!(
+                "--locked cannot check build-step layer {l} yet: it is not in this store's cache; build it once without --locked, then check"
+            )));
+        }
         let one = !def
             .file
             .source

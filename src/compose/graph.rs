@@ -217,6 +217,44 @@ impl<'p> Graph<'p> {
         (a, b)
     }
 
+    /// The layers a build step of `layer` runs over, base first: its
+    /// `[requires]` layers, each with its `[runtime]` layers, transitively.
+    pub fn build_stack(&self, layer: &str) -> Vec<&'p str> {
+        let mut want: BTreeSet<&str> = BTreeSet::new();
+        let mut stack: Vec<&'p str> = self.edges[layer].0.clone();
+        while let Some(n) = stack.pop() {
+            if want.insert(n) {
+                stack.extend(self.edges[n].1.iter().copied());
+            }
+        }
+        self.order
+            .iter()
+            .copied()
+            .filter(|n| want.contains(n))
+            .collect()
+    }
+
+    /// `layers` and everything their build steps run over, transitively:
+    /// what a build of them must key and build, dependencies first.
+    pub fn with_step_stacks(&self, layers: &[&'p str]) -> Vec<&'p str> {
+        let mut want: BTreeSet<&str> = layers.iter().copied().collect();
+        let mut todo: Vec<&'p str> = layers.to_vec();
+        while let Some(n) = todo.pop() {
+            if self.project.layers[n].file.source.run.is_some() {
+                for s in self.build_stack(n) {
+                    if want.insert(s) {
+                        todo.push(s);
+                    }
+                }
+            }
+        }
+        self.order
+            .iter()
+            .copied()
+            .filter(|n| want.contains(n))
+            .collect()
+    }
+
     /// The layers of image `name`, base first.
     pub fn image_layers(&self, name: &str) -> Result<Vec<&'p str>> {
         let spec = self

@@ -10,6 +10,7 @@ pub mod graph;
 pub mod lock;
 pub mod plan;
 pub mod project;
+pub mod step;
 
 pub use graph::Graph;
 pub use project::Project;

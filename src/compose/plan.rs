@@ -88,13 +88,20 @@ pub fn plan(
         wanted.extend(ls.iter().copied());
         image_layers.insert(n.clone(), ls);
     }
+    // What the images' build steps run over is built too.
+    let all: Vec<&str> = wanted.iter().copied().collect();
+    let wanted: BTreeSet<&str> = graph.with_step_stacks(&all).into_iter().collect();
+    let mut keys: BTreeMap<&str, crate::digest::Digest> = BTreeMap::new();
     let mut layers = Vec::new();
     let mut building = BTreeSet::new();
     for &l in graph.order().iter().filter(|l| wanted.contains(*l)) {
         let def = &project.layers[l];
         // The inputs record only explains a rebuild.
         let want = |k: &crate::digest::Digest| cache.get(k).is_none();
-        let (key, inputs) = layer_key_with(def, compression, epoch, &mut stat, &deb, &want)?;
+        let below = super::build::stack_keys(project, &graph, l, &keys);
+        let (key, inputs) =
+            layer_key_with(def, compression, epoch, &mut stat, &deb, &below, &want)?;
+        keys.insert(l, key.clone());
         let packages = match def.file.source.deb {
             Some(_) => deb.resolve(l)?.packages.iter().map(|p| p.label()).collect(),
             None => Vec::new(),
@@ -104,7 +111,8 @@ pub fn plan(
             || cache.get(&key).is_some()
             || (def.file.source.copy.is_empty()
                 && def.file.source.tar.is_none()
-                && def.file.source.deb.is_none());
+                && def.file.source.deb.is_none()
+                && def.file.source.run.is_none());
         let reasons = if cached {
             Vec::new()
         } else {

@@ -219,6 +219,76 @@ pub struct Source {
     pub image: Option<ImageSource>,
     /// `[source.deb]`.
     pub deb: Option<DebSource>,
+    /// `[source.run]`: what commands write, run over the `[requires]` stack.
+    pub run: Option<RunSource>,
+}
+
+/// `[source.run]`: a build step. Its commands run in a sandbox over the
+/// layers it requires (each with its `[runtime]` layers); what they write
+/// is the layer.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunSource {
+    /// Commands, in order: a string runs with `/bin/sh -c`, an array is the
+    /// argv itself.
+    pub commands: Vec<Command>,
+    /// Working directory inside the sandbox (default `/`).
+    pub workdir: Option<String>,
+    /// User: a name or uid, optionally `:group` (resolved in the layers
+    /// beneath); default root.
+    pub user: Option<String>,
+    /// Environment, over the lower layers' `[env]`.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// `none` (default: only loopback) or `host`.
+    #[serde(default)]
+    pub network: NetworkMode,
+    /// Keep only these absolute paths of what the commands wrote.
+    #[serde(default)]
+    pub outputs: Vec<String>,
+    /// Glob patterns (absolute, `**` crosses directories) of written paths
+    /// to leave out, besides the default noise (/tmp, /run, apt caches).
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    /// Seconds each command may run.
+    pub timeout: Option<u64>,
+    /// `[[source.run.inputs]]`: project files mounted read-only.
+    #[serde(default)]
+    pub inputs: Vec<RunInput>,
+}
+
+/// A build-step command.
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum Command {
+    /// Run with `/bin/sh -c`.
+    Shell(String),
+    /// The argv.
+    Argv(Vec<String>),
+}
+
+/// Network access of a build step.
+#[derive(Debug, Clone, Copy, Default, Deserialize, serde::Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum NetworkMode {
+    /// A fresh network namespace with only loopback.
+    #[default]
+    None,
+    /// The host's network (what it downloads is not part of the key).
+    Host,
+}
+
+/// `[[source.run.inputs]]`: project files mounted read-only in the sandbox.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunInput {
+    /// Path relative to the layer directory; must stay inside the project.
+    pub from: String,
+    /// Absolute path inside the sandbox.
+    pub to: String,
+    /// Glob patterns (relative to `from`) to leave out.
+    #[serde(default)]
+    pub exclude: Vec<String>,
 }
 
 /// `[source.deb]`: Debian packages, resolved against the apt repositories.
@@ -436,13 +506,14 @@ impl Project {
             let kinds = usize::from(!s.copy.is_empty())
                 + usize::from(s.tar.is_some())
                 + usize::from(s.image.is_some())
-                + usize::from(s.deb.is_some());
+                + usize::from(s.deb.is_some())
+                + usize::from(s.run.is_some());
             if kinds > 1 {
                 return Err(Error::invalid(
                     "layer",
                     format!("{} key source", def.rel),
                     format!(
-                        "layer {name} has more than one of source.copy, source.tar, source.image, source.deb; use one"
+                        "layer {name} has more than one of source.copy, source.tar, source.image, source.deb, source.run; use one"
                     ),
                 ));
             }
@@ -453,6 +524,14 @@ impl Project {
                 .collect();
             if let Some(t) = &s.tar {
                 paths.push(("source.tar.path", t.path.clone()));
+            }
+            if let Some(r) = &s.run {
+                paths.extend(
+                    r.inputs
+                        .iter()
+                        .map(|i| ("source.run.inputs.from", i.from.clone())),
+                );
+                super::step::check_definition(def, r)?;
             }
             for (key, p) in paths {
                 let full = def.dir.join(&p);

@@ -202,6 +202,22 @@ pub fn capture(
     store: &Store,
 ) -> Result<StoreLayer> {
     let found = scan(upper, spec)?;
+    let missing: Vec<String> = spec
+        .outputs
+        .iter()
+        .filter(|o| !found.iter().any(|f| under(&f.rel, o.as_bytes())))
+        .map(|o| format!("/{o}"))
+        .collect();
+    if !missing.is_empty() {
+        return Err(Error::invalid(
+            "build step",
+            "its output",
+            format!(
+                "the outputs {} match nothing the commands wrote",
+                missing.join(", ")
+            ),
+        ));
+    }
     if found.is_empty() {
         return Err(Error::invalid(
             "build step",

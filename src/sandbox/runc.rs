@@ -92,7 +92,7 @@ pub fn config(spec: &RunSpec, rootfs: &Path) -> Value {
         "ociVersion": "1.0.2",
         "process": {
             "terminal": false,
-            "user": {"uid": spec.uid, "gid": spec.gid, "additionalGids": spec.groups},
+            "user": {"uid": spec.uid, "gid": spec.gid, "additionalGids": spec.groups, "umask": 18},
             "args": spec.args,
             "env": spec.env,
             "cwd": spec.cwd,

@@ -1,0 +1,366 @@
+//! `[source.run]`: build-step layers. The commands run in the sandbox over
+//! the layers the step requires (with their runtime layers); what they
+//! write, captured from the overlay's upper directory, is the layer.
+//!
+//! A step's key covers the step format version, its definition (through
+//! the normalized layer.toml), the platform it runs on, the keys of the
+//! layers beneath in order and the content of its inputs — so unlike a
+//! copy layer, a step layer is rebuilt when a layer beneath changes. What
+//! a step with `network = "host"` downloads is not part of its key.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::project::{Command, LayerDef, NetworkMode, RunSource};
+use crate::digest::Digest;
+use crate::error::{Error, IoContext, Result};
+use crate::layer::{EntryKind, Layer, LayerBuilder, Mapping, StoreLayer, collect};
+use crate::sandbox::capture::{CaptureSpec, capture};
+use crate::sandbox::{BindMount, Network, Output, RunSpec, Sandbox};
+use crate::store::Store;
+
+/// Version of how step layers are made; part of their keys.
+pub const STEP_FORMAT: u32 = 1;
+
+/// PATH when no layer beneath sets one (Debian's default for root).
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Checks what can be checked of a step before anything runs: commands,
+/// absolute paths, inputs that do not overlap.
+pub fn check_definition(def: &LayerDef, r: &RunSource) -> Result<()> {
+    let at = |k: &str| format!("{} key source.run.{k}", def.rel);
+    let bad = |k: &str, d: String| Error::invalid("layer", at(k), d);
+    if r.commands.is_empty()
+        || r.commands.iter().any(|c| match c {
+            Command::Shell(s) => s.trim().is_empty(),
+            Command::Argv(a) => a.is_empty(),
+        })
+    {
+        return Err(bad(
+            "commands",
+            "give at least one command, none empty".into(),
+        ));
+    }
+    let abs = |k: &str, p: &str| -> Result<String> {
+        if !p.starts_with('/') {
+            return Err(bad(k, format!("{p:?} must be an absolute path")));
+        }
+        crate::layer::normalize_dest(p).map_err(|e| bad(k, e.to_string()))
+    };
+    if let Some(w) = &r.workdir {
+        abs("workdir", w)?;
+    }
+    for o in &r.outputs {
+        if abs("outputs", o)?.trim_matches('/').is_empty() {
+            return Err(bad(
+                "outputs",
+                "\"/\" is every path: leave outputs out instead".into(),
+            ));
+        }
+    }
+    let mut targets: Vec<String> = Vec::new();
+    for i in &r.inputs {
+        let t = abs("inputs.to", &i.to)?;
+        if t.trim_matches('/').is_empty() {
+            return Err(bad("inputs.to", "an input cannot be mounted over /".into()));
+        }
+        if let Some(other) = targets.iter().find(|o| overlaps(o, &t)) {
+            return Err(bad(
+                "inputs.to",
+                format!("{t} overlaps the input mounted at {other}; give inputs separate paths"),
+            ));
+        }
+        targets.push(t);
+    }
+    if r.timeout == Some(0) {
+        return Err(bad("timeout", "give a number of seconds above 0".into()));
+    }
+    Ok(())
+}
+
+/// `a` is `b`, or one is below the other.
+fn overlaps(a: &str, b: &str) -> bool {
+    let under = |x: &str, y: &str| x == y || x.starts_with(&format!("{y}/"));
+    under(a, b) || under(b, a)
+}
+
+/// The input mappings of a step (owner 0:0; modes kept).
+pub fn input_mappings(def: &LayerDef, r: &RunSource) -> Result<Vec<Mapping>> {
+    r.inputs
+        .iter()
+        .map(|i| Ok(Mapping::new(def.dir.join(&i.from), &i.to)?.exclude(i.exclude.clone())))
+        .collect()
+}
+
+/// What a step needs from the build besides its definition.
+pub struct StepContext<'a> {
+    /// The layer's name.
+    pub name: &'a str,
+    /// Its key (names its log).
+    pub key: &'a Digest,
+    /// The store.
+    pub store: &'a Store,
+    /// The layers beneath, base first.
+    pub lowers: Vec<Arc<dyn Layer>>,
+    /// `KEY=VALUE` from the `[env]` of the layers beneath, in order.
+    pub lower_env: Vec<(String, String)>,
+    /// SOURCE_DATE_EPOCH.
+    pub epoch: u64,
+    /// The layer writer (compression, threads, annotations).
+    pub builder: LayerBuilder,
+}
+
+/// Where step logs are kept: `STORE/.strata/logs/KEY.log`.
+pub fn log_path(store: &Store, key: &Digest) -> PathBuf {
+    store
+        .root()
+        .join(".strata/logs")
+        .join(format!("{}.log", key.hex()))
+}
+
+/// Runs the step and captures its layer.
+pub fn build(def: &LayerDef, r: &RunSource, cx: &StepContext<'_>) -> Result<StoreLayer> {
+    let sandbox = Sandbox::new(cx.store.root())?;
+    let snaps = sandbox.snapshots(&cx.lowers)?;
+    let staged = stage_inputs(def, r, cx)?;
+    let mut mounted = sandbox.mount(&snaps)?;
+    let rootfs = mounted.rootfs();
+    let (uid, gid, home) = match &r.user {
+        Some(u) => crate::sandbox::resolve_user(&rootfs, u).map_err(|e| {
+            Error::invalid(
+                "layer",
+                format!("{} key source.run.user", def.rel),
+                e.to_string(),
+            )
+        })?,
+        None => (0, 0, "/root".to_string()),
+    };
+    let cwd = r.workdir.clone().unwrap_or_else(|| "/".into());
+    let cwd_dir = rootfs.join(cwd.trim_start_matches('/'));
+    std::fs::create_dir_all(&cwd_dir).at(&cwd_dir)?;
+    let env = step_env(r, cx, &home);
+    let mounts: Vec<BindMount> = staged
+        .1
+        .iter()
+        .map(|(source, target)| BindMount {
+            source: source.clone(),
+            target: target.clone(),
+            readonly: true,
+        })
+        .collect();
+    let log_file = log_path(cx.store, cx.key);
+    if let Some(dir) = log_file.parent() {
+        std::fs::create_dir_all(dir).at(dir)?;
+    }
+    let mut log = std::fs::File::create(&log_file).at(&log_file)?;
+    let name = cx.name;
+    let line = move |l: &str| eprintln!("[{name}] {}", crate::text::escape(l));
+    for c in &r.commands {
+        let args = match c {
+            Command::Shell(s) => vec!["/bin/sh".into(), "-c".into(), s.clone()],
+            Command::Argv(a) => a.clone(),
+        };
+        let _ = writeln!(log, "$ {}", shown(c));
+        let spec = RunSpec {
+            args,
+            env: env.clone(),
+            cwd: cwd.clone(),
+            uid,
+            gid,
+            groups: Vec::new(),
+            network: match r.network {
+                NetworkMode::None => Network::None,
+                NetworkMode::Host => Network::Host,
+            },
+            mounts: mounts.clone(),
+            timeout: r.timeout.map(std::time::Duration::from_secs),
+        };
+        let outcome = mounted.run(
+            &spec,
+            &mut Output {
+                log: &mut log,
+                line: &line,
+            },
+        )?;
+        if outcome.status != 0 {
+            return Err(Error::invalid(
+                "build step",
+                format!("layer {name} ({})", def.rel),
+                format!(
+                    "`{}` {} (exit status {}); its last lines:\n{}\nthe whole log is {}",
+                    shown(c),
+                    if outcome.timed_out {
+                        "ran out of time and was killed"
+                    } else {
+                        "failed"
+                    },
+                    outcome.status,
+                    outcome
+                        .tail
+                        .iter()
+                        .map(|l| format!("  {}", crate::text::escape(l)))
+                        .collect::<Vec<_>>()
+                        .join("\n"),
+                    log_file.display()
+                ),
+            ));
+        }
+    }
+    mounted.unmount()?;
+    let mut stubs = mounted.stubs();
+    stubs.push(cwd.trim_start_matches('/').to_string());
+    let spec = CaptureSpec {
+        epoch: cx.epoch,
+        outputs: r
+            .outputs
+            .iter()
+            .map(|o| o.trim_matches('/').to_string())
+            .collect(),
+        excludes: r
+            .exclude
+            .iter()
+            .map(|e| e.trim_start_matches('/').to_string())
+            .collect(),
+        stubs,
+        lowers: snaps,
+    };
+    capture(&mounted.upper(), &spec, &cx.builder, cx.store).map_err(|e| match e {
+        Error::Invalid { what, detail, .. } if what == "build step" => {
+            Error::invalid("build step", format!("layer {name} ({})", def.rel), detail)
+        }
+        e => e,
+    })
+}
+
+fn shown(c: &Command) -> String {
+    match c {
+        Command::Shell(s) => s.clone(),
+        Command::Argv(a) => a.join(" "),
+    }
+}
+
+/// The environment: fixed values for determinism, then the layers'
+/// `[env]`, then the step's own (expanded over what is set so far).
+fn step_env(r: &RunSource, cx: &StepContext<'_>, home: &str) -> Vec<String> {
+    let mut env: Vec<(String, String)> = vec![
+        ("PATH".into(), DEFAULT_PATH.into()),
+        ("LANG".into(), "C.UTF-8".into()),
+        ("TZ".into(), "UTC".into()),
+        ("SOURCE_DATE_EPOCH".into(), cx.epoch.to_string()),
+        ("HOME".into(), home.to_string()),
+    ];
+    let set = |env: &mut Vec<(String, String)>, k: &str, v: String| match env
+        .iter_mut()
+        .find(|(ek, _)| ek == k)
+    {
+        Some(e) => e.1 = v,
+        None => env.push((k.to_string(), v)),
+    };
+    for (k, v) in &cx.lower_env {
+        set(&mut env, k, v.clone());
+    }
+    for (k, v) in &r.env {
+        let flat: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let v = super::build::expand(v, &flat);
+        set(&mut env, k, v);
+    }
+    env.sort();
+    env.into_iter().map(|(k, v)| format!("{k}={v}")).collect()
+}
+
+/// Staged inputs: the directory (removed on drop) and (source, target)
+/// pairs to mount.
+type Staged = (Option<tempfile::TempDir>, Vec<(PathBuf, String)>);
+
+/// Copies each input into a staging directory (owners 0:0, mtimes the
+/// epoch, modes kept): the commands see exactly what the key hashed, the
+/// same on every checkout. Returns the directory and (source, target)
+/// pairs to mount.
+fn stage_inputs(
+    def: &LayerDef,
+    r: &RunSource,
+    cx: &StepContext<'_>,
+) -> Result<Staged> {
+    if r.inputs.is_empty() {
+        return Ok((None, Vec::new()));
+    }
+    let parent = cx.store.root().join(".strata/run");
+    std::fs::create_dir_all(&parent).at(&parent)?;
+    let dir = tempfile::Builder::new()
+        .prefix(".tmp-inputs-")
+        .tempdir_in(&parent)
+        .at(&parent)?;
+    let mut mounts = Vec::new();
+    for (i, m) in input_mappings(def, r)?.into_iter().enumerate() {
+        let root = dir.path().join(i.to_string());
+        std::fs::create_dir(&root).at(&root)?;
+        let dest = m.dest.trim_start_matches('/').to_string();
+        for e in collect(std::slice::from_ref(&m), false)? {
+            let rel = String::from_utf8_lossy(&e.path).into_owned();
+            let rel = rel
+                .strip_prefix(&dest)
+                .unwrap_or(&rel)
+                .trim_start_matches('/')
+                .to_string();
+            let p = root.join(&rel);
+            match &e.kind {
+                EntryKind::Dir => std::fs::create_dir_all(&p).at(&p)?,
+                EntryKind::File { source, .. } => {
+                    std::fs::copy(source, &p).at(source)?;
+                }
+                EntryKind::Symlink(t) => {
+                    use std::os::unix::ffi::OsStrExt;
+                    std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(t), &p).at(&p)?;
+                }
+                EntryKind::Hardlink(t) => {
+                    let t = String::from_utf8_lossy(t).into_owned();
+                    let t = t.strip_prefix(&dest).unwrap_or(&t).trim_start_matches('/');
+                    std::fs::hard_link(root.join(t), &p).at(&p)?;
+                }
+            }
+            if !matches!(e.kind, EntryKind::Symlink(_)) {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&p, std::fs::Permissions::from_mode(e.mode)).at(&p)?;
+            }
+        }
+        set_times(&root, cx.epoch)?;
+        mounts.push((root, m.dest.clone()));
+    }
+    Ok((Some(dir), mounts))
+}
+
+/// Sets every mtime under `root` (links themselves included) to `epoch`.
+fn set_times(root: &Path, epoch: u64) -> Result<()> {
+    let mut stack = vec![root.to_path_buf()];
+    let mut all = Vec::new();
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).at(&d)? {
+            let p = e.at(&d)?.path();
+            if std::fs::symlink_metadata(&p).at(&p)?.is_dir() {
+                stack.push(p.clone());
+            }
+            all.push(p);
+        }
+    }
+    all.push(root.to_path_buf());
+    for p in all {
+        let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).expect("no NUL");
+        let t = libc::timespec {
+            tv_sec: epoch as libc::time_t,
+            tv_nsec: 0,
+        };
+        let rc = unsafe {
+            libc::utimensat(
+                libc::AT_FDCWD,
+                c.as_ptr(),
+                [t, t].as_ptr(),
+                libc::AT_SYMLINK_NOFOLLOW,
+            )
+        };
+        if rc != 0 {
+            return Err(Error::io(&p, std::io::Error::last_os_error()));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,307 @@
+//! Build-step layers (`[source.run]`): commands run in the sandbox over
+//! the layers they require; what they write is the layer.
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use common::{BUSYBOX, Env, write};
+use serde_json::Value;
+
+unsafe extern "C" {
+    fn geteuid() -> u32;
+}
+
+/// Whether build steps can run here (root and runc); records a skip.
+fn can_run(check: &str) -> bool {
+    if unsafe { geteuid() } != 0 || !common::have("runc") {
+        common::note(check, "SKIPPED (build steps need root and runc)");
+        return false;
+    }
+    common::note(check, "RAN");
+    true
+}
+
+/// A project: `base` (busybox, /etc/passwd with bob), `app` (a build step
+/// over base that "compiles" /src/app.txt into /usr/local/bin/app, keeping
+/// only that), image `img` = base + app.
+fn project(env: &Env, dir: &str) -> PathBuf {
+    let root = env.path(dir);
+    let bin = root.join("layers/base/rootfs/bin");
+    fs::create_dir_all(&bin).unwrap();
+    fs::copy(BUSYBOX, bin.join("busybox")).unwrap();
+    std::os::unix::fs::symlink("busybox", bin.join("sh")).unwrap();
+    write(
+        &root,
+        "layers/base/rootfs/etc/passwd",
+        "root:x:0:0:root:/root:/bin/sh\nbob:x:1000:1000::/home/bob:/bin/sh\n",
+    );
+    write(
+        &root,
+        "layers/base/layer.toml",
+        "[layer]\nname = \"base\"\n\n[env]\nPATH = \"/bin\"\nGREETING = \"hi\"\n\n[[source.copy]]\nfrom = \"rootfs\"\nto = \"/\"\n",
+    );
+    write(&root, "app/app.txt", "echo app built from source\n");
+    write(&root, "app/target/junk", "excluded");
+    write(
+        &root,
+        "layers/app/layer.toml",
+        r#"[layer]
+name = "app"
+
+[requires]
+layers = ["base"]
+
+[runtime]
+layers = ["base"]
+
+[source.run]
+commands = [
+  "mkdir -p /usr/local/bin /scratch",
+  "echo '#!/bin/sh' > /usr/local/bin/app",
+  "cat /src/app.txt >> /usr/local/bin/app && chmod 755 /usr/local/bin/app",
+  "test ! -e /src/target/junk",
+  "echo \"$GREETING from $(pwd) as $(id -u) with $LANG $TZ $SOURCE_DATE_EPOCH\" > /scratch/note",
+  ["/bin/sh", "-c", "echo argv form works"],
+]
+workdir = "/work"
+outputs = ["/usr/local/bin/app"]
+
+[[source.run.inputs]]
+from = "../../app"
+to = "/src"
+exclude = ["target"]
+"#,
+    );
+    write(
+        &root,
+        "strata.toml",
+        "[project]\nname = \"st\"\n\n[defaults]\nsource_date_epoch = 1700000000\n\n[images.img]\nlayers = [\"app\"]\nentrypoint = [\"/usr/local/bin/app\"]\n",
+    );
+    common::backdate(&root);
+    root
+}
+
+fn build(env: &Env, root: &Path) -> Value {
+    serde_json::from_str(&env.ok(&["build", "-C", root.to_str().unwrap(), "--json"])).unwrap()
+}
+
+fn status(report: &Value, layer: &str) -> String {
+    report["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["name"] == layer)
+        .unwrap_or_else(|| panic!("no layer {layer} in {report}"))["status"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+fn diff_ids(env: &Env, image: &str) -> Vec<String> {
+    let v: Value = serde_json::from_str(&env.ok(&["inspect", "--json", image])).unwrap();
+    v["config"]["rootfs"]["diff_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn a_build_step_compiles_over_its_requires_and_keeps_only_its_outputs() {
+    if !can_run("build steps") {
+        return;
+    }
+    let env = Env::new();
+    let root = project(&env, "proj");
+    let report = build(&env, &root);
+    assert_eq!(status(&report, "app"), "built");
+    let ls = env.ok(&["ls", "st/img:latest"]);
+    assert!(
+        ls.contains("-rwxr-xr-x     0/0") && ls.contains("/usr/local/bin/app"),
+        "{ls}"
+    );
+    for absent in ["/scratch", "/work", "/src", "/proc", "/dev", "/sys", "/tmp"] {
+        assert!(
+            !ls.lines()
+                .any(|l| l.ends_with(absent) || l.contains(&format!(" {absent}/"))),
+            "{absent} must not be captured:\n{ls}"
+        );
+    }
+    env.ok(&["validate", "st/img:latest"]);
+    let (ok, out, err) = common::runc_run(&env, "st/img:latest");
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "app built from source");
+    // A no-op rebuild runs nothing.
+    let again = build(&env, &root);
+    assert_eq!(status(&again, "app"), "cached");
+    // The log is kept by key.
+    let logs: Vec<_> = fs::read_dir(env.store().join(".strata/logs"))
+        .unwrap()
+        .collect();
+    assert_eq!(logs.len(), 1);
+}
+
+#[test]
+fn a_step_layer_is_reproducible_across_stores_and_checkouts() {
+    if !can_run("build steps: reproducible") {
+        return;
+    }
+    let a = Env::new();
+    let b = Env::new();
+    let ra = project(&a, "one");
+    let rb = project(&b, "somewhere/else/two");
+    build(&a, &ra);
+    build(&b, &rb);
+    let (da, db) = (diff_ids(&a, "st/img:latest"), diff_ids(&b, "st/img:latest"));
+    assert_eq!(da.len(), 2);
+    assert_eq!(da, db, "same inputs, same bytes");
+}
+
+#[test]
+fn a_step_reruns_when_a_layer_beneath_or_an_input_changes_and_plan_says_why() {
+    if !can_run("build steps: rebuild rules") {
+        return;
+    }
+    let env = Env::new();
+    let root = project(&env, "proj");
+    build(&env, &root);
+    let plan = |env: &Env| -> Value {
+        serde_json::from_str(&env.ok(&["plan", "-C", root.to_str().unwrap(), "--json"])).unwrap()
+    };
+    let reasons = |p: &Value, layer: &str| -> String {
+        p["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["name"] == layer)
+            .unwrap()["reasons"]
+            .to_string()
+    };
+    // An input changes.
+    write(&root, "app/app.txt", "echo app v2\n");
+    common::backdate(&root);
+    let p = plan(&env);
+    assert!(
+        reasons(&p, "app").contains("changed input /src/app.txt"),
+        "{p}"
+    );
+    assert_eq!(status(&build(&env, &root), "app"), "built");
+    // An excluded input file changes: nothing to do.
+    write(&root, "app/target/junk", "still excluded");
+    common::backdate(&root);
+    assert_eq!(status(&build(&env, &root), "app"), "cached");
+    // A layer beneath changes.
+    write(&root, "layers/base/rootfs/etc/motd", "new file in base\n");
+    common::backdate(&root);
+    let p = plan(&env);
+    assert!(reasons(&p, "app").contains("layer base beneath"), "{p}");
+    let r = build(&env, &root);
+    assert_eq!(
+        (status(&r, "base"), status(&r, "app")),
+        ("built".into(), "built".into())
+    );
+}
+
+#[test]
+fn a_failing_step_names_the_layer_command_status_and_output_and_tags_nothing() {
+    if !can_run("build steps: failure") {
+        return;
+    }
+    let env = Env::new();
+    let root = project(&env, "proj");
+    common::replace(
+        &root,
+        "layers/app/layer.toml",
+        "\"test ! -e /src/target/junk\",",
+        "\"echo about to fail; ls /nonexistent\",",
+    );
+    let err = env.fails(&["build", "-C", root.to_str().unwrap()]);
+    assert!(
+        err.contains("layer app")
+            && err.contains("ls /nonexistent")
+            && err.contains("exit status 1")
+            && err.contains("about to fail")
+            && err.contains(".strata/logs/"),
+        "{err}"
+    );
+    assert!(env.fails(&["inspect", "st/img:latest"]).contains("st/img"));
+    let leftovers: Vec<_> = fs::read_dir(env.store().join(".strata/run"))
+        .map(|d| d.collect())
+        .unwrap_or_default();
+    assert!(
+        leftovers.is_empty(),
+        "work directories cleaned: {leftovers:?}"
+    );
+}
+
+#[test]
+fn outputs_that_match_nothing_and_unknown_users_are_errors() {
+    if !can_run("build steps: bad input") {
+        return;
+    }
+    let env = Env::new();
+    let root = project(&env, "proj");
+    common::replace(
+        &root,
+        "layers/app/layer.toml",
+        "outputs = [\"/usr/local/bin/app\"]",
+        "outputs = [\"/usr/local/bin/nope\"]",
+    );
+    let err = env.fails(&["build", "-C", root.to_str().unwrap()]);
+    assert!(
+        err.contains("layer app")
+            && err.contains("/usr/local/bin/nope")
+            && err.contains("match nothing"),
+        "{err}"
+    );
+    common::replace(
+        &root,
+        "layers/app/layer.toml",
+        "outputs = [\"/usr/local/bin/nope\"]",
+        "outputs = [\"/usr/local/bin/app\"]\nuser = \"alice\"",
+    );
+    let err = env.fails(&["build", "-C", root.to_str().unwrap()]);
+    assert!(
+        err.contains("source.run.user") && err.contains("alice"),
+        "{err}"
+    );
+    assert!(env.fails(&["inspect", "st/img:latest"]).contains("st/img"));
+}
+
+#[test]
+fn step_definitions_are_checked_before_anything_runs() {
+    let env = Env::new();
+    let root = project(&env, "proj");
+    for (from, to, why) in [
+        (
+            "workdir = \"/work\"",
+            "workdir = \"work\"",
+            "must be an absolute path",
+        ),
+        (
+            "outputs = [\"/usr/local/bin/app\"]",
+            "outputs = [\"/\"]",
+            "every path",
+        ),
+        ("to = \"/src\"", "to = \"/\"", "cannot be mounted over /"),
+        (
+            "from = \"../../app\"",
+            "from = \"../../../outside\"",
+            "source.run.inputs.from",
+        ),
+    ] {
+        if from.contains("../../app") {
+            fs::create_dir_all(env.path("outside")).unwrap();
+        }
+        common::replace(&root, "layers/app/layer.toml", from, to);
+        let err = env.fails(&["plan", "-C", root.to_str().unwrap()]);
+        assert!(
+            err.contains("layers/app/layer.toml") && err.contains(why),
+            "{to}: {err}"
+        );
+        common::replace(&root, "layers/app/layer.toml", to, from);
+    }
+}
