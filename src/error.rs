@@ -154,6 +154,13 @@ pub enum Error {
         detail: String,
     },
 
+    /// strata was asked to stop (SIGINT or SIGTERM) and cleaned up.
+    #[error("interrupted: {what} was stopped and its work removed; nothing was stored or tagged")]
+    Interrupted {
+        /// What was running.
+        what: String,
+    },
+
     /// A feature that this build of strata does not support.
     #[error("{0}")]
     Unsupported(String),

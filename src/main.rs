@@ -14,6 +14,13 @@ fn main() {
             std::process::exit(141);
         }
         eprintln!("error: {}", message(&e));
+        // Stopped by a signal, after cleaning up: 128 + SIGINT, as shells report.
+        if matches!(
+            e.downcast_ref::<strata::Error>(),
+            Some(strata::Error::Interrupted { .. })
+        ) {
+            std::process::exit(130);
+        }
         std::process::exit(1);
     }
 }

@@ -305,3 +305,134 @@ fn step_definitions_are_checked_before_anything_runs() {
         common::replace(&root, "layers/app/layer.toml", to, from);
     }
 }
+
+#[test]
+fn strata_run_runs_an_image_with_mounts_env_and_its_exit_status() {
+    if !can_run("strata run") {
+        return;
+    }
+    let env = Env::new();
+    let root = project(&env, "proj");
+    build(&env, &root);
+    // The entrypoint, as built.
+    assert_eq!(
+        env.ok(&["run", "st/img:latest"]).trim(),
+        "app built from source"
+    );
+    // A command after --, over the image's env, with a mount and --env.
+    let host = env.path("host-dir");
+    fs::create_dir_all(&host).unwrap();
+    fs::write(host.join("in.txt"), "from the host").unwrap();
+    // Commands after --, with a mount and --env, in an image with no
+    // entrypoint.
+    env.ok(&[
+        "new",
+        "--add",
+        &format!("{BUSYBOX}:/bin/busybox"),
+        "--tag",
+        "bb:1",
+    ]);
+    let out = env.ok(&[
+        "run",
+        "bb:1",
+        "--mount",
+        &format!("{}:/build", host.display()),
+        "--env",
+        "EXTRA=x",
+        "--",
+        "/bin/busybox",
+        "sh",
+        "-c",
+        "cat /build/in.txt; echo \" $EXTRA\"; /bin/busybox echo out > /build/out.txt; touch /gone",
+    ]);
+    assert_eq!(out, "from the host x\n");
+    assert_eq!(fs::read_to_string(host.join("out.txt")).unwrap(), "out\n");
+    // Nothing the run wrote stays: a second run does not see /gone.
+    let out = env.strata(&["run", "bb:1", "--", "/bin/busybox", "test", "-e", "/gone"]);
+    assert_eq!(out.status.code(), Some(1));
+    // The exit status passes through.
+    let out = env.strata(&["run", "bb:1", "--", "/bin/busybox", "sh", "-c", "exit 42"]);
+    assert_eq!(out.status.code(), Some(42));
+    // A read-only mount is read-only.
+    let out = env.strata(&[
+        "run",
+        "bb:1",
+        "--mount",
+        &format!("{}:/build:ro", host.display()),
+        "--",
+        "/bin/busybox",
+        "touch",
+        "/build/x",
+    ]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(!host.join("x").exists());
+    let err = env.fails(&[
+        "run",
+        "bb:1",
+        "--mount",
+        "relative:dst",
+        "--",
+        "/bin/busybox",
+    ]);
+    assert!(err.contains("absolute"), "{err}");
+    let leftovers: Vec<_> = fs::read_dir(env.store().join(".strata/run"))
+        .unwrap()
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn sigterm_during_a_step_kills_it_cleans_up_and_tags_nothing() {
+    if !can_run("build steps: SIGTERM") {
+        return;
+    }
+    let env = Env::new();
+    let root = project(&env, "proj");
+    common::replace(
+        &root,
+        "layers/app/layer.toml",
+        "\"test ! -e /src/target/junk\",",
+        "\"echo step-started; sleep 600\",",
+    );
+    let mut child = env
+        .cmd(&["build", "-C", root.to_str().unwrap()])
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait for the step's own output, then stop strata.
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        let n = std::io::BufRead::read_line(&mut stderr, &mut line).unwrap();
+        assert!(n > 0, "strata ended before the step started: {seen}");
+        seen.push_str(&line);
+        if line.contains("[app] step-started") {
+            break;
+        }
+    }
+    unsafe { kill(child.id() as i32, 15) };
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{rest}");
+    assert!(
+        rest.contains("interrupted") && rest.contains("layer app"),
+        "{rest}"
+    );
+    let mounts = fs::read_to_string("/proc/mounts").unwrap();
+    assert!(
+        !mounts.contains(env.store().to_str().unwrap()),
+        "the overlay is unmounted"
+    );
+    let leftovers: Vec<_> = fs::read_dir(env.store().join(".strata/run"))
+        .unwrap()
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    assert!(env.fails(&["inspect", "st/img:latest"]).contains("st/img"));
+}
+
+unsafe extern "C" {
+    fn kill(pid: i32, sig: i32) -> i32;
+}

@@ -581,6 +581,7 @@ fn every_command_has_help() {
         vec!["graph", "--help"],
         vec!["check", "--help"],
         vec!["sbom", "--help"],
+        vec!["run", "--help"],
     ] {
         let out = env.ok(&cmd);
         assert!(out.contains("Usage:"), "{cmd:?}: {out}");

@@ -3,6 +3,7 @@
 mod build;
 mod project;
 mod registry;
+mod run;
 mod show;
 mod storecmd;
 
@@ -98,6 +99,8 @@ enum Command {
     Check(project::CheckArgs),
     /// Print the SPDX SBOM that strata build stored for an image.
     Sbom(project::SbomArgs),
+    /// Run an image in the sandbox (daemonless `docker run --rm`).
+    Run(run::RunArgs),
     /// Manage the content store.
     #[command(subcommand)]
     Store(storecmd::StoreCommand),
@@ -152,6 +155,7 @@ pub fn run() -> Result<()> {
         Command::Graph(a) => project::graph(&ctx, a),
         Command::Check(a) => project::check(&ctx, a),
         Command::Sbom(a) => project::sbom(&ctx, a),
+        Command::Run(a) => run::run(&ctx, a),
         Command::Store(c) => storecmd::run(&ctx, c),
     }
 }

@@ -121,6 +121,11 @@ pub fn log_path(store: &Store, key: &Digest) -> PathBuf {
 
 /// Runs the step and captures its layer.
 pub fn build(def: &LayerDef, r: &RunSource, cx: &StepContext<'_>) -> Result<StoreLayer> {
+    // From here on SIGINT and SIGTERM stop the step and clean up.
+    let guard = crate::sandbox::interrupt::Guard::install();
+    let stopped = || Error::Interrupted {
+        what: format!("the build step of layer {}", cx.name),
+    };
     let sandbox = Sandbox::new(cx.store.root())?;
     let snaps = sandbox.snapshots(&cx.lowers)?;
     let staged = stage_inputs(def, r, cx)?;
@@ -175,14 +180,20 @@ pub fn build(def: &LayerDef, r: &RunSource, cx: &StepContext<'_>) -> Result<Stor
             },
             mounts: mounts.clone(),
             timeout: r.timeout.map(std::time::Duration::from_secs),
+            terminal: false,
         };
-        let outcome = mounted.run(
-            &spec,
-            &mut Output {
-                log: &mut log,
-                line: &line,
-            },
-        )?;
+        let outcome = mounted
+            .run(
+                &spec,
+                &mut Output {
+                    log: &mut log,
+                    line: &line,
+                },
+            )
+            .map_err(|e| match e {
+                Error::Interrupted { .. } => stopped(),
+                e => e,
+            })?;
         if outcome.status != 0 {
             return Err(Error::invalid(
                 "build step",
@@ -206,6 +217,9 @@ pub fn build(def: &LayerDef, r: &RunSource, cx: &StepContext<'_>) -> Result<Stor
                 ),
             ));
         }
+    }
+    if guard.interrupted() {
+        return Err(stopped());
     }
     mounted.unmount()?;
     let mut stubs = mounted.stubs();
@@ -277,11 +291,7 @@ type Staged = (Option<tempfile::TempDir>, Vec<(PathBuf, String)>);
 /// epoch, modes kept): the commands see exactly what the key hashed, the
 /// same on every checkout. Returns the directory and (source, target)
 /// pairs to mount.
-fn stage_inputs(
-    def: &LayerDef,
-    r: &RunSource,
-    cx: &StepContext<'_>,
-) -> Result<Staged> {
+fn stage_inputs(def: &LayerDef, r: &RunSource, cx: &StepContext<'_>) -> Result<Staged> {
     if r.inputs.is_empty() {
         return Ok((None, Vec::new()));
     }

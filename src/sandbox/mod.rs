@@ -10,6 +10,7 @@
 //! namespaces. strata does not run rootless yet.
 
 pub mod capture;
+pub(crate) mod interrupt;
 pub mod rootfs;
 pub mod runc;
 
@@ -68,6 +69,9 @@ pub struct RunSpec {
     pub mounts: Vec<BindMount>,
     /// Kill the command after this long.
     pub timeout: Option<Duration>,
+    /// Give the command the caller's terminal (only with
+    /// [`Mounted::run_attached`]).
+    pub terminal: bool,
 }
 
 /// How a command ended.
@@ -279,6 +283,8 @@ impl Mounted {
         drop(tx);
         let started = Instant::now();
         let mut timed_out = false;
+        let guard = interrupt::Guard::install();
+        let mut killed = false;
         loop {
             match rx.recv_timeout(Duration::from_millis(100)) {
                 Ok(line) => {
@@ -293,11 +299,10 @@ impl Mounted {
                 Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
                 Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
             }
-            if let Some(limit) = spec.timeout
-                && !timed_out
-                && started.elapsed() > limit
-            {
-                timed_out = true;
+            let out_of_time = spec.timeout.is_some_and(|l| started.elapsed() > l);
+            if !killed && (out_of_time || guard.interrupted()) {
+                killed = true;
+                timed_out = out_of_time;
                 let _ = Command::new(&self.runtime)
                     .arg("--root")
                     .arg(&state)
@@ -318,12 +323,56 @@ impl Mounted {
             use std::os::unix::process::ExitStatusExt;
             128 + status.signal().unwrap_or(0)
         });
+        if guard.interrupted() {
+            return Err(Error::Interrupted {
+                what: format!("`{}`", spec.args.join(" ")),
+            });
+        }
         let tail = tail.lock().expect("lock").iter().cloned().collect();
         Ok(Outcome {
             status: code,
             tail,
             timed_out,
         })
+    }
+
+    /// Runs `spec` with the caller's stdin, stdout and stderr (and
+    /// terminal, with `spec.terminal`); returns its exit status. SIGINT and
+    /// SIGTERM reach the command through the runtime, not strata.
+    pub fn run_attached(&self, spec: &RunSpec) -> Result<i32> {
+        let w = self.work.path();
+        let bundle = w.join("bundle");
+        let config = runc::config(spec, &self.rootfs());
+        let path = bundle.join("config.json");
+        std::fs::write(
+            &path,
+            serde_json::to_vec_pretty(&config).expect("serializes"),
+        )
+        .at(&path)?;
+        let id = format!(
+            "strata-{}-{}",
+            std::process::id(),
+            NEXT_ID.fetch_add(1, Ordering::Relaxed)
+        );
+        let state = w.join("state");
+        let _guard = interrupt::Guard::install();
+        let status = Command::new(&self.runtime)
+            .arg("--root")
+            .arg(&state)
+            .args(["run", "--bundle"])
+            .arg(&bundle)
+            .arg(&id)
+            .status()
+            .map_err(|e| Error::io(&self.runtime, e))?;
+        let _ = Command::new(&self.runtime)
+            .arg("--root")
+            .arg(&state)
+            .args(["delete", "--force", &id])
+            .output();
+        use std::os::unix::process::ExitStatusExt;
+        Ok(status
+            .code()
+            .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
     }
 
     /// Unmounts the overlay (the upper directory stays until drop).

@@ -91,7 +91,7 @@ pub fn config(spec: &RunSpec, rootfs: &Path) -> Value {
     json!({
         "ociVersion": "1.0.2",
         "process": {
-            "terminal": false,
+            "terminal": spec.terminal,
             "user": {"uid": spec.uid, "gid": spec.gid, "additionalGids": spec.groups, "umask": 18},
             "args": spec.args,
             "env": spec.env,
