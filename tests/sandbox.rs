@@ -80,6 +80,7 @@ fn run_and_capture(
             &mut Output {
                 log: &mut log,
                 line: &line,
+                redact: &[],
             },
         )
         .unwrap();

@@ -436,3 +436,146 @@ fn sigterm_during_a_step_kills_it_cleans_up_and_tags_nothing() {
 unsafe extern "C" {
     fn kill(pid: i32, sig: i32) -> i32;
 }
+
+/// Every file under `dir` whose bytes contain `needle`.
+fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
+    common::files_under(dir)
+        .into_iter()
+        .filter(|p| {
+            fs::read(p)
+                .map(|b| b.windows(needle.len()).any(|w| w == needle))
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+#[test]
+fn cache_mounts_persist_across_builds_and_stay_out_of_layers_and_keys() {
+    if !can_run("build steps: cache mounts") {
+        return;
+    }
+    let env = Env::new();
+    let root = project(&env, "proj");
+    common::replace(
+        &root,
+        "layers/app/layer.toml",
+        "\"test ! -e /src/target/junk\",",
+        "\"echo run >> /cache/runs; wc -l < /cache/runs > /usr/local/bin/runs\",",
+    );
+    common::replace(
+        &root,
+        "layers/app/layer.toml",
+        "outputs = [\"/usr/local/bin/app\"]",
+        "outputs = [\"/usr/local/bin\"]\n\n[[source.run.caches]]\nid = \"runs\"\ntarget = \"/cache\"\nsharing = \"locked\"",
+    );
+    common::backdate(&root);
+    build(&env, &root);
+    write(&root, "app/app.txt", "echo v2\n");
+    common::backdate(&root);
+    build(&env, &root);
+    let ls = env.ok(&["ls", "st/img:latest"]);
+    assert!(!ls.contains("/cache"), "{ls}");
+    let out = env.ok(&[
+        "run",
+        "st/img:latest",
+        "--entrypoint",
+        "",
+        "--",
+        "/bin/sh",
+        "-c",
+        "cat /usr/local/bin/runs",
+    ]);
+    assert_eq!(
+        out.trim(),
+        "2",
+        "the second build saw the first one's cache"
+    );
+    let caches = env.ok(&["store", "caches"]);
+    assert!(caches.starts_with("runs-"), "{caches}");
+    assert_eq!(
+        env.ok(&["store", "caches", "--clear", "runs"]).trim(),
+        "removed 1 cache mounts"
+    );
+    assert_eq!(env.ok(&["store", "caches"]), "");
+}
+
+#[test]
+fn secrets_reach_the_commands_and_nothing_else() {
+    if !can_run("build steps: secrets") {
+        return;
+    }
+    let env = Env::new();
+    let root = project(&env, "proj");
+    let secret = "s3cr3t-Value-9c1e";
+    write(&root, "layers/app/token.txt", "file-S3CRET-77ab\n");
+    common::replace(
+        &root,
+        "layers/app/layer.toml",
+        "\"test ! -e /src/target/junk\",",
+        "\"test ${#TOKEN} -eq 17\", \"grep -q file-S3 /run/secrets/file\", \"echo leaking $TOKEN\",",
+    );
+    common::replace(
+        &root,
+        "layers/app/layer.toml",
+        "outputs = [\"/usr/local/bin/app\"]",
+        "outputs = [\"/usr/local/bin/app\"]\n\n[[source.run.secrets]]\nid = \"tok\"\nenv = \"STRATA_TEST_TOKEN\"\nas_env = \"TOKEN\"\n\n[[source.run.secrets]]\nid = \"file\"\nfile = \"token.txt\"",
+    );
+    common::backdate(&root);
+    // Missing: named, with its variable, nothing built.
+    let err = env.fails(&["build", "-C", root.to_str().unwrap()]);
+    assert!(
+        err.contains("secret tok") && err.contains("STRATA_TEST_TOKEN"),
+        "{err}"
+    );
+    let out = env
+        .cmd(&["build", "-C", root.to_str().unwrap(), "--json"])
+        .env("STRATA_TEST_TOKEN", secret)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("[app] leaking ***"), "{stderr}");
+    for s in [secret.as_bytes(), b"file-S3CRET-77ab"] {
+        assert!(!stderr.as_bytes().windows(s.len()).any(|w| w == s));
+        assert!(!out.stdout.windows(s.len()).any(|w| w == s));
+        let found = files_containing(&env.store(), s);
+        assert!(found.is_empty(), "secret bytes in {found:?}");
+    }
+}
+
+#[test]
+fn mount_targets_that_overlap_are_refused() {
+    let env = Env::new();
+    let root = project(&env, "proj");
+    for (extra, why) in [
+        (
+            "[[source.run.caches]]\ntarget = \"/src/cache\"",
+            "overlaps /src",
+        ),
+        (
+            "[[source.run.secrets]]\nid = \"x\"\nenv = \"X\"\ntarget = \"/src/x\"",
+            "overlaps /src",
+        ),
+        (
+            "[[source.run.secrets]]\nid = \"x\"\nenv = \"X\"\nfile = \"f\"",
+            "exactly one of env or file",
+        ),
+        (
+            "[[source.run.secrets]]\nid = \"../x\"\nenv = \"X\"",
+            "plain name",
+        ),
+    ] {
+        let text = fs::read_to_string(root.join("layers/app/layer.toml")).unwrap();
+        write(
+            &root,
+            "layers/app/layer.toml",
+            &format!("{text}\n{extra}\n"),
+        );
+        let err = env.fails(&["plan", "-C", root.to_str().unwrap()]);
+        assert!(
+            err.contains("layers/app/layer.toml") && err.contains(why),
+            "{extra}: {err}"
+        );
+        write(&root, "layers/app/layer.toml", &text);
+    }
+}

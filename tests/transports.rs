@@ -570,6 +570,7 @@ fn every_command_has_help() {
         vec!["store", "gc", "--help"],
         vec!["store", "ls", "--help"],
         vec!["store", "rm", "--help"],
+        vec!["store", "caches", "--help"],
         vec!["login", "--help"],
         vec!["logout", "--help"],
         vec!["tags", "--help"],

@@ -33,6 +33,10 @@ pub struct RunArgs {
     /// User: name or uid[:gid] (default: the image's, else root).
     #[arg(long, short = 'u')]
     user: Option<String>,
+    /// Replace the image's Entrypoint: words separated by spaces, or "" for
+    /// none.
+    #[arg(long, value_name = "ARGV")]
+    entrypoint: Option<String>,
     /// host (default: the host's network) or none (only loopback).
     #[arg(long, default_value = "host", value_name = "MODE")]
     network: String,
@@ -99,7 +103,11 @@ pub fn run(ctx: &Ctx, a: RunArgs) -> Result<()> {
     let r = ImageRef::parse(&a.image)?;
     let image = transport::open(&r, &t)?;
     let cfg = image.config()?;
-    let args = argv(cfg.entrypoint(), cfg.cmd(), &a.command);
+    let entrypoint = match &a.entrypoint {
+        Some(e) => Some(e.split_whitespace().map(str::to_string).collect()),
+        None => cfg.entrypoint(),
+    };
+    let args = argv(entrypoint, cfg.cmd(), &a.command);
     if args.is_empty() {
         bail!(
             "{} has no Entrypoint or Cmd: give the command after --",

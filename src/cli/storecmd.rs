@@ -34,6 +34,14 @@ pub enum StoreCommand {
     },
     /// Print the store's location.
     Path,
+    /// List build-step cache mounts (with --clear, remove them).
+    Caches {
+        /// Remove the cache with this id (every cache with --clear alone).
+        id: Option<String>,
+        /// Remove instead of listing.
+        #[arg(long)]
+        clear: bool,
+    },
 }
 
 pub fn run(ctx: &Ctx, c: StoreCommand) -> Result<()> {
@@ -45,6 +53,27 @@ pub fn run(ctx: &Ctx, c: StoreCommand) -> Result<()> {
             }
         }
         StoreCommand::Path => println!("{}", store.root().display()),
+        StoreCommand::Caches { id, clear } => {
+            use strata::sandbox::mounts;
+            if clear {
+                let n = mounts::clear_caches(store.root(), id.as_deref())?;
+                if n == 0 && id.is_some() {
+                    bail!(
+                        "no cache mount {:?} in {}",
+                        id.unwrap_or_default(),
+                        store.root().display()
+                    );
+                }
+                println!("removed {n} cache mounts");
+            } else {
+                if id.is_some() {
+                    bail!("give --clear to remove a cache; listing takes no id");
+                }
+                for (name, bytes) in mounts::list_caches(store.root())? {
+                    println!("{name}\t{}", super::human(bytes));
+                }
+            }
+        }
         StoreCommand::Fsck { json } => {
             let r = store.fsck()?;
             if json {

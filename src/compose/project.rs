@@ -255,6 +255,48 @@ pub struct RunSource {
     /// `[[source.run.inputs]]`: project files mounted read-only.
     #[serde(default)]
     pub inputs: Vec<RunInput>,
+    /// `[[source.run.caches]]`: directories kept across builds.
+    #[serde(default)]
+    pub caches: Vec<RunCache>,
+    /// `[[source.run.secrets]]`: host values the commands may read.
+    #[serde(default)]
+    pub secrets: Vec<RunSecret>,
+}
+
+/// `[[source.run.caches]]`: a directory kept under the store across builds
+/// (never in the layer or its key).
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunCache {
+    /// Absolute path inside the sandbox.
+    pub target: String,
+    /// Cache id (default: the target); steps naming the same id share it.
+    pub id: Option<String>,
+    /// `shared` (default), `locked` or `private`, as BuildKit defines them.
+    #[serde(default)]
+    pub sharing: crate::sandbox::mounts::Sharing,
+    /// Owner of a new cache directory.
+    #[serde(default)]
+    pub uid: u32,
+    /// Group of a new cache directory.
+    #[serde(default)]
+    pub gid: u32,
+}
+
+/// `[[source.run.secrets]]`: a host value for the commands, never stored.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunSecret {
+    /// Name (the file is /run/secrets/ID unless `target` or `as_env`).
+    pub id: String,
+    /// Host environment variable holding the value.
+    pub env: Option<String>,
+    /// Host file holding the value (absolute, or relative to the layer).
+    pub file: Option<String>,
+    /// Absolute path of the file inside the sandbox.
+    pub target: Option<String>,
+    /// Give the value as this environment variable instead of a file.
+    pub as_env: Option<String>,
 }
 
 /// A build-step command.

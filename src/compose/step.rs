@@ -68,15 +68,71 @@ pub fn check_definition(def: &LayerDef, r: &RunSource) -> Result<()> {
         if let Some(other) = targets.iter().find(|o| overlaps(o, &t)) {
             return Err(bad(
                 "inputs.to",
-                format!("{t} overlaps the input mounted at {other}; give inputs separate paths"),
+                format!("/{t} overlaps the input mounted at /{other}; give inputs separate paths"),
             ));
         }
         targets.push(t);
+    }
+    for c in &r.caches {
+        let t = abs("caches.target", &c.target)?;
+        if t.trim_matches('/').is_empty() {
+            return Err(bad(
+                "caches.target",
+                "a cache cannot be mounted over /".into(),
+            ));
+        }
+        if let Some(other) = targets.iter().find(|o| overlaps(o, &t)) {
+            return Err(bad(
+                "caches.target",
+                format!("/{t} overlaps /{other}, mounted already; give it a path of its own"),
+            ));
+        }
+        targets.push(t);
+    }
+    for (i, s) in r.secrets.iter().enumerate() {
+        if s.id.is_empty() || s.id.contains('/') || s.id.starts_with('.') {
+            return Err(bad(
+                "secrets.id",
+                format!("{:?} must be a plain name", s.id),
+            ));
+        }
+        if r.secrets[..i].iter().any(|o| o.id == s.id) {
+            return Err(bad("secrets.id", format!("secret {} is given twice", s.id)));
+        }
+        if usize::from(s.env.is_some()) + usize::from(s.file.is_some()) != 1 {
+            return Err(bad(
+                "secrets",
+                format!("secret {}: give exactly one of env or file", s.id),
+            ));
+        }
+        if s.as_env.is_some() && s.target.is_some() {
+            return Err(bad(
+                "secrets",
+                format!("secret {}: as_env and target exclude each other", s.id),
+            ));
+        }
+        if s.as_env.is_none() {
+            let t = abs("secrets.target", &secret_target(s))?;
+            if let Some(other) = targets.iter().find(|o| overlaps(o, &t)) {
+                return Err(bad(
+                    "secrets.target",
+                    format!("/{t} overlaps /{other}, mounted already; give it a path of its own"),
+                ));
+            }
+            targets.push(t);
+        }
     }
     if r.timeout == Some(0) {
         return Err(bad("timeout", "give a number of seconds above 0".into()));
     }
     Ok(())
+}
+
+/// Where secret `s` is mounted as a file.
+fn secret_target(s: &super::project::RunSecret) -> String {
+    s.target
+        .clone()
+        .unwrap_or_else(|| format!("/run/secrets/{}", s.id))
 }
 
 /// `a` is `b`, or one is below the other.
@@ -109,6 +165,13 @@ pub struct StepContext<'a> {
     pub epoch: u64,
     /// The layer writer (compression, threads, annotations).
     pub builder: LayerBuilder,
+}
+
+/// Where a step's work directories go.
+fn mounted_parent(store: &Store) -> PathBuf {
+    let p = store.root().join(".strata/run");
+    let _ = std::fs::create_dir_all(&p);
+    p
 }
 
 /// Where step logs are kept: `STORE/.strata/logs/KEY.log`.
@@ -144,8 +207,8 @@ pub fn build(def: &LayerDef, r: &RunSource, cx: &StepContext<'_>) -> Result<Stor
     let cwd = r.workdir.clone().unwrap_or_else(|| "/".into());
     let cwd_dir = rootfs.join(cwd.trim_start_matches('/'));
     std::fs::create_dir_all(&cwd_dir).at(&cwd_dir)?;
-    let env = step_env(r, cx, &home);
-    let mounts: Vec<BindMount> = staged
+    let mut env = step_env(r, cx, &home);
+    let mut mounts: Vec<BindMount> = staged
         .1
         .iter()
         .map(|(source, target)| BindMount {
@@ -154,6 +217,57 @@ pub fn build(def: &LayerDef, r: &RunSource, cx: &StepContext<'_>) -> Result<Stor
             readonly: true,
         })
         .collect();
+    // Caches: held (locked, for `locked`) until the step ends.
+    let mut caches = Vec::new();
+    for c in &r.caches {
+        let id = c.id.clone().unwrap_or_else(|| c.target.clone());
+        let m = crate::sandbox::mounts::take_cache(
+            cx.store.root(),
+            &id,
+            c.sharing,
+            c.uid,
+            c.gid,
+            0o755,
+        )?;
+        mounts.push(BindMount {
+            source: m.path.clone(),
+            target: c.target.clone(),
+            readonly: false,
+        });
+        caches.push(m);
+    }
+    // Secrets: read now, kept in a directory that goes with the step.
+    let secret_dir = tempfile::Builder::new()
+        .prefix(".tmp-secrets-")
+        .tempdir_in(mounted_parent(cx.store))
+        .at(mounted_parent(cx.store))?;
+    let mut secret_values = Vec::new();
+    for (n, s) in r.secrets.iter().enumerate() {
+        let source = match (&s.env, &s.file) {
+            (Some(v), _) => crate::sandbox::mounts::SecretSource::Env(v.clone()),
+            (None, Some(f)) => crate::sandbox::mounts::SecretSource::File(def.dir.join(f)),
+            (None, None) => unreachable!("checked at load"),
+        };
+        let value = crate::sandbox::mounts::read_secret(&s.id, &source).map_err(|e| {
+            Error::invalid(
+                "layer",
+                format!("{} key source.run.secrets", def.rel),
+                e.to_string(),
+            )
+        })?;
+        match &s.as_env {
+            Some(var) => {
+                env.retain(|e| e.split('=').next() != Some(var.as_str()));
+                env.push(format!("{var}={}", String::from_utf8_lossy(&value)));
+            }
+            None => mounts.push(BindMount {
+                source: crate::sandbox::mounts::secret_file(secret_dir.path(), n, &value)?,
+                target: secret_target(s),
+                readonly: true,
+            }),
+        }
+        secret_values.push(value);
+    }
     let log_file = log_path(cx.store, cx.key);
     if let Some(dir) = log_file.parent() {
         std::fs::create_dir_all(dir).at(dir)?;
@@ -166,7 +280,11 @@ pub fn build(def: &LayerDef, r: &RunSource, cx: &StepContext<'_>) -> Result<Stor
             Command::Shell(s) => vec!["/bin/sh".into(), "-c".into(), s.clone()],
             Command::Argv(a) => a.clone(),
         };
-        let _ = writeln!(log, "$ {}", shown(c));
+        let _ = writeln!(
+            log,
+            "$ {}",
+            crate::sandbox::mounts::redact(&shown(c), &secret_values)
+        );
         let spec = RunSpec {
             args,
             env: env.clone(),
@@ -188,6 +306,7 @@ pub fn build(def: &LayerDef, r: &RunSource, cx: &StepContext<'_>) -> Result<Stor
                 &mut Output {
                     log: &mut log,
                     line: &line,
+                    redact: &secret_values,
                 },
             )
             .map_err(|e| match e {

@@ -11,6 +11,7 @@
 
 pub mod capture;
 pub(crate) mod interrupt;
+pub mod mounts;
 pub mod rootfs;
 pub mod runc;
 
@@ -92,6 +93,9 @@ pub struct Output<'a> {
     pub log: &'a mut (dyn Write + Send),
     /// Each line as it comes (e.g. to the terminal with a prefix).
     pub line: &'a (dyn Fn(&str) + Sync),
+    /// Values (secrets) replaced by `***` in every line before it goes
+    /// anywhere.
+    pub redact: &'a [Vec<u8>],
 }
 
 /// The runtime and the place for snapshots and work directories.
@@ -288,6 +292,7 @@ impl Mounted {
         loop {
             match rx.recv_timeout(Duration::from_millis(100)) {
                 Ok(line) => {
+                    let line = mounts::redact(&line, out.redact);
                     let _ = writeln!(out.log, "{line}");
                     (out.line)(&line);
                     let mut t = tail.lock().expect("lock");
