@@ -579,3 +579,90 @@ fn mount_targets_that_overlap_are_refused() {
         write(&root, "layers/app/layer.toml", &text);
     }
 }
+
+#[test]
+fn layer_and_image_tests_run_in_their_own_stacks_and_gate_tagging() {
+    if !can_run("layer and image tests") {
+        return;
+    }
+    let env = Env::new();
+    let root = project(&env, "proj");
+    let base = fs::read_to_string(root.join("layers/base/layer.toml")).unwrap();
+    write(
+        &root,
+        "layers/base/layer.toml",
+        &format!("{base}\n[[test]]\ncommand = \"busybox echo base ok\"\ncontains = \"base ok\"\n"),
+    );
+    let app = fs::read_to_string(root.join("layers/app/layer.toml")).unwrap();
+    write(
+        &root,
+        "layers/app/layer.toml",
+        &format!(
+            "{app}\n[[test]]\ncommand = \"/usr/local/bin/app\"\nmatches = \"^app built from \\\\w+\"\n\n[[test]]\ncommand = [\"/bin/sh\", \"-c\", \"exit 3\"]\nstatus = 3\n"
+        ),
+    );
+    let proj = fs::read_to_string(root.join("strata.toml")).unwrap();
+    write(
+        &root,
+        "strata.toml",
+        &format!(
+            "{proj}\n[[images.img.test]]\ncommand = \"test -x /usr/local/bin/app && echo GREETING=$GREETING\"\ncontains = \"GREETING=hi\"\n"
+        ),
+    );
+    common::backdate(&root);
+    let junit = env.path("junit.xml");
+    let out = env.ok(&[
+        "test",
+        "-C",
+        root.to_str().unwrap(),
+        "--junit",
+        junit.to_str().unwrap(),
+    ]);
+    assert!(out.contains("4 tests, 0 failed"), "{out}");
+    let xml = fs::read_to_string(&junit).unwrap();
+    assert!(
+        xml.contains("tests=\"4\" failures=\"0\"") && xml.contains("layer app"),
+        "{xml}"
+    );
+    assert!(
+        env.fails(&["inspect", "st/img:latest"]).contains("st/img"),
+        "strata test tags nothing"
+    );
+    // Remembered passes.
+    let out = env.ok(&["test", "-C", root.to_str().unwrap()]);
+    assert_eq!(out.matches("pass (remembered)").count(), 4, "{out}");
+    let out = env.ok(&["test", "-C", root.to_str().unwrap(), "--rerun"]);
+    assert_eq!(out.matches("pass (remembered)").count(), 0, "{out}");
+    // A layer that needs something its [runtime] lacks fails its test,
+    // and build --test tags nothing.
+    write(
+        &root,
+        "layers/app/layer.toml",
+        &format!("{app}\n[runtime]\nlayers = []\n\n[[test]]\ncommand = \"/usr/local/bin/app\"\n")
+            .replace("[runtime]\nlayers = [\"base\"]\n", ""),
+    );
+    common::backdate(&root);
+    let out = env.strata(&["test", "-C", root.to_str().unwrap(), "--json"]);
+    assert!(!out.status.success());
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let failed: Vec<&Value> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["passed"] == false)
+        .collect();
+    // The layer alone has no /bin/sh now, and neither has the image.
+    let targets: Vec<&str> = failed
+        .iter()
+        .map(|t| t["target"].as_str().unwrap())
+        .collect();
+    assert_eq!(targets, ["layer app", "image img"], "{v}");
+    assert!(failed[0]["output"].to_string().contains("/bin/sh"), "{v}");
+    let err = env.fails(&["build", "-C", root.to_str().unwrap(), "--test"]);
+    assert!(
+        err.contains("tests failed, so nothing was tagged") && err.contains("layer app"),
+        "{err}"
+    );
+    assert!(env.fails(&["inspect", "st/img:latest"]).contains("st/img"));
+    env.ok(&["build", "-C", root.to_str().unwrap()]);
+}

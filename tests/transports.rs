@@ -583,6 +583,7 @@ fn every_command_has_help() {
         vec!["check", "--help"],
         vec!["sbom", "--help"],
         vec!["run", "--help"],
+        vec!["test", "--help"],
     ] {
         let out = env.ok(&cmd);
         assert!(out.contains("Usage:"), "{cmd:?}: {out}");

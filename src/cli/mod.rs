@@ -99,6 +99,8 @@ enum Command {
     Check(project::CheckArgs),
     /// Print the SPDX SBOM that strata build stored for an image.
     Sbom(project::SbomArgs),
+    /// Run the layers' and images' tests in the sandbox.
+    Test(project::TestArgs),
     /// Run an image in the sandbox (daemonless `docker run --rm`).
     Run(run::RunArgs),
     /// Manage the content store.
@@ -156,6 +158,7 @@ pub fn run() -> Result<()> {
         Command::Check(a) => project::check(&ctx, a),
         Command::Sbom(a) => project::sbom(&ctx, a),
         Command::Run(a) => run::run(&ctx, a),
+        Command::Test(a) => project::test(&ctx, a),
         Command::Store(c) => storecmd::run(&ctx, c),
     }
 }

@@ -136,6 +136,14 @@ pub struct BuildArgs {
     /// API, or the sha256-HEX tag index where the registry lacks it).
     #[arg(long, requires = "push")]
     attach_sbom: bool,
+    /// Run the layers' [[test]] and the images' [[images.NAME.test]] before
+    /// tagging; when one fails, nothing is tagged or pushed.
+    #[arg(long)]
+    test: bool,
+    /// With --test, run again the tests that passed before over the same
+    /// layers.
+    #[arg(long, requires = "test")]
+    rerun: bool,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -155,6 +163,9 @@ pub fn build(ctx: &Ctx, a: BuildArgs) -> Result<()> {
         push: a.push,
         refresh: a.refresh,
         attach_sbom: a.attach_sbom,
+        test: a.test,
+        rerun: a.rerun,
+        tests_only: false,
     };
     if output.is_some() && build::selected_images(&project, &sel)?.len() != 1 {
         bail!("--output needs exactly one image; name it (strata build IMAGE --output ...)");
@@ -265,6 +276,7 @@ pub fn plan(ctx: &Ctx, a: PlanArgs) -> Result<()> {
         push: false,
         refresh: a.refresh,
         attach_sbom: false,
+        ..Default::default()
     };
     let t = ctx.transport(&None)?;
     let p = plan::plan(&project, &t, &sel, a.since.as_deref())?;
@@ -380,5 +392,82 @@ pub fn sbom(ctx: &Ctx, a: SbomArgs) -> Result<()> {
     let doc = t.store.read_blob(&blob.digest, 256 << 20)?;
     std::io::Write::write_all(&mut std::io::stdout(), &doc)?;
     println!();
+    Ok(())
+}
+
+#[derive(Args)]
+#[command(after_help = "\
+Builds what the selected images need (tagging nothing), then runs every
+[[test]] of their layers, each in a sandbox holding only that layer and its
+[runtime] layers, and every [[images.NAME.test]] in the composed image. A
+test that passed over the same layers is not run again unless --rerun.
+Exit status 1 when a test fails.
+
+Examples:
+  strata test
+  strata test runtime --junit target/strata-tests.xml
+  strata test --rerun --json")]
+pub struct TestArgs {
+    /// Project directory (with strata.toml).
+    #[arg(long, short = 'C', default_value = ".", value_name = "DIR")]
+    project: PathBuf,
+    /// Images whose layers and selves to test (default: all, or the profile's).
+    images: Vec<String>,
+    /// Test the images of this [profiles] entry.
+    #[arg(long, value_name = "NAME")]
+    profile: Option<String>,
+    /// Run again the tests that passed before over the same layers.
+    #[arg(long)]
+    rerun: bool,
+    /// Also write a JUnit XML report to FILE.
+    #[arg(long, value_name = "FILE")]
+    junit: Option<PathBuf>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn test(ctx: &Ctx, a: TestArgs) -> Result<()> {
+    let project = Project::load(&a.project)?;
+    let sel = build::Selection {
+        images: a.images.clone(),
+        profile: a.profile.clone(),
+        rerun: a.rerun,
+        tests_only: true,
+        ..Default::default()
+    };
+    let t = ctx.transport(&None)?;
+    let report = build::build(&project, &t, &sel)?;
+    if let Some(path) = &a.junit {
+        std::fs::write(path, strata::compose::layertest::junit(&report.tests))
+            .map_err(|e| strata::Error::io(path, e))?;
+    }
+    let failed = report.tests.iter().filter(|t| !t.passed).count();
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report.tests)?);
+    } else {
+        for r in &report.tests {
+            let verdict = match (r.passed, r.cached) {
+                (true, true) => "pass (remembered)",
+                (true, false) => "pass",
+                (false, _) => "FAIL",
+            };
+            println!(
+                "{verdict:<18} {:<24} {}",
+                r.target,
+                strata::text::escape(&r.name)
+            );
+            if let Some(p) = &r.problem {
+                println!("    {p}");
+                for l in &r.output {
+                    println!("    | {}", strata::text::escape(l));
+                }
+            }
+        }
+        println!("{} tests, {failed} failed", report.tests.len());
+    }
+    if failed > 0 {
+        bail!("{failed} of {} tests failed", report.tests.len());
+    }
     Ok(())
 }

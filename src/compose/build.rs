@@ -96,6 +96,8 @@ pub struct BuildReport {
     pub seconds: f64,
     /// Warnings (layers whose bytes changed without a version bump).
     pub warnings: Vec<String>,
+    /// Layer and image tests (with `test`).
+    pub tests: Vec<super::layertest::TestReport>,
 }
 
 /// Which images to build.
@@ -115,6 +117,13 @@ pub struct Selection {
     /// With `push`, attach each image's SBOM in the registry (referrers
     /// API, or the tag-schema fallback).
     pub attach_sbom: bool,
+    /// Run the layers' and images' tests before tagging; a failure tags
+    /// nothing.
+    pub test: bool,
+    /// Run tests that passed before over the same layers again.
+    pub rerun: bool,
+    /// Stop after the tests: tag, record and push nothing (`strata test`).
+    pub tests_only: bool,
 }
 
 struct Built {
@@ -965,7 +974,7 @@ pub fn build(project: &Project, ctx: &Context, sel: &Selection) -> Result<BuildR
         }
     }
     stat.save()?;
-    if !sel.locked {
+    if !sel.locked && !sel.tests_only {
         for (&name, b) in &built {
             if let Some(w) = lock.record(pin_of(project, name, &b.layers)) {
                 warnings.push(w);
@@ -975,86 +984,79 @@ pub fn build(project: &Project, ctx: &Context, sel: &Selection) -> Result<BuildR
         lock.retain(&all);
         lock.save(&project.root)?;
     }
+    let tests = if sel.test || sel.tests_only {
+        run_tests(
+            project,
+            ctx,
+            &graph,
+            &plans,
+            &order,
+            &built,
+            &resolutions,
+            &cache,
+            compression,
+            epoch,
+            sel.rerun,
+        )?
+    } else {
+        Vec::new()
+    };
+    let failed: Vec<&super::layertest::TestReport> = tests.iter().filter(|t| !t.passed).collect();
+    if sel.tests_only || !failed.is_empty() {
+        if !sel.tests_only {
+            return Err(Error::invalid(
+                "build",
+                project.root.display().to_string(),
+                format!(
+                    "{} of {} tests failed, so nothing was tagged:\n{}",
+                    failed.len(),
+                    tests.len(),
+                    failed
+                        .iter()
+                        .map(|t| format!(
+                            "  {}: `{}`: {}{}",
+                            t.target,
+                            t.name,
+                            t.problem.as_deref().unwrap_or(""),
+                            t.output
+                                .iter()
+                                .rev()
+                                .take(20)
+                                .rev()
+                                .map(|l| format!("\n      {}", crate::text::escape(l)))
+                                .collect::<String>()
+                        ))
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                ),
+            ));
+        }
+        let layer_reports: Vec<LayerReport> =
+            order.iter().map(|l| built[l].report.clone()).collect();
+        return Ok(BuildReport {
+            cache_hit_rate: 0.0,
+            layers: layer_reports,
+            images: Vec::new(),
+            files_hashed: stat.hashed,
+            seconds: started.elapsed().as_secs_f64(),
+            warnings,
+            tests,
+        });
+    }
     let mut images = Vec::new();
     for (name, layers, tags) in plans {
         let spec = &project.file.images[&name];
-        let base = match project.base_ref(&name)? {
-            None => None,
-            Some(r) => Some(transport::open(&r, ctx)?),
-        };
-        let mut image = match &base {
-            None => ImageBuilder::scratch(spec.platform()?),
-            Some(base) => {
-                transport::oci::copy_layers(base.as_ref(), &ctx.store)?;
-                ImageBuilder::from_base(base.as_ref(), &spec.base)?
-            }
-        };
-        image.created(epoch);
-        for l in &layers {
-            let def = &project.layers[*l];
-            for layer in &built[l].layers {
-                image.append_layer(
-                    Arc::clone(layer),
-                    &format!("strata build: layer {}", def.label()),
-                );
-            }
-            let cfg = image.config_mut();
-            for (k, v) in &def.file.env {
-                let value = expand(v, &cfg.env());
-                cfg.set_env(k, &value);
-            }
-            for (k, v) in &def.file.labels {
-                cfg.set_label(k, v);
-            }
-        }
-        let debs: Vec<&Resolution> = layers
-            .iter()
-            .filter_map(|l| resolutions.get(l).map(|r| r.as_ref()))
-            .collect();
-        if !debs.is_empty()
-            && let Some(status) = super::debsrc::status_layer(
-                ctx,
-                &cache,
-                base.as_deref(),
-                &debs,
-                compression,
-                epoch,
-            )?
-        {
-            image.append_layer(
-                Arc::new(status),
-                "strata build: dpkg database (/var/lib/dpkg/status)",
-            );
-        }
-        let cfg = image.config_mut();
-        for (k, v) in &spec.env {
-            let value = expand(v, &cfg.env());
-            cfg.set_env(k, &value);
-        }
-        if let Some(e) = &spec.entrypoint {
-            cfg.set_entrypoint(e.clone());
-        }
-        if let Some(c) = &spec.cmd {
-            cfg.set_cmd(c.clone());
-        }
-        if let Some(w) = &spec.workdir {
-            cfg.set_workdir(w);
-        }
-        if let Some(u) = &spec.user {
-            cfg.set_user(u);
-        }
-        for p in &spec.ports {
-            cfg.add_exposed_port(p)?;
-        }
-        for v in &spec.volumes {
-            cfg.add_volume(v)?;
-        }
-        for (k, v) in &spec.labels {
-            cfg.set_label(k, v);
-        }
-        for (k, v) in &spec.annotations {
-            image.annotate(k, v);
-        }
+        let image = compose_image(
+            project,
+            ctx,
+            &name,
+            &layers,
+            &built,
+            &resolutions,
+            &cache,
+            compression,
+            epoch,
+        )?;
         let previous_size = transport::oci::open(&ctx.store, Some(&tags[0]), &Platform::host())
             .ok()
             .and_then(|img| Some(img.layers().ok()?.iter().map(|l| l.descriptor().size).sum()));
@@ -1113,7 +1115,179 @@ pub fn build(project: &Project, ctx: &Context, sel: &Selection) -> Result<BuildR
         files_hashed: stat.hashed,
         seconds: started.elapsed().as_secs_f64(),
         warnings,
+        tests,
     })
+}
+
+/// Runs the tests of every layer the build made (over the layer and its
+/// `[runtime]` stack) and of every selected image (in the composed image,
+/// untagged), in that order.
+#[allow(clippy::too_many_arguments)]
+fn run_tests(
+    project: &Project,
+    ctx: &Context,
+    graph: &Graph<'_>,
+    plans: &[(String, Vec<&str>, Vec<String>)],
+    order: &[&str],
+    built: &BTreeMap<&str, Built>,
+    resolutions: &BTreeMap<&str, Arc<Resolution>>,
+    cache: &LayerCache,
+    compression: Compression,
+    epoch: u64,
+    rerun: bool,
+) -> Result<Vec<super::layertest::TestReport>> {
+    use super::layertest::{TestTarget, run};
+    let mut out = Vec::new();
+    for &l in order {
+        let def = &project.layers[l];
+        if def.file.tests.is_empty() {
+            continue;
+        }
+        let mut layers = Vec::new();
+        let mut env: Vec<String> = vec![format!("PATH={}", super::step::DEFAULT_PATH)];
+        for s in graph.runtime_stack(l) {
+            layers.extend(built[s].layers.iter().cloned());
+            for (k, v) in &project.layers[s].file.env {
+                let v = expand(v, &env);
+                env.retain(|e| e.split('=').next() != Some(k.as_str()));
+                env.push(format!("{k}={v}"));
+            }
+        }
+        env.sort();
+        let target = TestTarget {
+            label: format!("layer {l}"),
+            layers,
+            env,
+            cwd: "/".into(),
+            tests: &def.file.tests,
+        };
+        out.extend(run(&ctx.store, &target, rerun)?);
+    }
+    for (name, layers, _) in plans {
+        let spec = &project.file.images[name];
+        if spec.tests.is_empty() {
+            continue;
+        }
+        let image = compose_image(
+            project,
+            ctx,
+            name,
+            layers,
+            built,
+            resolutions,
+            cache,
+            compression,
+            epoch,
+        )?;
+        let cfg = image.config()?;
+        let mut env = cfg.env();
+        if !env.iter().any(|e| e.starts_with("PATH=")) {
+            env.push(format!("PATH={}", super::step::DEFAULT_PATH));
+        }
+        let target = TestTarget {
+            label: format!("image {name}"),
+            layers: image.layers()?,
+            env,
+            cwd: cfg
+                .field("WorkingDir")
+                .filter(|w| !w.is_empty())
+                .unwrap_or("/")
+                .to_string(),
+            tests: &spec.tests,
+        };
+        out.extend(run(&ctx.store, &target, rerun)?);
+    }
+    Ok(out)
+}
+
+/// Composes image `name` from its built layers: base, layers in order
+/// with their env and labels, the dpkg status layer, the image's own
+/// config. Nothing is tagged.
+#[allow(clippy::too_many_arguments)]
+fn compose_image(
+    project: &Project,
+    ctx: &Context,
+    name: &str,
+    layers: &[&str],
+    built: &BTreeMap<&str, Built>,
+    resolutions: &BTreeMap<&str, Arc<Resolution>>,
+    cache: &LayerCache,
+    compression: Compression,
+    epoch: u64,
+) -> Result<ImageBuilder> {
+    let spec = &project.file.images[name];
+    let base = match project.base_ref(name)? {
+        None => None,
+        Some(r) => Some(transport::open(&r, ctx)?),
+    };
+    let mut image = match &base {
+        None => ImageBuilder::scratch(spec.platform()?),
+        Some(base) => {
+            transport::oci::copy_layers(base.as_ref(), &ctx.store)?;
+            ImageBuilder::from_base(base.as_ref(), &spec.base)?
+        }
+    };
+    image.created(epoch);
+    for l in layers {
+        let def = &project.layers[*l];
+        for layer in &built[l].layers {
+            image.append_layer(
+                Arc::clone(layer),
+                &format!("strata build: layer {}", def.label()),
+            );
+        }
+        let cfg = image.config_mut();
+        for (k, v) in &def.file.env {
+            let value = expand(v, &cfg.env());
+            cfg.set_env(k, &value);
+        }
+        for (k, v) in &def.file.labels {
+            cfg.set_label(k, v);
+        }
+    }
+    let debs: Vec<&Resolution> = layers
+        .iter()
+        .filter_map(|l| resolutions.get(l).map(|r| r.as_ref()))
+        .collect();
+    if !debs.is_empty()
+        && let Some(status) =
+            super::debsrc::status_layer(ctx, cache, base.as_deref(), &debs, compression, epoch)?
+    {
+        image.append_layer(
+            Arc::new(status),
+            "strata build: dpkg database (/var/lib/dpkg/status)",
+        );
+    }
+    let cfg = image.config_mut();
+    for (k, v) in &spec.env {
+        let value = expand(v, &cfg.env());
+        cfg.set_env(k, &value);
+    }
+    if let Some(e) = &spec.entrypoint {
+        cfg.set_entrypoint(e.clone());
+    }
+    if let Some(c) = &spec.cmd {
+        cfg.set_cmd(c.clone());
+    }
+    if let Some(w) = &spec.workdir {
+        cfg.set_workdir(w);
+    }
+    if let Some(u) = &spec.user {
+        cfg.set_user(u);
+    }
+    for p in &spec.ports {
+        cfg.add_exposed_port(p)?;
+    }
+    for v in &spec.volumes {
+        cfg.add_volume(v)?;
+    }
+    for (k, v) in &spec.labels {
+        cfg.set_label(k, v);
+    }
+    for (k, v) in &spec.annotations {
+        image.annotate(k, v);
+    }
+    Ok(image)
 }
 
 /// Pushes `image` to `[defaults] registry`: every tag `NAME:TAG` becomes

@@ -234,6 +234,23 @@ impl<'p> Graph<'p> {
             .collect()
     }
 
+    /// What a test of `layer` runs over, base first: its `[runtime]`
+    /// layers, transitively, and the layer itself.
+    pub fn runtime_stack(&self, layer: &'p str) -> Vec<&'p str> {
+        let mut want: BTreeSet<&str> = BTreeSet::from([layer]);
+        let mut stack: Vec<&'p str> = self.edges[layer].1.clone();
+        while let Some(n) = stack.pop() {
+            if want.insert(n) {
+                stack.extend(self.edges[n].1.iter().copied());
+            }
+        }
+        self.order
+            .iter()
+            .copied()
+            .filter(|n| want.contains(n))
+            .collect()
+    }
+
     /// `layers` and everything their build steps run over, transitively:
     /// what a build of them must key and build, dependencies first.
     pub fn with_step_stacks(&self, layers: &[&'p str]) -> Vec<&'p str> {

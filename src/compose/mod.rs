@@ -7,6 +7,7 @@ pub mod check;
 pub mod debsrc;
 pub mod env;
 pub mod graph;
+pub mod layertest;
 pub mod lock;
 pub mod plan;
 pub mod project;

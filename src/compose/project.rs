@@ -123,6 +123,9 @@ pub struct ImageSpec {
     /// Allowed conflicts, as `layer:/path` (the named layer wins).
     #[serde(default)]
     pub overrides: Vec<String>,
+    /// `[[images.NAME.test]]`: checks run in the composed image.
+    #[serde(default, rename = "test")]
+    pub tests: Vec<TestDef>,
 }
 
 fn scratch() -> String {
@@ -166,6 +169,26 @@ pub struct LayerFile {
     /// `[source]`.
     #[serde(default)]
     pub source: Source,
+    /// `[[test]]`: checks run over this layer and its `[runtime]` layers.
+    #[serde(default, rename = "test")]
+    pub tests: Vec<TestDef>,
+}
+
+/// A `[[test]]` of a layer or `[[images.NAME.test]]` of an image.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TestDef {
+    /// The command: a string runs with `/bin/sh -c`, an array is the argv.
+    pub command: Command,
+    /// Expected exit status (default 0).
+    #[serde(default)]
+    pub status: i32,
+    /// A substring the output (stdout and stderr) must contain.
+    pub contains: Option<String>,
+    /// A regular expression the output must match.
+    pub matches: Option<String>,
+    /// Seconds the test may run (default 300).
+    pub timeout: Option<u64>,
 }
 
 /// `[layer]`.
