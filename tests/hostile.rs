@@ -689,3 +689,79 @@ fn malformed_pax_records_are_refused_as_go_refuses_them() {
         "{err}"
     );
 }
+
+/// A docker-archive of `img:1` re-packed with its first layer moved behind
+/// a symlink `link/layer.tar -> TARGET` (as `docker save` links repeated
+/// layers), the manifest naming the link.
+fn archive_with_linked_layer(
+    env: &Env,
+    dir: &str,
+    target: impl Fn(&str) -> String,
+) -> std::path::PathBuf {
+    let archive = env.path(&format!("{dir}.tar"));
+    env.ok(&[
+        "copy",
+        "img:1",
+        &format!("docker-archive:{}:img:1", archive.display()),
+    ]);
+    let x = env.path(dir);
+    std::fs::create_dir_all(&x).unwrap();
+    common::run(
+        std::process::Command::new("tar")
+            .arg("-xf")
+            .arg(&archive)
+            .arg("-C")
+            .arg(&x),
+    );
+    let mpath = x.join("manifest.json");
+    let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(&mpath).unwrap()).unwrap();
+    let layer = m[0]["Layers"][0].as_str().unwrap().to_string();
+    std::fs::create_dir_all(x.join("link")).unwrap();
+    std::os::unix::fs::symlink(target(&layer), x.join("link/layer.tar")).unwrap();
+    m[0]["Layers"][0] = "link/layer.tar".into();
+    std::fs::write(&mpath, serde_json::to_vec(&m).unwrap()).unwrap();
+    let out = env.path(&format!("{dir}-linked.tar"));
+    common::run(
+        std::process::Command::new("tar")
+            .arg("-cf")
+            .arg(&out)
+            .arg("-C")
+            .arg(&x)
+            .arg("."),
+    );
+    out
+}
+
+#[test]
+fn docker_archives_whose_layer_is_a_symlink_are_read_safely() {
+    let env = Env::new();
+    env.busybox_image("img:1", "hi");
+    let ok = archive_with_linked_layer(&env, "a", |layer| format!("../{layer}"));
+    let got = Env::new();
+    let plain = env.path("a.tar");
+    let digest = got.ok(&[
+        "copy",
+        &format!("docker-archive:{}", plain.display()),
+        "p:1",
+    ]);
+    let digest = digest.trim();
+    assert_eq!(
+        got.ok(&["copy", &format!("docker-archive:{}", ok.display()), "x:1"])
+            .trim(),
+        digest,
+        "the same image through the link"
+    );
+    got.ok(&["validate", "x:1"]);
+    let evil = archive_with_linked_layer(&env, "b", |_| "../../../etc/passwd".into());
+    let err = got.fails(&["copy", &format!("docker-archive:{}", evil.display()), "y:1"]);
+    assert!(
+        err.contains("unsafe path") && err.contains("outside the archive"),
+        "{err}"
+    );
+    let abs = archive_with_linked_layer(&env, "c", |_| "/etc/passwd".into());
+    let err = got.fails(&["copy", &format!("docker-archive:{}", abs.display()), "z:1"]);
+    assert!(
+        err.contains("unsafe path") && err.contains("absolute"),
+        "{err}"
+    );
+}

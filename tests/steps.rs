@@ -666,3 +666,29 @@ fn layer_and_image_tests_run_in_their_own_stacks_and_gate_tagging() {
     assert!(env.fails(&["inspect", "st/img:latest"]).contains("st/img"));
     env.ok(&["build", "-C", root.to_str().unwrap()]);
 }
+
+#[test]
+fn store_gc_removes_snapshots_no_tagged_image_needs_and_stale_work_directories() {
+    if !can_run("build steps: gc") {
+        return;
+    }
+    let env = Env::new();
+    let root = project(&env, "proj");
+    build(&env, &root);
+    let snaps = env.store().join(".strata/rootfs");
+    let count = |d: &Path| fs::read_dir(d).map(|r| r.count()).unwrap_or(0);
+    assert_eq!(count(&snaps), 1, "the base layer was unpacked for the step");
+    // A killed build's work directory.
+    let stale = env.store().join(".strata/run/.tmp-run-killed");
+    fs::create_dir_all(stale.join("merged")).unwrap();
+    // Tagged: the snapshot stays.
+    let out = env.ok(&["store", "gc", "--grace", "0"]);
+    assert_eq!(count(&snaps), 1, "{out}");
+    assert!(!stale.exists(), "{out}");
+    assert!(out.contains("1 unfinished step work directories"), "{out}");
+    // Untagged: it goes (the cache mounts would stay).
+    env.ok(&["store", "rm", "st/img:latest"]);
+    let out = env.ok(&["store", "gc", "--grace", "0"]);
+    assert_eq!(count(&snaps), 0, "{out}");
+    assert!(out.contains("removed 1 unpacked layers"), "{out}");
+}

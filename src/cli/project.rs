@@ -70,6 +70,9 @@ pub fn check(ctx: &Ctx, a: CheckArgs) -> Result<()> {
         a.images.clone()
     };
     let t = ctx.transport(&None)?;
+    // Tags: each must be valid, and no two images may share one.
+    let epoch = build::epoch(&project)?;
+    build::check_tag_clashes(&project, &names, epoch)?;
     let mut findings = Vec::new();
     for name in &names {
         g.image_layers(name)?;

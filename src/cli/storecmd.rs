@@ -88,6 +88,12 @@ pub fn run(ctx: &Ctx, c: StoreCommand) -> Result<()> {
                 for s in &r.stray {
                     println!("stray: blobs/sha256/{s} is not named by a digest");
                 }
+                for (p, bytes, age) in &r.temp {
+                    println!(
+                        "temp: {p} ({}, {age} s old) is left from a write that did not finish; store gc removes it",
+                        super::human(*bytes)
+                    );
+                }
                 println!(
                     "{} blobs checked, {} corrupt, {} missing",
                     r.checked,
@@ -112,6 +118,12 @@ pub fn run(ctx: &Ctx, c: StoreCommand) -> Result<()> {
                 r.kept,
                 r.recent
             );
+            if r.snapshots_removed + r.work_removed > 0 {
+                println!(
+                    "{verb} {} unpacked layers and {} unfinished step work directories",
+                    r.snapshots_removed, r.work_removed
+                );
+            }
         }
         StoreCommand::Rm { name } => {
             let name = strata::reference::normalize_name(&name)?;

@@ -856,6 +856,61 @@ fn expand_tag(pattern: &str, project: &Project, image: &str, epoch: u64) -> Resu
     })
 }
 
+/// The tags image `name` gets: its `tags` (or `{project}/{image}:latest`)
+/// and `stable_tags`, expanded and checked.
+pub fn image_tags(project: &Project, name: &str, epoch: u64) -> Result<Vec<String>> {
+    let spec = &project.file.images[name];
+    let mut patterns = if spec.tags.is_empty() {
+        vec!["{project}/{image}:latest".to_string()]
+    } else {
+        spec.tags.clone()
+    };
+    patterns.extend(spec.stable_tags.iter().cloned());
+    patterns
+        .iter()
+        .map(|p| expand_tag(p, project, name, epoch))
+        .collect()
+}
+
+/// Two images of the project that would write the same tag are an error
+/// (the later would silently take it from the earlier). The `selected`
+/// images' tags must expand; another image whose patterns cannot expand
+/// here (e.g. `{git_sha}` outside git) is left out of the comparison.
+pub fn check_tag_clashes(project: &Project, selected: &[String], epoch: u64) -> Result<()> {
+    let mut owner: BTreeMap<String, &str> = BTreeMap::new();
+    for name in project.file.images.keys() {
+        let tags = match image_tags(project, name, epoch) {
+            Ok(t) => t,
+            Err(e) if selected.contains(name) => return Err(e),
+            Err(_) => continue,
+        };
+        for t in tags {
+            match owner.get(&t) {
+                Some(other) if *other != name.as_str() => {
+                    return Err(Error::invalid(
+                        "tag",
+                        "strata.toml",
+                        format!(
+                            "images {other} and {name} both write the tag {t}; give each image its own tags"
+                        ),
+                    ));
+                }
+                Some(_) => {
+                    return Err(Error::invalid(
+                        "tag",
+                        format!("strata.toml images.{name}"),
+                        format!("the tag {t} is given twice"),
+                    ));
+                }
+                None => {
+                    owner.insert(t, name);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Builds the selected images.
 pub fn build(project: &Project, ctx: &Context, sel: &Selection) -> Result<BuildReport> {
     let started = Instant::now();
@@ -865,19 +920,10 @@ pub fn build(project: &Project, ctx: &Context, sel: &Selection) -> Result<BuildR
     let epoch = epoch(project)?;
     // Check every image's layer list (and tag patterns) before writing anything.
     let mut plans = Vec::new();
+    check_tag_clashes(project, &names, epoch)?;
     for name in &names {
         let layers = graph.image_layers(name)?;
-        let spec = &project.file.images[name];
-        let mut patterns = if spec.tags.is_empty() {
-            vec!["{project}/{image}:latest".to_string()]
-        } else {
-            spec.tags.clone()
-        };
-        patterns.extend(spec.stable_tags.iter().cloned());
-        let tags = patterns
-            .iter()
-            .map(|p| expand_tag(p, project, name, epoch))
-            .collect::<Result<Vec<_>>>()?;
+        let tags = image_tags(project, name, epoch)?;
         plans.push((name.clone(), layers, tags));
     }
     let mut lock = super::lock::Lock::load(&project.root)?;

@@ -401,7 +401,9 @@ pub struct CopySource {
     pub from: String,
     /// Absolute destination in the image.
     pub to: String,
-    /// Permission bits for regular files (octal string or number).
+    /// Permission bits for regular files: an octal integer (`0o755`) or
+    /// string (`"0755"`), at most `0o7777`.
+    #[serde(default, deserialize_with = "de_mode")]
     pub mode: Option<u32>,
     /// Owner.
     pub uid: Option<u32>,
@@ -477,10 +479,62 @@ pub struct Project {
     pub layers: BTreeMap<String, LayerDef>,
 }
 
+/// A file mode: an integer (TOML's `0o755`), or a string of octal digits
+/// (`"0755"`, `"755"`, `"0o755"`); at most `0o7777`.
+fn de_mode<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Option<u32>, D::Error> {
+    use serde::de::Error as _;
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Int(i64),
+        Text(String),
+    }
+    let v = match Raw::deserialize(d)? {
+        Raw::Int(n) => n,
+        Raw::Text(t) => {
+            let digits = t.strip_prefix("0o").unwrap_or(&t);
+            i64::from_str_radix(digits, 8).map_err(|_| {
+                D::Error::custom(format!("mode {t:?} is not an octal number like \"0755\""))
+            })?
+        }
+    };
+    if !(0..=0o7777).contains(&v) {
+        return Err(D::Error::custom(format!(
+            "mode {v:#o} is more than the permission bits allow (0o7777)"
+        )));
+    }
+    Ok(Some(v as u32))
+}
+
+/// A `mode = DIGITS` line whose digits are all octal, written without
+/// `0o`: TOML reads it as decimal (755 is 0o1363), which is never meant.
+fn decimal_mode_line(text: &str) -> Option<(usize, String)> {
+    text.lines().enumerate().find_map(|(i, l)| {
+        let rest = l
+            .trim_start()
+            .strip_prefix("mode")?
+            .trim_start()
+            .strip_prefix('=')?;
+        let lit = rest.split('#').next()?.trim();
+        (lit.len() >= 3 && lit.bytes().all(|b| (b'0'..=b'7').contains(&b)) && !lit.starts_with('0'))
+            .then(|| (i + 1, lit.to_string()))
+    })
+}
+
 /// Parses TOML strictly, turning the error into one that names the file,
 /// line and key.
 fn parse_toml<T: for<'de> Deserialize<'de>>(path: &Path, rel: &str) -> Result<T> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    if let Some((line, lit)) = decimal_mode_line(&text) {
+        let n: u32 = lit.parse().unwrap_or(0);
+        return Err(Error::invalid(
+            "project file",
+            format!("{rel} line {line}"),
+            format!(
+                "mode = {lit} is a decimal number in TOML ({n:#o}); write mode = 0o{lit} or mode = \"0{lit}\""
+            ),
+        ));
+    }
     toml::from_str(&text).map_err(|e| {
         let line = e
             .span()

@@ -21,6 +21,10 @@ pub struct FsckReport {
     pub missing: Vec<(Digest, String)>,
     /// Files under blobs/sha256 whose name is not a digest.
     pub stray: Vec<String>,
+    /// Temp files of writes that did not finish (a crash, kill -9):
+    /// (path relative to the store, bytes, age in seconds). Not a problem:
+    /// `store gc` removes them after its grace period.
+    pub temp: Vec<(String, u64, u64)>,
 }
 
 impl FsckReport {
@@ -41,6 +45,10 @@ pub struct GcReport {
     pub freed_bytes: u64,
     /// Unreachable blobs left alone because they are newer than the grace period.
     pub recent: usize,
+    /// Unpacked layers (build-step snapshots) of no tagged image, removed.
+    pub snapshots_removed: usize,
+    /// Work directories of build steps that did not finish, removed.
+    pub work_removed: usize,
 }
 
 impl Store {
@@ -72,6 +80,21 @@ impl Store {
                 report.missing.push((d, by));
             }
         }
+        let now = SystemTime::now();
+        let blobs = self.root.join("blobs");
+        for entry in fs::read_dir(&blobs).at(&blobs)? {
+            let entry = entry.at(&blobs)?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let (true, Ok(m)) = (name.starts_with(".tmp-"), entry.metadata()) {
+                let age = m
+                    .modified()
+                    .ok()
+                    .and_then(|t| now.duration_since(t).ok())
+                    .map_or(0, |d| d.as_secs());
+                report.temp.push((format!("blobs/{name}"), m.len(), age));
+            }
+        }
+        report.temp.sort();
         Ok(report)
     }
 
@@ -127,7 +150,63 @@ impl Store {
                 let _ = fs::remove_file(entry.path());
             }
         }
+        self.gc_sandbox(&reach, &is_old, dry_run, &mut report)?;
         Ok(report)
+    }
+
+    /// Snapshots whose diff_id no reachable image config lists, and step
+    /// work directories a killed build left (their overlay unmounted first),
+    /// both older than the grace period. Cache mounts stay.
+    fn gc_sandbox(
+        &self,
+        reach: &BTreeMap<Digest, String>,
+        is_old: &dyn Fn(&fs::Metadata) -> bool,
+        dry_run: bool,
+        report: &mut GcReport,
+    ) -> Result<()> {
+        let mut wanted: BTreeSet<String> = BTreeSet::new();
+        for d in reach.keys() {
+            let Ok(bytes) = self.read_blob(d, crate::spec::MAX_CONFIG_SIZE) else {
+                continue;
+            };
+            let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+                continue;
+            };
+            for id in v["rootfs"]["diff_ids"].as_array().into_iter().flatten() {
+                if let Some(h) = id.as_str().and_then(|s| s.strip_prefix("sha256:")) {
+                    wanted.insert(h.to_string());
+                }
+            }
+        }
+        let snaps = crate::sandbox::rootfs::snapshots_dir(&self.root);
+        for entry in fs::read_dir(&snaps).into_iter().flatten().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let keep = wanted.contains(&name) && !name.starts_with('.');
+            if keep || !entry.metadata().is_ok_and(|m| is_old(&m)) {
+                continue;
+            }
+            report.snapshots_removed += 1;
+            if !dry_run {
+                fs::remove_dir_all(entry.path()).at(entry.path())?;
+            }
+        }
+        let work = self.root.join(".strata/run");
+        for entry in fs::read_dir(&work).into_iter().flatten().flatten() {
+            if !entry.file_name().to_string_lossy().starts_with(".tmp-")
+                || !entry.metadata().is_ok_and(|m| is_old(&m))
+            {
+                continue;
+            }
+            report.work_removed += 1;
+            if !dry_run {
+                let merged = entry.path().join("merged");
+                if let Ok(c) = std::ffi::CString::new(merged.as_os_str().as_encoded_bytes()) {
+                    unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+                }
+                fs::remove_dir_all(entry.path()).at(entry.path())?;
+            }
+        }
+        Ok(())
     }
 
     /// Every digest reachable from index.json, with what references it.

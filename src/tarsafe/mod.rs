@@ -188,6 +188,9 @@ pub struct ArchiveIndex {
     path: PathBuf,
     file: Arc<File>,
     entries: HashMap<String, Span>,
+    /// Symlinks, by name, to the archive path they point at (resolved
+    /// against their directory; one pointing outside is refused).
+    links: HashMap<String, String>,
 }
 
 impl ArchiveIndex {
@@ -195,6 +198,7 @@ impl ArchiveIndex {
     pub fn open(path: &Path) -> Result<Self> {
         let file = File::open(path).at(path)?;
         let mut entries = HashMap::new();
+        let mut links = HashMap::new();
         {
             let mut ar = tar::Archive::new(&file);
             for entry in ar.entries_with_seek().map_err(|e| bad_archive(path, e))? {
@@ -207,6 +211,18 @@ impl ArchiveIndex {
                     if entry.header().entry_type().is_hard_link() {
                         safe_entry_name(path, &link)?;
                     }
+                }
+                if entry.header().entry_type().is_symlink() {
+                    // `docker save` links repeated layers:
+                    // ID/layer.tar -> ../OTHER/layer.tar.
+                    let target = entry.link_name_bytes().unwrap_or_default();
+                    let dir = name.rsplit_once('/').map_or("", |(d, _)| d);
+                    let joined = if target.starts_with(b"/") {
+                        target.to_vec()
+                    } else {
+                        [dir.as_bytes(), b"/", &target].concat()
+                    };
+                    links.insert(name.clone(), resolve_inside(path, &name, &joined)?);
                 }
                 if entry.header().entry_type().is_file() {
                     entries.insert(
@@ -223,6 +239,7 @@ impl ArchiveIndex {
             path: path.to_path_buf(),
             file: Arc::new(file),
             entries,
+            links,
         })
     }
 
@@ -234,7 +251,14 @@ impl ArchiveIndex {
     /// Looks up an entry; `name` is normalized and checked first, so a
     /// manifest naming `../x` is refused as unsafe rather than "not found".
     pub fn span(&self, name: &str) -> Result<Span> {
-        let norm = safe_entry_name(&self.path, name.as_bytes())?;
+        let mut norm = safe_entry_name(&self.path, name.as_bytes())?;
+        // Follow symlinks inside the archive, a few hops at most.
+        for _ in 0..8 {
+            match self.links.get(&norm) {
+                Some(t) => norm = t.clone(),
+                None => break,
+            }
+        }
         self.entries
             .get(&norm)
             .copied()
@@ -269,6 +293,33 @@ impl ArchiveIndex {
         self.entry(name)?.read_to_end(&mut buf).at(&self.path)?;
         Ok(buf)
     }
+}
+
+/// `joined` (a link's directory and target) normalized, `..` applied;
+/// refused when it climbs above the archive root or is absolute.
+fn resolve_inside(archive: &Path, name: &str, joined: &[u8]) -> Result<String> {
+    let refuse = |reason: &str| Error::UnsafePath {
+        archive: archive.to_path_buf(),
+        entry: name.to_string(),
+        reason: reason.to_string(),
+    };
+    if joined.starts_with(b"/") {
+        return Err(refuse("it is a symlink to an absolute path"));
+    }
+    let s = std::str::from_utf8(joined).map_err(|_| refuse("its target is not UTF-8"))?;
+    let mut parts: Vec<&str> = Vec::new();
+    for c in s.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                if parts.pop().is_none() {
+                    return Err(refuse("it is a symlink that points outside the archive"));
+                }
+            }
+            c => parts.push(c),
+        }
+    }
+    Ok(parts.join("/"))
 }
 
 fn bad_archive(path: &Path, e: io::Error) -> Error {

@@ -1,0 +1,104 @@
+//! Project mistakes that used to pass silently, and store reports.
+
+mod common;
+
+use common::{Env, write};
+
+/// A one-layer project copying `files/` with the given `[[source.copy]]`
+/// extra line; image `img`, tags as given.
+fn project(env: &Env, copy_extra: &str, images: &str) -> std::path::PathBuf {
+    let root = env.path("proj");
+    write(&root, "layers/x/files/run.sh", "#!/bin/sh\necho hi\n");
+    write(
+        &root,
+        "layers/x/layer.toml",
+        &format!(
+            "[layer]\nname = \"x\"\n\n[[source.copy]]\nfrom = \"files\"\nto = \"/opt\"\n{copy_extra}\n"
+        ),
+    );
+    write(
+        &root,
+        "strata.toml",
+        &format!("[project]\nname = \"m\"\n\n{images}"),
+    );
+    root
+}
+
+const ONE: &str = "[images.img]\nlayers = [\"x\"]\n";
+
+#[test]
+fn modes_are_octal_and_bounded() {
+    for (line, why) in [
+        ("mode = 755", "mode = 755 is a decimal number"),
+        ("mode = 99999999", "0o7777"),
+        ("mode = \"0999\"", "not an octal number"),
+        ("mode = 0o17777", "0o7777"),
+    ] {
+        let env = Env::new();
+        let root = project(&env, line, ONE);
+        let err = env.fails(&["check", "-C", root.to_str().unwrap()]);
+        assert!(
+            err.contains("layers/x/layer.toml") && err.contains(why),
+            "{line}: {err}"
+        );
+    }
+    for line in ["mode = 0o755", "mode = \"0755\"", "mode = \"755\""] {
+        let env = Env::new();
+        let root = project(&env, line, ONE);
+        env.ok(&["build", "-C", root.to_str().unwrap()]);
+        let ls = env.ok(&["ls", "m/img:latest"]);
+        assert!(
+            ls.lines()
+                .any(|l| l.starts_with("-rwxr-xr-x") && l.ends_with("/opt/run.sh")),
+            "{line}: {ls}"
+        );
+    }
+}
+
+#[test]
+fn two_images_with_one_tag_are_an_error_in_check_and_build() {
+    let env = Env::new();
+    let images = "[images.a]\nlayers = [\"x\"]\ntags = [\"m/app:1\"]\n\n[images.b]\nlayers = [\"x\"]\ntags = [\"m/app:1\"]\n";
+    let root = project(&env, "", images);
+    for cmd in ["check", "build"] {
+        let err = env.fails(&[cmd, "-C", root.to_str().unwrap()]);
+        assert!(
+            err.contains("images a and b both write the tag m/app:1"),
+            "{cmd}: {err}"
+        );
+    }
+    assert!(
+        env.fails(&["inspect", "m/app:1"]).contains("m/app"),
+        "nothing tagged"
+    );
+}
+
+#[test]
+fn check_validates_tag_syntax() {
+    let env = Env::new();
+    let root = project(
+        &env,
+        "",
+        "[images.img]\nlayers = [\"x\"]\ntags = [\"m/app:-bad\"]\n",
+    );
+    let err = env.fails(&["check", "-C", root.to_str().unwrap()]);
+    assert!(
+        err.contains("images.img.tags") && err.contains("-bad"),
+        "{err}"
+    );
+}
+
+#[test]
+fn fsck_reports_leftover_temp_files_with_size_and_age() {
+    let env = Env::new();
+    env.busybox_image("img:1", "hi");
+    std::fs::write(env.store().join("blobs/.tmp-crashed"), vec![0u8; 3000]).unwrap();
+    let out = env.ok(&["store", "fsck"]);
+    assert!(
+        out.contains("temp: blobs/.tmp-crashed (2.9 KiB") && out.contains("store gc removes it"),
+        "{out}"
+    );
+    let v: serde_json::Value = serde_json::from_str(&env.ok(&["store", "fsck", "--json"])).unwrap();
+    assert_eq!(v["temp"][0][0], "blobs/.tmp-crashed");
+    assert_eq!(v["temp"][0][1], 3000);
+}
