@@ -454,7 +454,7 @@ fn stage_inputs(def: &LayerDef, r: &RunSource, cx: &StepContext<'_>) -> Result<S
             }
         }
         set_times(&root, cx.epoch)?;
-        mounts.push((root, m.dest.clone()));
+        mounts.push((root, format!("/{dest}")));
     }
     Ok((Some(dir), mounts))
 }

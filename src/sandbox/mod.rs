@@ -139,9 +139,14 @@ impl Sandbox {
             .tempdir_in(&dir)
             .at(&dir)?;
         let w = work.path();
-        for d in ["upper", "work", "merged", "bundle", "state"] {
+        for d in ["upper", "work", "merged", "bundle", "state", "tmp"] {
             std::fs::create_dir(w.join(d)).at(w.join(d))?;
         }
+        // /tmp of the commands: one directory for all of them (a step's
+        // commands share it, as a RUN's do), never part of the capture.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(w.join("tmp"), std::fs::Permissions::from_mode(0o1777))
+            .at(w.join("tmp"))?;
         // An empty stack still needs one lower directory.
         let empty = w.join("empty");
         std::fs::create_dir(&empty).at(&empty)?;
@@ -223,7 +228,7 @@ impl Mounted {
     pub fn run(&self, spec: &RunSpec, out: &mut Output<'_>) -> Result<Outcome> {
         let w = self.work.path();
         let bundle = w.join("bundle");
-        let config = runc::config(spec, &self.rootfs());
+        let config = runc::config(spec, &self.rootfs(), &w.join("tmp"));
         if let Some(mounts) = config["mounts"].as_array() {
             let mut stubs = self.stubs.lock().expect("lock");
             for m in mounts {
@@ -347,7 +352,7 @@ impl Mounted {
     pub fn run_attached(&self, spec: &RunSpec) -> Result<i32> {
         let w = self.work.path();
         let bundle = w.join("bundle");
-        let config = runc::config(spec, &self.rootfs());
+        let config = runc::config(spec, &self.rootfs(), &w.join("tmp"));
         let path = bundle.join("config.json");
         std::fs::write(
             &path,

@@ -3,8 +3,8 @@
 //!
 //! Isolation: mount, pid, ipc, uts and network namespaces (network shared
 //! with the host only when asked), a fixed hostname, Docker's default
-//! capability set, `/proc`, a minimal `/dev`, `/sys` read-only, a tmpfs
-//! `/tmp`, and no host path but the declared bind mounts.
+//! capability set, `/proc`, a minimal `/dev`, `/sys` read-only, a private
+//! `/tmp` shared by the commands of one step, and no host path but the declared bind mounts.
 
 use std::path::{Path, PathBuf};
 
@@ -47,8 +47,9 @@ pub fn find_runtime() -> Option<PathBuf> {
     None
 }
 
-/// The runtime spec for `spec` over the root filesystem `rootfs`.
-pub fn config(spec: &RunSpec, rootfs: &Path) -> Value {
+/// The runtime spec for `spec` over the root filesystem `rootfs`, with
+/// the host directory `tmp` as its /tmp.
+pub fn config(spec: &RunSpec, rootfs: &Path, tmp: &Path) -> Value {
     let mut namespaces = vec![
         json!({"type": "pid"}),
         json!({"type": "ipc"}),
@@ -71,8 +72,8 @@ pub fn config(spec: &RunSpec, rootfs: &Path) -> Value {
                "options": ["nosuid", "noexec", "nodev"]}),
         json!({"destination": "/sys", "type": "sysfs", "source": "sysfs",
                "options": ["nosuid", "noexec", "nodev", "ro"]}),
-        json!({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs",
-               "options": ["nosuid", "nodev", "mode=1777"]}),
+        json!({"destination": "/tmp", "type": "bind", "source": tmp,
+               "options": ["rbind", "nosuid", "nodev", "rw"]}),
     ];
     if spec.network == Network::Host {
         for f in ["/etc/resolv.conf", "/etc/hosts"] {

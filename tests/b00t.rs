@@ -1,0 +1,137 @@
+//! examples/b00t, the reference layered project: Debian-package tool
+//! layers from the machine's configured archive, an app compiled by a
+//! build step over the builder stack, a slim runtime image, layer and image
+//! tests. Skipped, saying so, when the archive does not answer.
+
+mod common;
+
+use std::path::Path;
+
+use common::{Env, note, run};
+
+unsafe extern "C" {
+    fn geteuid() -> u32;
+}
+
+#[test]
+fn the_b00t_example_builds_tests_and_runs_everywhere() {
+    const CHECK: &str = "examples/b00t from the configured Debian archive";
+    if unsafe { geteuid() } != 0 || !common::have("runc") {
+        note(CHECK, "SKIPPED (build steps need root and runc)");
+        return;
+    }
+    let env = Env::new();
+    let root = env.path("b00t");
+    run(std::process::Command::new("cp")
+        .arg("-r")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/b00t"))
+        .arg(&root));
+    let _ = std::fs::remove_dir_all(root.join("app/target"));
+    let out = env
+        .cmd(&["build", "-C", root.to_str().unwrap(), "--test", "--json"])
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        if err.contains("cannot reach") || err.contains("configures no deb repository") {
+            note(CHECK, "SKIPPED (the archive did not answer)");
+            return;
+        }
+        panic!("build failed: {err}");
+    }
+    note(CHECK, "RAN");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let tests = report["tests"].as_array().unwrap();
+    assert!(
+        tests.len() >= 5 && tests.iter().all(|t| t["passed"] == true),
+        "{report}"
+    );
+    // The runtime image holds the binary, not what built it.
+    let ls = env.ok(&["ls", "b00t/runtime:latest"]);
+    assert!(ls.contains(" /usr/local/bin/app\n"), "app missing");
+    for absent in [
+        " /usr/bin/gcc",
+        " /usr/bin/cargo",
+        " /usr/bin/rustc",
+        " /usr/include/openssl/",
+    ] {
+        assert!(!ls.contains(absent), "{absent} is in the runtime image");
+    }
+    let builder = env.ok(&["ls", "b00t/builder:latest"]);
+    assert!(builder.contains(" /usr/bin/cargo") && builder.contains(" /usr/include/openssl/ssl.h"));
+    let expect = |stdout: &str| {
+        assert!(
+            stdout.starts_with("b00t app, linked with OpenSSL 3."),
+            "{stdout}"
+        );
+    };
+    expect(&env.ok(&["run", "b00t/runtime:latest"]));
+    let cargo = env.ok(&["run", "b00t/builder:latest", "--", "cargo", "--version"]);
+    assert!(cargo.starts_with("cargo "), "{cargo}");
+    if common::have("umoci") {
+        let (ok, stdout, stderr) = common::runc_run(&env, "b00t/runtime:latest");
+        assert!(ok, "{stderr}");
+        expect(&stdout);
+        note("examples/b00t runtime image under runc", "RAN");
+    }
+    if common::docker_engine() {
+        let tar = env.path("b.tar");
+        let name = format!("strata-test/b00t-runtime:{}", std::process::id());
+        env.ok(&[
+            "copy",
+            "b00t/runtime:latest",
+            &format!("docker-archive:{}:{name}", tar.display()),
+        ]);
+        run(std::process::Command::new("docker")
+            .arg("load")
+            .arg("-i")
+            .arg(&tar));
+        let out = std::process::Command::new("docker")
+            .args(["run", "--rm", &name])
+            .output()
+            .unwrap();
+        let _ = std::process::Command::new("docker")
+            .args(["rmi", "-f", &name])
+            .output();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        expect(&String::from_utf8_lossy(&out.stdout));
+        note("examples/b00t runtime image under docker", "RAN");
+    } else {
+        note(
+            "examples/b00t runtime image under docker",
+            "SKIPPED (no Docker engine)",
+        );
+    }
+    // Reproducible: a second fresh store, another checkout path, the same
+    // app layer.
+    let other = Env::new();
+    let root2 = other.path("somewhere/else/b00t");
+    std::fs::create_dir_all(root2.parent().unwrap()).unwrap();
+    run(std::process::Command::new("cp")
+        .arg("-r")
+        .arg(&root)
+        .arg(&root2));
+    let app_digest = |e: &Env, r: &Path| -> String {
+        let v: serde_json::Value =
+            serde_json::from_str(&e.ok(&["build", "-C", r.to_str().unwrap(), "--json", "runtime"]))
+                .unwrap();
+        v["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["name"] == "app")
+            .unwrap()["digests"][0]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(
+        app_digest(&env, &root),
+        app_digest(&other, &root2),
+        "the app layer is reproducible"
+    );
+}
