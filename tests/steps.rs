@@ -692,3 +692,38 @@ fn store_gc_removes_snapshots_no_tagged_image_needs_and_stale_work_directories()
     assert_eq!(count(&snaps), 0, "{out}");
     assert!(out.contains("removed 1 unpacked layers"), "{out}");
 }
+
+#[test]
+fn plan_warns_about_steps_with_network_access() {
+    let env = Env::new();
+    let root = project(&env, "proj");
+    let plan = |env: &Env| -> Value {
+        serde_json::from_str(&env.ok(&["plan", "-C", root.to_str().unwrap(), "--json"])).unwrap()
+    };
+    let app = |p: &Value| {
+        p["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["name"] == "app")
+            .unwrap()["warnings"]
+            .clone()
+    };
+    assert!(app(&plan(&env)).is_null(), "no network, no warning");
+    common::replace(
+        &root,
+        "layers/app/layer.toml",
+        "workdir = \"/work\"",
+        "workdir = \"/work\"\nnetwork = \"host\"",
+    );
+    let w = app(&plan(&env)).to_string();
+    assert!(
+        w.contains("network access") && w.contains("not part of its key"),
+        "{w}"
+    );
+    let out = env.strata(&["plan", "-C", root.to_str().unwrap()]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("warning: the build step of app has network access")
+    );
+}

@@ -297,6 +297,9 @@ pub fn plan(ctx: &Ctx, a: PlanArgs) -> Result<()> {
         for r in &l.reasons {
             println!("    {r}");
         }
+        for w in &l.warnings {
+            eprintln!("warning: {w}");
+        }
         if !l.packages.is_empty() {
             println!(
                 "    {} packages: {}",

@@ -28,6 +28,10 @@ pub struct LayerPlan {
     /// A deb layer's resolved packages (`name=version`), dependencies first.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub packages: Vec<String>,
+    /// Warnings about the layer (a build step with network access, whose
+    /// downloads its key does not cover).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// One image in the plan.
@@ -142,6 +146,7 @@ pub fn plan(
             action: if cached { "reuse" } else { "build" },
             reasons,
             packages,
+            warnings: step_warnings(def),
         });
     }
     stat.discard();
@@ -254,4 +259,16 @@ fn since_plan(project: &Project, graph: &Graph<'_>, rev: &str) -> Result<SincePl
         layers: layers.into_iter().map(str::to_string).collect(),
         images,
     })
+}
+
+/// A build step with `network = "host"`: what it downloads is not in its
+/// key, so a rebuild may differ without the key changing.
+fn step_warnings(def: &super::project::LayerDef) -> Vec<String> {
+    match &def.file.source.run {
+        Some(r) if r.network == super::project::NetworkMode::Host => vec![format!(
+            "the build step of {} has network access: what it downloads is not part of its key (pin versions in its commands)",
+            def.file.layer.name
+        )],
+        _ => Vec::new(),
+    }
 }
