@@ -727,3 +727,41 @@ fn plan_warns_about_steps_with_network_access() {
             .contains("warning: the build step of app has network access")
     );
 }
+
+#[test]
+fn check_reproducible_names_what_differs_between_two_builds() {
+    if !can_run("build steps: --check-reproducible") {
+        return;
+    }
+    let env = Env::new();
+    let root = project(&env, "proj");
+    let out = env.ok(&[
+        "build",
+        "-C",
+        root.to_str().unwrap(),
+        "--check-reproducible",
+    ]);
+    assert!(
+        out.contains("image img"),
+        "a reproducible step passes: {out}"
+    );
+    common::replace(
+        &root,
+        "layers/app/layer.toml",
+        "\"test ! -e /src/target/junk\",",
+        "\"head -c 16 /dev/urandom >> /usr/local/bin/app\",",
+    );
+    common::backdate(&root);
+    let err = env.fails(&[
+        "build",
+        "-C",
+        root.to_str().unwrap(),
+        "--check-reproducible",
+    ]);
+    assert!(
+        err.contains("not reproducible, so nothing was tagged")
+            && err.contains("layer app")
+            && err.contains("/usr/local/bin/app: content differs from byte"),
+        "{err}"
+    );
+}

@@ -147,6 +147,11 @@ pub struct BuildArgs {
     /// layers.
     #[arg(long, requires = "test")]
     rerun: bool,
+    /// Build every build-step layer a second time, from scratch, and fail
+    /// (tagging nothing) when the two differ, naming each path that differs
+    /// and how (size, mode, owner, mtime, the first differing byte).
+    #[arg(long)]
+    check_reproducible: bool,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -169,6 +174,7 @@ pub fn build(ctx: &Ctx, a: BuildArgs) -> Result<()> {
         test: a.test,
         rerun: a.rerun,
         tests_only: false,
+        check_reproducible: a.check_reproducible,
     };
     if output.is_some() && build::selected_images(&project, &sel)?.len() != 1 {
         bail!("--output needs exactly one image; name it (strata build IMAGE --output ...)");

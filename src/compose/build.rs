@@ -124,6 +124,9 @@ pub struct Selection {
     pub rerun: bool,
     /// Stop after the tests: tag, record and push nothing (`strata test`).
     pub tests_only: bool,
+    /// Build every build-step layer a second time and fail, tagging
+    /// nothing, when the two differ (naming the paths).
+    pub check_reproducible: bool,
 }
 
 struct Built {
@@ -1030,6 +1033,9 @@ pub fn build(project: &Project, ctx: &Context, sel: &Selection) -> Result<BuildR
         lock.retain(&all);
         lock.save(&project.root)?;
     }
+    if sel.check_reproducible {
+        check_reproducible(project, &graph, &order, &built, compression, epoch, &keys)?;
+    }
     let tests = if sel.test || sel.tests_only {
         run_tests(
             project,
@@ -1163,6 +1169,71 @@ pub fn build(project: &Project, ctx: &Context, sel: &Selection) -> Result<BuildR
         warnings,
         tests,
     })
+}
+
+/// Builds each build-step layer of `order` again in a scratch store and
+/// compares it with the one built (or cached): an error lists the paths
+/// that differ.
+#[allow(clippy::too_many_arguments)]
+fn check_reproducible(
+    project: &Project,
+    graph: &Graph<'_>,
+    order: &[&str],
+    built: &BTreeMap<&str, Built>,
+    compression: Compression,
+    epoch: u64,
+    keys: &BTreeMap<&str, Digest>,
+) -> Result<()> {
+    let scratch_dir = tempfile::Builder::new()
+        .prefix("strata-reproducible-")
+        .tempdir()
+        .map_err(|e| Error::io(std::env::temp_dir(), e))?;
+    let scratch = crate::store::Store::open_or_create(scratch_dir.path())?;
+    let mut problems = Vec::new();
+    for &l in order {
+        let def = &project.layers[l];
+        let Some(run) = &def.file.source.run else {
+            continue;
+        };
+        let below = step_below(project, graph, l, built);
+        let lb = LayerBuilder::new().compression(compression).mtime(epoch);
+        let cx = super::step::StepContext {
+            name: l,
+            key: &keys[l],
+            store: &scratch,
+            lowers: below.layers,
+            lower_env: below.env,
+            epoch,
+            builder: lb,
+        };
+        let again = super::step::build(def, run, &cx)?;
+        let first = &built[l].layers[0];
+        let diffs = super::repro::compare(first.as_ref(), &again)?;
+        if !diffs.is_empty() {
+            problems.push(format!(
+                "layer {l}: {} ({} vs {}):\n{}",
+                "two builds differ",
+                first.diff_id(),
+                again.diff_id(),
+                diffs
+                    .iter()
+                    .map(|d| format!("  {}: {}", crate::text::escape(&d.path), d.what))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            ));
+        }
+    }
+    if problems.is_empty() {
+        return Ok(());
+    }
+    Err(Error::invalid(
+        "build",
+        project.root.display().to_string(),
+        format!(
+            "build steps that are not reproducible, so nothing was tagged:\n{}",
+            problems.join("\n")
+        ),
+    ))
 }
 
 /// Runs the tests of every layer the build made (over the layer and its

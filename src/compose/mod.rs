@@ -11,6 +11,7 @@ pub mod layertest;
 pub mod lock;
 pub mod plan;
 pub mod project;
+pub mod repro;
 pub mod step;
 
 pub use graph::Graph;
