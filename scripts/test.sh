@@ -26,12 +26,27 @@ mkdir -p target/tmp
 rm -f "$log"
 
 echo "== tests"
-cargo test --doc --quiet
+status=0
+cargo test --doc --quiet || status=$?
 if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --no-fail-fast --failure-output final
+  cargo nextest run --no-fail-fast --failure-output final || status=$?
 else
-  cargo test --no-fail-fast
+  cargo test --no-fail-fast || status=$?
 fi
 
+# Printed whether or not a test failed: what ran and what was skipped.
 echo "== external checks (ran / skipped)"
 if [ -f "$log" ]; then sort "$log" | uniq -c; else echo "none recorded"; fi
+skipped=$(grep -c '^SKIPPED' "$log" 2>/dev/null || true)
+echo "external checks skipped: ${skipped:-0}"
+# In strict mode a skip is a failure, except for a machine with no Docker
+# engine (the Docker checks need a daemon this script does not start).
+if [ "${STRATA_REQUIRE_TOOLS:-}" = 1 ] && [ -f "$log" ]; then
+  hidden=$(grep '^SKIPPED' "$log" | grep -v 'no Docker engine' || true)
+  if [ -n "$hidden" ]; then
+    echo "strict mode (STRATA_REQUIRE_TOOLS=1): these checks were skipped:" >&2
+    echo "$hidden" | sort -u >&2
+    [ "$status" != 0 ] || status=1
+  fi
+fi
+exit "$status"

@@ -250,6 +250,25 @@ impl Manifest {
         Ok(m)
     }
 
+    /// The canonical bytes of this manifest, refusing one over
+    /// [`MAX_MANIFEST_SIZE`] (registries and strata's own readers refuse
+    /// them): strata writes nothing it would not read back.
+    pub fn to_bytes(&self, what: &str) -> Result<Vec<u8>> {
+        let bytes = crate::json::to_canonical(self);
+        if bytes.len() as u64 > MAX_MANIFEST_SIZE {
+            return Err(Error::invalid(
+                "image manifest",
+                what,
+                format!(
+                    "with {} layers it would be {} bytes, over the {MAX_MANIFEST_SIZE}-byte limit that registries and strata accept; squash layers",
+                    self.layers.len(),
+                    bytes.len()
+                ),
+            ));
+        }
+        Ok(bytes)
+    }
+
     /// The manifest's media type (OCI when absent).
     pub fn media_type(&self) -> &str {
         self.media_type.as_deref().unwrap_or(media::OCI_MANIFEST)
@@ -325,3 +344,51 @@ impl Index {
 pub const MAX_MANIFEST_SIZE: u64 = 4 << 20;
 /// Largest image config strata reads.
 pub const MAX_CONFIG_SIZE: u64 = 16 << 20;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(layers: usize) -> Manifest {
+        let d = Descriptor::new(media::OCI_LAYER_GZIP, Digest::of(b"x"), 1);
+        Manifest {
+            schema_version: 2,
+            media_type: Some(media::OCI_MANIFEST.into()),
+            artifact_type: None,
+            config: Descriptor::new(media::OCI_CONFIG, Digest::of(b"c"), 1),
+            layers: vec![d; layers],
+            subject: None,
+            annotations: BTreeMap::new(),
+            extra: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn strata_writes_no_manifest_it_would_refuse_to_read() {
+        let ok = manifest(10).to_bytes("x").unwrap();
+        Manifest::parse(&ok, "x").unwrap();
+        let e = manifest(40_000)
+            .to_bytes("archive.tar")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("archive.tar") && e.contains("40000 layers") && e.contains("4194304"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn ambiguous_documents_are_refused_naming_their_digest() {
+        let mut v: serde_json::Value =
+            serde_json::from_slice(&manifest(1).to_bytes("x").unwrap()).unwrap();
+        v["manifests"] = serde_json::json!([]);
+        let bytes = serde_json::to_vec(&v).unwrap();
+        let e = Manifest::parse(&bytes, "here").unwrap_err().to_string();
+        assert!(
+            e.contains("ambiguous") && e.contains(&Digest::of(&bytes).to_string()),
+            "{e}"
+        );
+        let e = Index::parse(&bytes, "here").unwrap_err().to_string();
+        assert!(e.contains("ambiguous"), "{e}");
+    }
+}

@@ -399,3 +399,54 @@ fn a_registry_refusing_monolithic_uploads_gets_chunks() {
         digest
     );
 }
+
+#[test]
+fn a_push_interrupted_after_the_second_upload_resumes_and_never_tags_missing_content() {
+    // Deterministic: the registry takes two blob uploads, then fails every
+    // other one (as a push killed there would leave it).
+    let fake = Fake::start(Faults {
+        uploads_before_failing: Some(2),
+        ..Default::default()
+    });
+    let env = Env::new();
+    // Three layers and a config: four blobs.
+    let mut from: Option<String> = None;
+    for i in 0..3 {
+        let dir = env.path(&format!("l{i}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("f"), format!("layer {i}")).unwrap();
+        let mut args = vec![
+            "new".to_string(),
+            "--add".into(),
+            format!("{}:/l{i}", dir.display()),
+            "--tag".into(),
+            "big:1".into(),
+        ];
+        if let Some(f) = &from {
+            args.extend(["--from".into(), f.clone()]);
+        }
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        env.ok(&a);
+        from = Some("big:1".into());
+    }
+    let target = r(&fake, "resume/big:1");
+    let err = env.fails(&["copy", "--jobs", "1", "big:1", &target]);
+    assert!(err.contains(&fake.host()) && err.contains("500"), "{err}");
+    assert_eq!(fake.state.lock().unwrap().uploads_done, 2);
+    assert!(
+        !fake
+            .seen()
+            .iter()
+            .any(|s| s.method == "PUT" && s.path.contains("/manifests/")),
+        "no manifest, so no tag, may point at missing content"
+    );
+    fake.state.lock().unwrap().faults.uploads_before_failing = None;
+    let v: Value =
+        serde_json::from_str(&env.ok(&["copy", "--json", "--jobs", "1", "big:1", &target]))
+            .unwrap();
+    assert_eq!(v["push"]["skipped"], 2, "{v}");
+    assert_eq!(v["push"]["pushed"], 2, "{v}");
+    let pulled = Env::new();
+    pulled.ok(&["copy", &target, "x:1"]);
+    pulled.ok(&["validate", "x:1"]);
+}

@@ -102,3 +102,24 @@ fn fsck_reports_leftover_temp_files_with_size_and_age() {
     assert_eq!(v["temp"][0][0], "blobs/.tmp-crashed");
     assert_eq!(v["temp"][0][1], 3000);
 }
+
+#[test]
+fn names_strata_would_refuse_to_read_are_refused_when_written() {
+    use std::os::unix::ffi::OsStrExt;
+    let env = Env::new();
+    let src = env.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join(std::ffi::OsStr::from_bytes(b"bad\xffname")), "x").unwrap();
+    let err = env.fails(&[
+        "new",
+        "--add",
+        &format!("{}:/d", src.display()),
+        "--tag",
+        "t:1",
+    ]);
+    assert!(
+        err.contains("not valid UTF-8") && err.contains("bad"),
+        "{err}"
+    );
+    assert!(env.fails(&["inspect", "t:1"]).contains("t:1"));
+}

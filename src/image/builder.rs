@@ -143,7 +143,7 @@ impl Image for ImageBuilder {
             annotations,
             extra: BTreeMap::new(),
         };
-        Ok(crate::json::to_canonical(&m))
+        m.to_bytes("the image being built")
     }
 
     fn layers(&self) -> Result<Vec<Arc<dyn Layer>>> {

@@ -259,6 +259,15 @@ fn list_dir(shared: &Shared, job: &DirJob) -> Listing {
         if m.exclude.iter().any(|p| glob_match(p.as_bytes(), &rel)) {
             continue;
         }
+        // strata reads layers with UTF-8 names only (so do most tools):
+        // it writes none other.
+        if std::str::from_utf8(name.as_bytes()).is_err() {
+            return Err(crate::Error::invalid(
+                "file name",
+                ent.path().display().to_string(),
+                "it is not valid UTF-8, which layer readers (strata's too) refuse; rename it or exclude it",
+            ));
+        }
         // An lstat relative to the open directory: no lookup from the root.
         let meta = ent.metadata().at(ent.path())?;
         children.push((name, rel, meta));

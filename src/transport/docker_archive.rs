@@ -160,7 +160,8 @@ pub fn open(path: &Path, sel: &Selector) -> Result<ManifestImage> {
         extra: BTreeMap::new(),
     };
     let source = Arc::new(DockerBlobs { index, paths }) as Arc<dyn BlobSource>;
-    ManifestImage::from_manifest(source, crate::json::to_canonical(&manifest))
+    let raw = manifest.to_bytes(&path.display().to_string())?;
+    ManifestImage::from_manifest(source, raw)
 }
 
 /// Writes `image` as a docker-archive at `path`, tagged `name` (`NAME:TAG`).

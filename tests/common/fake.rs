@@ -53,6 +53,9 @@ pub struct Faults {
     pub stall_uploads: bool,
     /// Answer every PATCH with the Range of the first chunk (no progress).
     pub stuck_range: bool,
+    /// Take this many blob uploads, then answer 500 to every other one
+    /// (a push interrupted after the Nth upload, deterministically).
+    pub uploads_before_failing: Option<usize>,
 }
 
 /// One recorded request.
@@ -78,6 +81,8 @@ pub struct Inner {
     pub linked: std::collections::HashSet<(String, String)>,
     pub dropped: bool,
     pub sent_416: bool,
+    /// Blob uploads completed.
+    pub uploads_done: usize,
     next_upload: usize,
 }
 
@@ -513,6 +518,13 @@ async fn handle(State(state): State<Arc<Mutex<Inner>>>, req: Request) -> Respons
                 .unwrap()
         }
         (Method::PUT, "uploads") => {
+            if st
+                .faults
+                .uploads_before_failing
+                .is_some_and(|n| st.uploads_done >= n)
+            {
+                return status(500);
+            }
             if st.faults.refuse_monolithic && !body.is_empty() {
                 st.uploads.remove(arg);
                 return Response::builder()
@@ -533,6 +545,7 @@ async fn handle(State(state): State<Arc<Mutex<Inner>>>, req: Request) -> Respons
             }
             st.linked.insert((repo.to_string(), want.clone()));
             st.blobs.insert(want.clone(), up);
+            st.uploads_done += 1;
             Response::builder()
                 .status(201)
                 .header(header::LOCATION, format!("/v2/{repo}/blobs/{want}"))
