@@ -240,3 +240,68 @@ fn an_index_with_a_malformed_digest_names_it() {
         "{err}"
     );
 }
+
+/// Bytes of every file under `dir`.
+fn du(dir: &std::path::Path) -> u64 {
+    common::files_under(dir)
+        .iter()
+        .map(|p| std::fs::symlink_metadata(p).map(|m| m.len()).unwrap_or(0))
+        .sum()
+}
+
+#[test]
+fn rebuilding_a_changing_project_a_hundred_times_keeps_the_store_bounded() {
+    let env = Env::new();
+    let root = env.path("proj");
+    common::write(
+        &root,
+        "strata.toml",
+        "[project]\nname = \"g\"\n\n[images.img]\nlayers = [\"app\"]\n",
+    );
+    common::write(
+        &root,
+        "layers/app/layer.toml",
+        "[layer]\nname = \"app\"\n\n[[source.copy]]\nfrom = \"files\"\nto = \"/srv\"\n",
+    );
+    let build = |i: usize| {
+        // Incompressible-ish content of a fixed size, different each time.
+        let data: String = (0..4096)
+            .map(|j| char::from(b'a' + ((i * 7919 + j * 31) % 26) as u8))
+            .collect();
+        common::write(&root, "layers/app/files/data.txt", &data);
+        common::backdate(&root);
+        env.ok(&["build", "-C", root.to_str().unwrap()]);
+    };
+    build(0);
+    env.ok(&["store", "gc", "--grace", "0"]);
+    let first = du(&env.store());
+    for i in 1..=100 {
+        build(i);
+    }
+    let grown = du(&env.store());
+    assert!(
+        grown > first * 3,
+        "the builds left garbage to collect: {first} -> {grown}"
+    );
+    let out = env.ok(&["store", "gc", "--grace", "0", "--dry-run"]);
+    assert!(
+        out.contains("would remove") && out.contains("records"),
+        "{out}"
+    );
+    assert_eq!(du(&env.store()), grown, "a dry run removes nothing");
+    let out = env.ok(&["store", "gc", "--grace", "0"]);
+    let after = du(&env.store());
+    assert!(
+        after <= first + first / 4 + 16 * 1024,
+        "store {first} bytes after one build, {after} after a hundred and gc:\n{out}"
+    );
+    let records = std::fs::read_dir(env.store().join(".strata/layers"))
+        .unwrap()
+        .count();
+    assert_eq!(records, 1, "one layer cache entry left");
+    env.ok(&["validate", "g/img:latest"]);
+    // The next no-op build still hits.
+    let v: serde_json::Value =
+        serde_json::from_str(&env.ok(&["build", "-C", root.to_str().unwrap(), "--json"])).unwrap();
+    assert_eq!(v["layers"][0]["status"], "cached", "{v}");
+}

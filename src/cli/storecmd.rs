@@ -118,6 +118,13 @@ pub fn run(ctx: &Ctx, c: StoreCommand) -> Result<()> {
                 r.kept,
                 r.recent
             );
+            if r.records_removed > 0 {
+                println!(
+                    "{verb} {} of strata's records ({}): cache entries of removed layers, listings, logs, old markers and Debian downloads",
+                    r.records_removed,
+                    super::human(r.records_bytes)
+                );
+            }
             if r.snapshots_removed + r.work_removed > 0 {
                 println!(
                     "{verb} {} unpacked layers and {} unfinished step work directories",

@@ -364,6 +364,12 @@ impl DebCache {
     /// SHA256 and size its Packages index gives.
     pub fn fetch_file(&self, url: &str, sha256: &Digest, size: u64, what: &str) -> Result<()> {
         if self.cas.has_blob(sha256) {
+            // Used: `store gc` keeps downloads by when they were last used.
+            let p = self.cas.root().join("blobs/sha256").join(sha256.hex());
+            let _ = std::fs::File::options()
+                .write(true)
+                .open(&p)
+                .and_then(|f| f.set_modified(std::time::SystemTime::now()));
             return Ok(());
         }
         if !self.download(url, sha256, size, &format!("{what} from {url}"))? {

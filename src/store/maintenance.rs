@@ -49,7 +49,19 @@ pub struct GcReport {
     pub snapshots_removed: usize,
     /// Work directories of build steps that did not finish, removed.
     pub work_removed: usize,
+    /// strata's own records (layer cache entries, file listings, step
+    /// logs, check and test markers, old Debian downloads) removed.
+    pub records_removed: usize,
+    /// Bytes those records took.
+    pub records_bytes: u64,
 }
+
+/// Debian downloads unused for this long are removed by gc (a download is
+/// "used" whenever a build finds it in the cache).
+pub const DEB_MAX_AGE: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// Check and test markers (empty files) older than this are removed by gc.
+pub const MARKER_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
 
 impl Store {
     /// Re-hashes every blob and checks every blob a tag reaches is present.
@@ -151,7 +163,94 @@ impl Store {
             }
         }
         self.gc_sandbox(&reach, &is_old, dry_run, &mut report)?;
+        self.gc_records(&is_old, dry_run, &mut report)?;
         Ok(report)
+    }
+
+    /// Removes strata's records that nothing needs any more:
+    /// * layer cache entries whose blob is gone (after the blob gc) — and
+    ///   the file listing and step log under the same key;
+    /// * listings and logs of keys with no cache entry, past the grace;
+    /// * check and test markers older than [`MARKER_MAX_AGE`];
+    /// * Debian downloads unused for [`DEB_MAX_AGE`].
+    ///
+    /// Per-layer records (inputs, stat caches, remembered keys) are one per
+    /// layer or layer directory and stay; cache mounts stay.
+    fn gc_records(
+        &self,
+        is_old: &dyn Fn(&fs::Metadata) -> bool,
+        dry_run: bool,
+        report: &mut GcReport,
+    ) -> Result<()> {
+        let aux = self.root.join(".strata");
+        // On a dry run the blobs are still there: count them as gone.
+        let removed: BTreeSet<Digest> = report.removed.iter().cloned().collect();
+        let drop_file = |p: &std::path::Path, report: &mut GcReport| -> Result<()> {
+            if let Ok(m) = fs::symlink_metadata(p) {
+                report.records_removed += 1;
+                report.records_bytes += m.len();
+                if !dry_run {
+                    fs::remove_file(p).at(p)?;
+                }
+            }
+            Ok(())
+        };
+        let files = |dir: &std::path::Path| -> Vec<fs::DirEntry> {
+            fs::read_dir(dir)
+                .map(|r| r.flatten().filter(|e| e.path().is_file()).collect())
+                .unwrap_or_default()
+        };
+        let mut live: BTreeSet<String> = BTreeSet::new();
+        for e in files(&aux.join("layers")) {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let blob = fs::read(e.path())
+                .ok()
+                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+                .and_then(|v| v["descriptor"]["digest"].as_str().map(str::to_string))
+                .and_then(|d| d.parse::<Digest>().ok());
+            match blob {
+                Some(d) if self.has_blob(&d) && !removed.contains(&d) => {
+                    live.insert(name);
+                }
+                _ if e.metadata().is_ok_and(|m| is_old(&m)) => drop_file(&e.path(), report)?,
+                _ => {
+                    live.insert(name);
+                }
+            }
+        }
+        for (dir, suffix) in [("listings", ""), ("logs", ".log")] {
+            for e in files(&aux.join(dir)) {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let key = name.strip_suffix(suffix).unwrap_or(&name);
+                if !live.contains(key) && e.metadata().is_ok_and(|m| is_old(&m)) {
+                    drop_file(&e.path(), report)?;
+                }
+            }
+        }
+        let now = SystemTime::now();
+        let older = |m: &fs::Metadata, age: Duration| {
+            m.modified()
+                .ok()
+                .and_then(|t| now.duration_since(t).ok())
+                .is_some_and(|a| a >= age)
+        };
+        for dir in ["checks", "tests"] {
+            for e in files(&aux.join(dir)) {
+                if e.metadata()
+                    .is_ok_and(|m| older(&m, MARKER_MAX_AGE) && is_old(&m))
+                {
+                    drop_file(&e.path(), report)?;
+                }
+            }
+        }
+        for e in files(&aux.join("deb/blobs/sha256")) {
+            if e.metadata()
+                .is_ok_and(|m| older(&m, DEB_MAX_AGE) && is_old(&m))
+            {
+                drop_file(&e.path(), report)?;
+            }
+        }
+        Ok(())
     }
 
     /// Snapshots whose diff_id no reachable image config lists, and step
