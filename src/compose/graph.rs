@@ -220,25 +220,20 @@ impl<'p> Graph<'p> {
     /// The layers a build step of `layer` runs over, base first: its
     /// `[requires]` layers, each with its `[runtime]` layers, transitively.
     pub fn build_stack(&self, layer: &str) -> Vec<&'p str> {
-        let mut want: BTreeSet<&str> = BTreeSet::new();
-        let mut stack: Vec<&'p str> = self.edges[layer].0.clone();
-        while let Some(n) = stack.pop() {
-            if want.insert(n) {
-                stack.extend(self.edges[n].1.iter().copied());
-            }
-        }
-        self.order
-            .iter()
-            .copied()
-            .filter(|n| want.contains(n))
-            .collect()
+        self.runtime_closure(self.edges[layer].0.clone())
     }
 
     /// What a test of `layer` runs over, base first: its `[runtime]`
     /// layers, transitively, and the layer itself.
     pub fn runtime_stack(&self, layer: &'p str) -> Vec<&'p str> {
-        let mut want: BTreeSet<&str> = BTreeSet::from([layer]);
-        let mut stack: Vec<&'p str> = self.edges[layer].1.clone();
+        self.runtime_closure(vec![layer])
+    }
+
+    /// `start` and the `[runtime]` layers of each, transitively, in graph
+    /// order.
+    fn runtime_closure(&self, start: Vec<&'p str>) -> Vec<&'p str> {
+        let mut want: BTreeSet<&str> = BTreeSet::new();
+        let mut stack = start;
         while let Some(n) = stack.pop() {
             if want.insert(n) {
                 stack.extend(self.edges[n].1.iter().copied());

@@ -224,8 +224,9 @@ impl Mounted {
         self.stubs.lock().expect("lock").iter().cloned().collect()
     }
 
-    /// Runs `spec` in the stack, streaming its output to `out`.
-    pub fn run(&self, spec: &RunSpec, out: &mut Output<'_>) -> Result<Outcome> {
+    /// Writes the runtime spec for `spec` (recording its mount targets as
+    /// stubs) and returns the `runc run` command for it and the container id.
+    fn container(&self, spec: &RunSpec) -> Result<(Command, String)> {
         let w = self.work.path();
         let bundle = w.join("bundle");
         let config = runc::config(spec, &self.rootfs(), &w.join("tmp"));
@@ -248,13 +249,24 @@ impl Mounted {
             std::process::id(),
             NEXT_ID.fetch_add(1, Ordering::Relaxed)
         );
-        let state = w.join("state");
-        let mut child = Command::new(&self.runtime)
-            .arg("--root")
-            .arg(&state)
-            .args(["run", "--bundle"])
-            .arg(&bundle)
-            .arg(&id)
+        let mut c = self.runtime(&["run", "--bundle"]);
+        c.arg(&bundle).arg(&id);
+        Ok((c, id))
+    }
+
+    /// The runtime with this stack's state directory and `args`.
+    fn runtime(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(&self.runtime);
+        c.arg("--root")
+            .arg(self.work.path().join("state"))
+            .args(args);
+        c
+    }
+
+    /// Runs `spec` in the stack, streaming its output to `out`.
+    pub fn run(&self, spec: &RunSpec, out: &mut Output<'_>) -> Result<Outcome> {
+        let (mut run, id) = self.container(spec)?;
+        let mut child = run
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -313,26 +325,15 @@ impl Mounted {
             if !killed && (out_of_time || guard.interrupted()) {
                 killed = true;
                 timed_out = out_of_time;
-                let _ = Command::new(&self.runtime)
-                    .arg("--root")
-                    .arg(&state)
-                    .args(["kill", &id, "KILL"])
-                    .output();
+                let _ = self.runtime(&["kill", &id, "KILL"]).output();
             }
         }
         for r in readers {
             let _ = r.join();
         }
         let status = child.wait().map_err(|e| Error::io(&self.runtime, e))?;
-        let _ = Command::new(&self.runtime)
-            .arg("--root")
-            .arg(&state)
-            .args(["delete", "--force", &id])
-            .output();
-        let code = status.code().unwrap_or_else(|| {
-            use std::os::unix::process::ExitStatusExt;
-            128 + status.signal().unwrap_or(0)
-        });
+        let _ = self.runtime(&["delete", "--force", &id]).output();
+        let code = exit_code(status);
         if guard.interrupted() {
             return Err(Error::Interrupted {
                 what: format!("`{}`", spec.args.join(" ")),
@@ -350,39 +351,11 @@ impl Mounted {
     /// terminal, with `spec.terminal`); returns its exit status. SIGINT and
     /// SIGTERM reach the command through the runtime, not strata.
     pub fn run_attached(&self, spec: &RunSpec) -> Result<i32> {
-        let w = self.work.path();
-        let bundle = w.join("bundle");
-        let config = runc::config(spec, &self.rootfs(), &w.join("tmp"));
-        let path = bundle.join("config.json");
-        std::fs::write(
-            &path,
-            serde_json::to_vec_pretty(&config).expect("serializes"),
-        )
-        .at(&path)?;
-        let id = format!(
-            "strata-{}-{}",
-            std::process::id(),
-            NEXT_ID.fetch_add(1, Ordering::Relaxed)
-        );
-        let state = w.join("state");
+        let (mut run, id) = self.container(spec)?;
         let _guard = interrupt::Guard::install();
-        let status = Command::new(&self.runtime)
-            .arg("--root")
-            .arg(&state)
-            .args(["run", "--bundle"])
-            .arg(&bundle)
-            .arg(&id)
-            .status()
-            .map_err(|e| Error::io(&self.runtime, e))?;
-        let _ = Command::new(&self.runtime)
-            .arg("--root")
-            .arg(&state)
-            .args(["delete", "--force", &id])
-            .output();
-        use std::os::unix::process::ExitStatusExt;
-        Ok(status
-            .code()
-            .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
+        let status = run.status().map_err(|e| Error::io(&self.runtime, e))?;
+        let _ = self.runtime(&["delete", "--force", &id]).output();
+        Ok(exit_code(status))
     }
 
     /// Unmounts the overlay (the upper directory stays until drop).
@@ -397,6 +370,14 @@ impl Mounted {
         }
         Ok(())
     }
+}
+
+/// An exit status as a shell reports it: the code, or 128 + the signal.
+fn exit_code(status: std::process::ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    status
+        .code()
+        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
 }
 
 impl Drop for Mounted {
