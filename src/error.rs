@@ -188,6 +188,23 @@ impl Error {
         }
     }
 
+    /// [`Error::Registry`] for a failure strata found itself (no error
+    /// envelope, so no codes).
+    pub fn registry(
+        host: impl Into<String>,
+        what: impl Into<String>,
+        status: u16,
+        detail: impl Into<String>,
+    ) -> Self {
+        Error::Registry {
+            host: host.into(),
+            what: what.into(),
+            status,
+            codes: Vec::new(),
+            detail: detail.into(),
+        }
+    }
+
     /// Shorthand for [`Error::BadInput`].
     pub fn bad_input(key: impl Into<String>, detail: impl Into<String>) -> Self {
         Error::BadInput {

@@ -4,26 +4,9 @@
 
 mod common;
 
-use common::fake::{Fake, Faults};
+use common::fake::{Fake, Faults, r, setup};
 use common::{Env, files_under};
 use serde_json::Value;
-
-/// A store image loaded into the fake as `src/img:1`; returns (env, digest,
-/// layer digest).
-fn setup(fake: &Fake) -> (Env, String, String) {
-    let env = Env::new();
-    let digest = env.busybox_image("img:1", "hi");
-    let layout = env.path("layout");
-    env.ok(&["copy", "img:1", &format!("oci:{}:1", layout.display())]);
-    fake.load_layout(&layout, "src/img");
-    let v: Value = serde_json::from_str(&env.ok(&["inspect", "--json", "img:1"])).unwrap();
-    let layer = v["layers"][0]["digest"].as_str().unwrap().to_string();
-    (env, digest, layer)
-}
-
-fn r(fake: &Fake, path: &str) -> String {
-    format!("docker://{}/{path}", fake.host())
-}
 
 #[test]
 fn bursts_of_500_and_429_are_retried() {

@@ -4,12 +4,8 @@
 
 mod common;
 
-use common::fake::{Fake, Faults};
+use common::fake::{Fake, Faults, r, setup};
 use common::{Env, files_under};
-
-fn r(fake: &Fake, path: &str) -> String {
-    format!("docker://{}/{path}", fake.host())
-}
 
 /// `store`'s files whose name marks a temp file.
 fn temp_files(store: &std::path::Path) -> Vec<std::path::PathBuf> {
@@ -84,20 +80,6 @@ fn credentials_never_go_to_an_upload_location_on_another_host_in_chunks() {
         at_other.iter().all(|s| s.authorization.is_none()),
         "credentials leaked to the upload host: {at_other:?}"
     );
-}
-
-/// A store image loaded into `fake` as `src/img:1`; returns (env, image
-/// digest, layer digest).
-fn setup(fake: &Fake) -> (Env, String, String) {
-    let env = Env::new();
-    let digest = env.busybox_image("img:1", "hi");
-    let layout = env.path("layout");
-    env.ok(&["copy", "img:1", &format!("oci:{}:1", layout.display())]);
-    fake.load_layout(&layout, "src/img");
-    let v: serde_json::Value =
-        serde_json::from_str(&env.ok(&["inspect", "--json", "img:1"])).unwrap();
-    let layer = v["layers"][0]["digest"].as_str().unwrap().to_string();
-    (env, digest, layer)
 }
 
 #[test]
@@ -216,9 +198,7 @@ fn chunk_rounds_whose_range_does_not_advance_fail_naming_the_blob() {
     });
     let env = Env::new();
     env.busybox_image("img:1", "hi");
-    let v: serde_json::Value =
-        serde_json::from_str(&env.ok(&["inspect", "--json", "img:1"])).unwrap();
-    let layer = v["layers"][0]["digest"].as_str().unwrap().to_string();
+    let layer = env.first_layer("img:1");
     let err = env.fails(&[
         "copy",
         "--chunk-size",
@@ -532,9 +512,7 @@ fn tarball_sources_that_escape_through_links_are_refused() {
 fn ls_verifies_what_it_lists() {
     let env = Env::new();
     env.busybox_image("a:1", "a");
-    let v: serde_json::Value =
-        serde_json::from_str(&env.ok(&["inspect", "--json", "a:1"])).unwrap();
-    let layer = v["layers"][0]["digest"].as_str().unwrap().to_string();
+    let layer = env.first_layer("a:1");
     // Another valid gzip layer put in place of a:1's layer blob.
     let other = env.path("other");
     std::fs::create_dir_all(&other).unwrap();
@@ -546,9 +524,7 @@ fn ls_verifies_what_it_lists() {
         "--tag",
         "b:1",
     ]);
-    let v: serde_json::Value =
-        serde_json::from_str(&env.ok(&["inspect", "--json", "b:1"])).unwrap();
-    let b_layer = v["layers"][0]["digest"].as_str().unwrap().to_string();
+    let b_layer = env.first_layer("b:1");
     let blob = |d: &str| {
         env.store()
             .join("blobs/sha256")

@@ -556,12 +556,7 @@ fn step_below(
     for s in graph.build_stack(l) {
         below.layers.extend(built[s].layers.iter().cloned());
         for (k, v) in &project.layers[s].file.env {
-            let flat: Vec<String> = below.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            let v = expand(v, &flat);
-            match below.env.iter_mut().find(|(ek, _)| ek == k) {
-                Some(e) => e.1 = v,
-                None => below.env.push((k.clone(), v)),
-            }
+            set_env_expanded(&mut below.env, k, v);
         }
     }
     below
@@ -766,6 +761,21 @@ fn build_layer(
         report,
         warnings,
     })
+}
+
+/// Sets `key` in an ordered environment (an existing key keeps its place).
+pub(super) fn set_env(env: &mut Vec<(String, String)>, key: &str, value: String) {
+    match env.iter_mut().find(|(k, _)| k == key) {
+        Some(e) => e.1 = value,
+        None => env.push((key.to_string(), value)),
+    }
+}
+
+/// [`set_env`] with `value` expanded (see [`expand`]) over what is set.
+pub(super) fn set_env_expanded(env: &mut Vec<(String, String)>, key: &str, value: &str) {
+    let flat: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let value = expand(value, &flat);
+    set_env(env, key, value);
 }
 
 /// Expands `$NAME` / `${NAME}` in `value` with the config's current env.
@@ -1261,16 +1271,15 @@ fn run_tests(
             continue;
         }
         let mut layers = Vec::new();
-        let mut env: Vec<String> = vec![format!("PATH={}", super::step::DEFAULT_PATH)];
+        let mut pairs = vec![("PATH".to_string(), super::step::DEFAULT_PATH.to_string())];
         for s in graph.runtime_stack(l) {
             layers.extend(built[s].layers.iter().cloned());
             for (k, v) in &project.layers[s].file.env {
-                let v = expand(v, &env);
-                env.retain(|e| e.split('=').next() != Some(k.as_str()));
-                env.push(format!("{k}={v}"));
+                set_env_expanded(&mut pairs, k, v);
             }
         }
-        env.sort();
+        pairs.sort();
+        let env: Vec<String> = pairs.into_iter().map(|(k, v)| format!("{k}={v}")).collect();
         let target = TestTarget {
             label: format!("layer {l}"),
             layers,

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
-use super::project::{Command, TestDef};
+use super::project::TestDef;
 use crate::digest::Digest;
 use crate::error::{Error, IoContext, Result};
 use crate::layer::Layer;
@@ -56,13 +56,6 @@ pub struct TestTarget<'a> {
     pub tests: &'a [TestDef],
 }
 
-fn shown(c: &Command) -> String {
-    match c {
-        Command::Shell(s) => s.clone(),
-        Command::Argv(a) => a.join(" "),
-    }
-}
-
 fn pass_key(t: &TestDef, layers: &[Arc<dyn Layer>], env: &[String]) -> Digest {
     let mut doc = serde_json::json!({
         "format": TEST_FORMAT,
@@ -90,7 +83,7 @@ pub fn run(store: &Store, target: &TestTarget<'_>, rerun: bool) -> Result<Vec<Te
         let marker = passes.join(key.hex());
         let mut report = TestReport {
             target: target.label.clone(),
-            name: shown(&t.command),
+            name: t.command.shown(),
             passed: true,
             cached: true,
             status: None,
@@ -108,10 +101,7 @@ pub fn run(store: &Store, target: &TestTarget<'_>, rerun: bool) -> Result<Vec<Te
         let cwd = mounted.rootfs().join(target.cwd.trim_start_matches('/'));
         std::fs::create_dir_all(&cwd).at(&cwd)?;
         let spec = RunSpec {
-            args: match &t.command {
-                Command::Shell(s) => vec!["/bin/sh".into(), "-c".into(), s.clone()],
-                Command::Argv(a) => a.clone(),
-            },
+            args: t.command.argv(),
             env: target.env.clone(),
             cwd: target.cwd.clone(),
             network: Network::None,
@@ -229,6 +219,7 @@ pub fn junit(reports: &[TestReport]) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::super::project::Command;
     use super::*;
 
     fn def(status: i32, contains: Option<&str>, matches: Option<&str>) -> TestDef {

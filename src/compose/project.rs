@@ -332,6 +332,24 @@ pub enum Command {
     Argv(Vec<String>),
 }
 
+impl Command {
+    /// The argv it runs.
+    pub fn argv(&self) -> Vec<String> {
+        match self {
+            Command::Shell(s) => vec!["/bin/sh".into(), "-c".into(), s.clone()],
+            Command::Argv(a) => a.clone(),
+        }
+    }
+
+    /// As written, for messages.
+    pub fn shown(&self) -> String {
+        match self {
+            Command::Shell(s) => s.clone(),
+            Command::Argv(a) => a.join(" "),
+        }
+    }
+}
+
 /// Network access of a build step.
 #[derive(Debug, Clone, Copy, Default, Deserialize, serde::Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]

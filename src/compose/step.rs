@@ -167,13 +167,6 @@ pub struct StepContext<'a> {
     pub builder: LayerBuilder,
 }
 
-/// Where a step's work directories go.
-fn mounted_parent(store: &Store) -> PathBuf {
-    let p = store.root().join(".strata/run");
-    let _ = std::fs::create_dir_all(&p);
-    p
-}
-
 /// Where step logs are kept: `STORE/.strata/logs/KEY.log`.
 pub fn log_path(store: &Store, key: &Digest) -> PathBuf {
     store
@@ -237,10 +230,11 @@ pub fn build(def: &LayerDef, r: &RunSource, cx: &StepContext<'_>) -> Result<Stor
         caches.push(m);
     }
     // Secrets: read now, kept in a directory that goes with the step.
+    let work = crate::sandbox::work_dir(cx.store.root())?;
     let secret_dir = tempfile::Builder::new()
         .prefix(".tmp-secrets-")
-        .tempdir_in(mounted_parent(cx.store))
-        .at(mounted_parent(cx.store))?;
+        .tempdir_in(&work)
+        .at(&work)?;
     let mut secret_values = Vec::new();
     for (n, s) in r.secrets.iter().enumerate() {
         let source = match (&s.env, &s.file) {
@@ -276,14 +270,11 @@ pub fn build(def: &LayerDef, r: &RunSource, cx: &StepContext<'_>) -> Result<Stor
     let name = cx.name;
     let line = move |l: &str| eprintln!("[{name}] {}", crate::text::escape(l));
     for c in &r.commands {
-        let args = match c {
-            Command::Shell(s) => vec!["/bin/sh".into(), "-c".into(), s.clone()],
-            Command::Argv(a) => a.clone(),
-        };
+        let args = c.argv();
         let _ = writeln!(
             log,
             "$ {}",
-            crate::sandbox::mounts::redact(&shown(c), &secret_values)
+            crate::sandbox::mounts::redact(&c.shown(), &secret_values)
         );
         let spec = RunSpec {
             args,
@@ -319,7 +310,7 @@ pub fn build(def: &LayerDef, r: &RunSource, cx: &StepContext<'_>) -> Result<Stor
                 format!("layer {name} ({})", def.rel),
                 format!(
                     "`{}` {} (exit status {}); its last lines:\n{}\nthe whole log is {}",
-                    shown(c),
+                    c.shown(),
                     if outcome.timed_out {
                         "ran out of time and was killed"
                     } else {
@@ -366,13 +357,6 @@ pub fn build(def: &LayerDef, r: &RunSource, cx: &StepContext<'_>) -> Result<Stor
     })
 }
 
-fn shown(c: &Command) -> String {
-    match c {
-        Command::Shell(s) => s.clone(),
-        Command::Argv(a) => a.join(" "),
-    }
-}
-
 /// The environment: fixed values for determinism, then the layers'
 /// `[env]`, then the step's own (expanded over what is set so far).
 fn step_env(r: &RunSource, cx: &StepContext<'_>, home: &str) -> Vec<String> {
@@ -383,20 +367,12 @@ fn step_env(r: &RunSource, cx: &StepContext<'_>, home: &str) -> Vec<String> {
         ("SOURCE_DATE_EPOCH".into(), cx.epoch.to_string()),
         ("HOME".into(), home.to_string()),
     ];
-    let set = |env: &mut Vec<(String, String)>, k: &str, v: String| match env
-        .iter_mut()
-        .find(|(ek, _)| ek == k)
-    {
-        Some(e) => e.1 = v,
-        None => env.push((k.to_string(), v)),
-    };
+    // The layers' values are expanded already (in their own order).
     for (k, v) in &cx.lower_env {
-        set(&mut env, k, v.clone());
+        super::build::set_env(&mut env, k, v.clone());
     }
     for (k, v) in &r.env {
-        let flat: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        let v = super::build::expand(v, &flat);
-        set(&mut env, k, v);
+        super::build::set_env_expanded(&mut env, k, v);
     }
     env.sort();
     env.into_iter().map(|(k, v)| format!("{k}={v}")).collect()
@@ -414,8 +390,7 @@ fn stage_inputs(def: &LayerDef, r: &RunSource, cx: &StepContext<'_>) -> Result<S
     if r.inputs.is_empty() {
         return Ok((None, Vec::new()));
     }
-    let parent = cx.store.root().join(".strata/run");
-    std::fs::create_dir_all(&parent).at(&parent)?;
+    let parent = crate::sandbox::work_dir(cx.store.root())?;
     let dir = tempfile::Builder::new()
         .prefix(".tmp-inputs-")
         .tempdir_in(&parent)
@@ -474,22 +449,7 @@ fn set_times(root: &Path, epoch: u64) -> Result<()> {
     }
     all.push(root.to_path_buf());
     for p in all {
-        let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).expect("no NUL");
-        let t = libc::timespec {
-            tv_sec: epoch as libc::time_t,
-            tv_nsec: 0,
-        };
-        let rc = unsafe {
-            libc::utimensat(
-                libc::AT_FDCWD,
-                c.as_ptr(),
-                [t, t].as_ptr(),
-                libc::AT_SYMLINK_NOFOLLOW,
-            )
-        };
-        if rc != 0 {
-            return Err(Error::io(&p, std::io::Error::last_os_error()));
-        }
+        crate::sandbox::rootfs::set_mtime(&p, epoch as i64)?;
     }
     Ok(())
 }

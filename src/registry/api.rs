@@ -389,13 +389,12 @@ impl<'a> Repo<'a> {
         }
         let resp = check(resp, self.host(), &what)?;
         if offset > 0 && resp.status() != StatusCode::PARTIAL_CONTENT {
-            return Err(Error::Registry {
-                host: self.host().to_string(),
+            return Err(Error::registry(
+                self.host(),
                 what,
-                status: resp.status().as_u16(),
-                codes: Vec::new(),
-                detail: "the registry ignored the Range request".into(),
-            });
+                resp.status().as_u16(),
+                "the registry ignored the Range request",
+            ));
         }
         Ok(resp)
     }
@@ -416,13 +415,7 @@ impl<'a> Repo<'a> {
             StatusCode::ACCEPTED => Ok(Mount::Upload(self.location(&resp, &what)?)),
             _ => Err(check(resp, self.host(), &what)
                 .err()
-                .unwrap_or_else(|| Error::Registry {
-                    host: self.host().to_string(),
-                    what,
-                    status: 0,
-                    codes: Vec::new(),
-                    detail: "unexpected answer".into(),
-                })),
+                .unwrap_or_else(|| Error::registry(self.host(), what, 0, "unexpected answer"))),
         }
     }
 
@@ -506,13 +499,7 @@ impl<'a> Repo<'a> {
         let mut resumes = 0;
         let max_rounds = size.div_ceil(chunk) + MAX_CHUNK_RESUMES;
         let mut rounds = 0;
-        let stuck = |detail: String| Error::Registry {
-            host: self.host().to_string(),
-            what: what.clone(),
-            status: 202,
-            codes: Vec::new(),
-            detail,
-        };
+        let stuck = |detail: String| Error::registry(self.host(), what.as_str(), 202, detail);
         while offset < size {
             rounds += 1;
             if rounds > max_rounds {
@@ -551,13 +538,12 @@ impl<'a> Repo<'a> {
             if answer.status == StatusCode::RANGE_NOT_SATISFIABLE {
                 resumes += 1;
                 if resumes > MAX_CHUNK_RESUMES {
-                    return Err(Error::Registry {
-                        host: self.host().to_string(),
+                    return Err(Error::registry(
+                        self.host(),
                         what,
-                        status: 416,
-                        codes: Vec::new(),
-                        detail: "the registry keeps refusing the chunk range".into(),
-                    });
+                        416,
+                        "the registry keeps refusing the chunk range",
+                    ));
                 }
                 offset = self.upload_status(&location)?;
                 if offset > size {
@@ -628,12 +614,13 @@ fn location_of(
     let loc = headers
         .get(LOCATION)
         .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| Error::Registry {
-            host: host.to_string(),
-            what: what.to_string(),
-            status: status.as_u16(),
-            codes: Vec::new(),
-            detail: "no Location header in the answer".into(),
+        .ok_or_else(|| {
+            Error::registry(
+                host,
+                what,
+                status.as_u16(),
+                "no Location header in the answer",
+            )
         })?;
     url.join(loc)
         .map(|u| u.to_string())

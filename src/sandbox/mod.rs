@@ -106,6 +106,15 @@ pub struct Sandbox {
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(0);
 
+/// Where sandboxes keep their work directories (overlay upper and work
+/// directories, bundles, staged inputs, secrets): `STORE/.strata/run`,
+/// created when missing.
+pub fn work_dir(store_root: &Path) -> Result<PathBuf> {
+    let dir = store_root.join(".strata/run");
+    std::fs::create_dir_all(&dir).at(&dir)?;
+    Ok(dir)
+}
+
 impl Sandbox {
     /// A sandbox using the runtime on PATH (`runc`, else `crun`), keeping
     /// snapshots and work directories under `store_root/.strata`.
@@ -132,8 +141,7 @@ impl Sandbox {
     /// Mounts an overlay of `lowers` (base first) with a fresh upper
     /// directory; the commands run in it.
     pub fn mount(&self, lowers: &[PathBuf]) -> Result<Mounted> {
-        let dir = self.store_root.join(".strata/run");
-        std::fs::create_dir_all(&dir).at(&dir)?;
+        let dir = work_dir(&self.store_root)?;
         let work = tempfile::Builder::new()
             .prefix(".tmp-run-")
             .tempdir_in(&dir)

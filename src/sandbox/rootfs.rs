@@ -223,7 +223,8 @@ pub fn set_xattr(p: &Path, name: &[u8], value: &[u8]) -> Result<()> {
     )
 }
 
-fn set_mtime(p: &Path, secs: i64) -> Result<()> {
+/// Sets the mtime (and atime) of `p` itself, a symlink not followed.
+pub(crate) fn set_mtime(p: &Path, secs: i64) -> Result<()> {
     let c = cpath(p)?;
     let t = libc::timespec {
         tv_sec: secs as libc::time_t,

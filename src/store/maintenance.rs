@@ -289,6 +289,7 @@ impl Store {
                 fs::remove_dir_all(entry.path()).at(entry.path())?;
             }
         }
+        // Not work_dir(): gc creates nothing.
         let work = self.root.join(".strata/run");
         for entry in fs::read_dir(&work).into_iter().flatten().flatten() {
             if !entry.file_name().to_string_lossy().starts_with(".tmp-")

@@ -218,6 +218,23 @@ fn half_then_silence(bytes: &[u8], content_type: Option<&str>) -> Response {
     b.body(Body::from_stream(stream)).unwrap()
 }
 
+/// A store image loaded into `fake` as `src/img:1`; returns (env, image
+/// digest, layer digest).
+pub fn setup(fake: &Fake) -> (super::Env, String, String) {
+    let env = super::Env::new();
+    let digest = env.busybox_image("img:1", "hi");
+    let layout = env.path("layout");
+    env.ok(&["copy", "img:1", &format!("oci:{}:1", layout.display())]);
+    fake.load_layout(&layout, "src/img");
+    let layer = env.first_layer("img:1");
+    (env, digest, layer)
+}
+
+/// `docker://FAKE/path`.
+pub fn r(fake: &Fake, path: &str) -> String {
+    format!("docker://{}/{path}", fake.host())
+}
+
 fn status(code: u16) -> Response {
     StatusCode::from_u16(code).unwrap().into_response()
 }

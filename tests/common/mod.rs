@@ -48,6 +48,13 @@ impl Env {
         c
     }
 
+    /// The digest of the first layer of store image `image`.
+    pub fn first_layer(&self, image: &str) -> String {
+        let v: serde_json::Value =
+            serde_json::from_str(&self.ok(&["inspect", "--json", image])).unwrap();
+        v["layers"][0]["digest"].as_str().unwrap().to_string()
+    }
+
     /// Runs `strata ARGS` (see [`Env::cmd`]).
     pub fn strata(&self, args: &[&str]) -> Output {
         self.cmd(args).output().unwrap()

@@ -50,13 +50,12 @@ impl Client {
                 // HTTPS failure is the real story.
                 StatusCode::BAD_REQUEST if first_err.is_some() => break,
                 s => {
-                    return Err(Error::Registry {
-                        host: host.to_string(),
-                        what: format!("ping (GET {base}/v2/)"),
-                        status: s.as_u16(),
-                        codes: Vec::new(),
-                        detail: "not an OCI distribution registry?".into(),
-                    });
+                    return Err(Error::registry(
+                        host.to_string(),
+                        format!("ping (GET {base}/v2/)"),
+                        s.as_u16(),
+                        "not an OCI distribution registry?",
+                    ));
                 }
             };
             self.hosts.lock().expect("lock").insert(
