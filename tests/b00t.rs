@@ -59,6 +59,22 @@ fn the_b00t_example_builds_tests_and_runs_everywhere() {
     }
     let builder = env.ok(&["ls", "b00t/builder:latest"]);
     assert!(builder.contains(" /usr/bin/cargo") && builder.contains(" /usr/include/openssl/ssl.h"));
+    // build-essential's maintainer scripts ran (configure = true): gcc's
+    // postinst registered the `cc` alternative, which cargo linked with.
+    assert!(
+        builder.contains(" /usr/bin/cc -> /etc/alternatives/cc")
+            && builder.contains(" /etc/alternatives/cc -> /usr/bin/gcc"),
+        "no cc alternative in the builder"
+    );
+    let cc = env.ok(&["run", "b00t/builder:latest", "--", "cc", "--version"]);
+    assert!(cc.starts_with("cc (Debian"), "{cc}");
+    // The scripts ran with dpkg's database as after an install, and strata
+    // left its scratch files out of the layer.
+    assert!(
+        !builder.contains(" /usr/sbin/policy-rc.d"),
+        "policy-rc.d shipped"
+    );
+    assert!(builder.contains(" /var/lib/dpkg/info/gcc.postinst"));
     let expect = |stdout: &str| {
         assert!(
             stdout.starts_with("b00t app, linked with OpenSSL 3."),
@@ -115,7 +131,7 @@ fn the_b00t_example_builds_tests_and_runs_everywhere() {
         .arg("-r")
         .arg(&root)
         .arg(&root2));
-    let app_digest = |e: &Env, r: &Path| -> String {
+    let digests = |e: &Env, r: &Path| -> Vec<(String, serde_json::Value)> {
         let v: serde_json::Value =
             serde_json::from_str(&e.ok(&["build", "-C", r.to_str().unwrap(), "--json", "runtime"]))
                 .unwrap();
@@ -123,15 +139,32 @@ fn the_b00t_example_builds_tests_and_runs_everywhere() {
             .as_array()
             .unwrap()
             .iter()
-            .find(|l| l["name"] == "app")
-            .unwrap()["digests"][0]
-            .as_str()
-            .unwrap()
-            .to_string()
+            .filter(|l| l["name"] == "app" || l["name"] == "build-essential")
+            .map(|l| {
+                (
+                    l["name"].as_str().unwrap().to_string(),
+                    l["digests"].clone(),
+                )
+            })
+            .collect()
     };
+    let first = digests(&env, &root);
+    assert_eq!(first.len(), 2, "{first:?}");
     assert_eq!(
-        app_digest(&env, &root),
-        app_digest(&other, &root2),
-        "the app layer is reproducible"
+        first
+            .iter()
+            .find(|(n, _)| n == "build-essential")
+            .unwrap()
+            .1
+            .as_array()
+            .unwrap()
+            .len(),
+        2,
+        "build-essential: its packages and what their scripts wrote"
+    );
+    assert_eq!(
+        first,
+        digests(&other, &root2),
+        "the app layer and build-essential's scripts layer are reproducible"
     );
 }

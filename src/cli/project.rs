@@ -207,7 +207,7 @@ pub fn build(ctx: &Ctx, a: BuildArgs) -> Result<()> {
         println!(
             "layer {:<24} {:<8} {:>7.2}s {:>10}  {d}",
             format!("{}{v}", l.name),
-            l.status,
+            l.status.as_str(),
             l.seconds,
             human(l.size)
         );
@@ -234,7 +234,7 @@ pub fn build(ctx: &Ctx, a: BuildArgs) -> Result<()> {
     let hits = report
         .layers
         .iter()
-        .filter(|l| l.status == "cached")
+        .filter(|l| l.status == strata::compose::source::Status::Cached)
         .count();
     println!(
         "cache hit rate {:.0}% ({hits}/{} layers), {} files hashed, {:.2}s",

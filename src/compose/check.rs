@@ -7,10 +7,11 @@ use std::io::Read;
 use super::debsrc::DebPlanner;
 use super::graph::Graph;
 use super::project::{ConflictPolicy, LayerDef, Project};
-use crate::error::{Error, Result};
-use crate::layer::{EntryKind, Mapping, collect, decompress};
+use super::source::Content;
+use crate::error::Result;
+use crate::layer::EntryKind;
 use crate::tarsafe::for_each_entry;
-use crate::transport::{self, Context, ImageRef};
+use crate::transport::{self, Context};
 
 /// What a path is in a layer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,24 +31,6 @@ pub struct FileInfo {
     pub kind: Kind,
     /// Permission bits.
     pub mode: u32,
-}
-
-/// The mappings of a layer's `[[source.copy]]` entries.
-pub fn copy_mappings(def: &LayerDef) -> Result<Vec<Mapping>> {
-    def.file
-        .source
-        .copy
-        .iter()
-        .map(|c| {
-            let mut m = Mapping::new(def.dir.join(&c.from), &c.to)?
-                .owner(c.uid.unwrap_or(0), c.gid.unwrap_or(0))
-                .exclude(c.exclude.clone());
-            if let Some(mode) = c.mode {
-                m = m.mode(mode);
-            }
-            Ok(m)
-        })
-        .collect()
 }
 
 fn list_tar(
@@ -78,101 +61,28 @@ fn list_tar(
     })
 }
 
-/// Lists the files a layer will contain, without building it.
+/// Lists the files a layer will contain, without building it (nothing
+/// for a build step, whose files are known only once it ran).
 pub fn list_layer(def: &LayerDef, deb: &DebPlanner<'_>) -> Result<BTreeMap<String, FileInfo>> {
-    let ctx = deb.context();
     let mut out = BTreeMap::new();
-    let src = &def.file.source;
-    if src.deb.is_some() {
-        let res = deb.resolve(&def.file.layer.name)?;
-        let label = std::path::PathBuf::from(format!("deb layer {}", def.file.layer.name));
-        super::debsrc::list(ctx, &res, |r| list_tar(r, &label, &mut out))?;
-    } else if !src.copy.is_empty() {
-        for e in collect(&copy_mappings(def)?, false)? {
-            let kind = match e.kind {
-                EntryKind::Dir => Kind::Dir,
-                EntryKind::Symlink(_) => Kind::Symlink,
-                EntryKind::File { .. } | EntryKind::Hardlink(_) => Kind::File,
-            };
-            out.insert(
-                String::from_utf8_lossy(&e.path).into_owned(),
-                FileInfo { kind, mode: e.mode },
-            );
+    let mut visit = |c: Content<'_>| match c {
+        Content::Entries(entries) => {
+            for e in entries {
+                let kind = match e.kind {
+                    EntryKind::Dir => Kind::Dir,
+                    EntryKind::Symlink(_) => Kind::Symlink,
+                    EntryKind::File { .. } | EntryKind::Hardlink(_) => Kind::File,
+                };
+                out.insert(
+                    String::from_utf8_lossy(&e.path).into_owned(),
+                    FileInfo { kind, mode: e.mode },
+                );
+            }
+            Ok(())
         }
-    } else if let Some(t) = &src.tar {
-        let path = def.dir.join(&t.path);
-        let f = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
-        list_tar(
-            decompress(f).map_err(|e| Error::io(&path, e))?,
-            &path,
-            &mut out,
-        )?;
-    } else if let Some(img) = &src.image {
-        let r = ImageRef::parse(&img.reference)
-            .map_err(|e| {
-                Error::invalid(
-                    "layer",
-                    format!("{} key source.image.ref", def.rel),
-                    e.to_string(),
-                )
-            })?
-            .relative_to(&def.dir);
-        let image = transport::open(&r, ctx)?;
-        for layer in select_image_layers(def, image.as_ref())? {
-            let label =
-                std::path::PathBuf::from(format!("layer {} of {r}", layer.descriptor().digest));
-            list_tar(
-                decompress(layer.open()?).map_err(|e| Error::from_pipeline(&label, e))?,
-                &label,
-                &mut out,
-            )?;
-        }
-    }
-    Ok(out)
-}
-
-/// The layers `[source.image]` selects, refusing indexes out of range and
-/// unknown digests.
-pub fn select_image_layers(
-    def: &LayerDef,
-    image: &dyn crate::image::Image,
-) -> Result<Vec<std::sync::Arc<dyn crate::layer::Layer>>> {
-    let img = def.file.source.image.as_ref().expect("an image source");
-    let layers = image.layers()?;
-    let mut out = Vec::new();
-    for &i in &img.indexes {
-        out.push(layers.get(i).cloned().ok_or_else(|| {
-            Error::invalid(
-                "layer",
-                format!("{} key source.image.indexes", def.rel),
-                format!(
-                    "index {i} is out of range: {} has {} layers (0 to {})",
-                    img.reference,
-                    layers.len(),
-                    layers.len().saturating_sub(1)
-                ),
-            )
-        })?);
-    }
-    for d in &img.digests {
-        let found = layers
-            .iter()
-            .find(|l| l.descriptor().digest.to_string() == *d || l.diff_id().to_string() == *d);
-        out.push(found.cloned().ok_or_else(|| {
-            Error::invalid(
-                "layer",
-                format!("{} key source.image.digests", def.rel),
-                format!("{} has no layer {d}", img.reference),
-            )
-        })?);
-    }
-    if out.is_empty() {
-        return Err(Error::invalid(
-            "layer",
-            format!("{} key source.image", def.rel),
-            "name the layers to take with indexes = [...] or digests = [...]",
-        ));
-    }
+        Content::Tar(r, label) => list_tar(r, label, &mut out),
+    };
+    super::source::of(def).contents(def, deb.context(), deb, &mut visit)?;
     Ok(out)
 }
 

@@ -22,7 +22,7 @@ use crate::deb::sources::{Repository, SignedBy, system_repositories};
 use crate::digest::{Digest, Hasher};
 use crate::error::{Error, Result};
 use crate::layer::{LayerBuilder, StoreLayer};
-use crate::transport::{self, Context, ImageRef};
+use crate::transport::Context;
 
 /// Bump when resolution rules change: cached resolutions are then redone.
 const RESOLVER_VERSION: u32 = 1;
@@ -277,34 +277,27 @@ impl<'a> DebPlanner<'a> {
         let name = def.file.layer.name.as_str();
         let mut texts: Vec<(String, Vec<u8>)> = Vec::new();
         let mut bin = None;
-        let src = &def.file.source;
-        if !src.copy.is_empty() {
-            for e in crate::layer::collect(&super::check::copy_mappings(def)?, false)? {
-                let p = String::from_utf8_lossy(&e.path).into_owned();
-                if p == "bin" {
-                    bin = Some(matches!(e.kind, crate::layer::EntryKind::Symlink(_)));
+        let mut visit = |c: super::source::Content<'_>| match c {
+            super::source::Content::Entries(entries) => {
+                for e in entries {
+                    let p = String::from_utf8_lossy(&e.path).into_owned();
+                    if p == "bin" {
+                        bin = Some(matches!(e.kind, crate::layer::EntryKind::Symlink(_)));
+                    }
+                    if let crate::layer::EntryKind::File { source, .. } = &e.kind
+                        && is_status_path(&p)
+                    {
+                        texts.push((
+                            p,
+                            std::fs::read(source).map_err(|er| Error::io(source, er))?,
+                        ));
+                    }
                 }
-                if let crate::layer::EntryKind::File { source, .. } = &e.kind
-                    && is_status_path(&p)
-                {
-                    texts.push((
-                        p,
-                        std::fs::read(source).map_err(|er| Error::io(source, er))?,
-                    ));
-                }
+                Ok(())
             }
-        } else if let Some(t) = &src.tar {
-            let path = def.dir.join(&t.path);
-            let f = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
-            scan_status(f, &path, &mut texts, &mut bin)?;
-        } else if let Some(img) = &src.image {
-            let r = ImageRef::parse(&img.reference)?.relative_to(&def.dir);
-            let image = transport::open(&r, self.ctx)?;
-            for layer in super::check::select_image_layers(def, image.as_ref())? {
-                let label = PathBuf::from(format!("layer {} of {r}", layer.descriptor().digest));
-                scan_status(layer.open()?, &label, &mut texts, &mut bin)?;
-            }
-        }
+            super::source::Content::Tar(r, label) => scan_status(r, label, &mut texts, &mut bin),
+        };
+        super::source::of(def).contents(def, self.ctx, self, &mut visit)?;
         // A later status file replaces an earlier one of the same path.
         let mut by_path: BTreeMap<String, Vec<u8>> = BTreeMap::new();
         for (p, t) in texts {
@@ -360,12 +353,11 @@ fn is_status_path(p: &str) -> bool {
 }
 
 fn scan_status(
-    r: impl Read + Send,
+    r: impl Read,
     label: &std::path::Path,
     out: &mut Vec<(String, Vec<u8>)>,
     bin: &mut Option<bool>,
 ) -> Result<()> {
-    let r = crate::layer::decompress(r).map_err(|e| Error::io(label, e))?;
     crate::tarsafe::for_each_entry(label, r, |name, e| {
         if name == "bin" {
             *bin = Some(e.header().entry_type().is_symlink());
@@ -526,6 +518,44 @@ pub fn build(
     Ok(layers)
 }
 
+/// Where the packages of a deb layer whose scripts did not run are
+/// described (see [`script_warnings`]): `STORE/.strata/scripts/KEY`, by
+/// the key of its package blobs.
+fn scripts_record(ctx: &Context, data_key: &Digest) -> PathBuf {
+    ctx.store
+        .root()
+        .join(".strata/scripts")
+        .join(data_key.hex())
+}
+
+/// Records, for each package of `res` with a `preinst` or `postinst`,
+/// what is likely missing when they do not run (read from the scripts
+/// while the .debs are at hand), so cached builds can say it too.
+pub fn record_script_warnings(ctx: &Context, res: &Resolution, data_key: &Digest) -> Result<()> {
+    let cache = DebCache::new(&ctx.store)?;
+    let mut lines = Vec::new();
+    for p in &res.packages {
+        let control = crate::deb::layer::read_control(&cache, p)?;
+        if let Some(w) = crate::deb::layer::script_warning(&p.name, &control) {
+            lines.push(w);
+        }
+    }
+    let text = serde_json::to_vec(&lines).expect("serializes");
+    crate::store::write_file_atomic(&scripts_record(ctx, data_key), &text)
+}
+
+/// The packages of a deb layer whose maintainer scripts did not run and
+/// what is likely missing, one entry each (`None` when none has scripts).
+/// From the record [`record_script_warnings`] wrote; without one, the
+/// packages strata knows to matter.
+pub fn script_warnings(ctx: &Context, res: &Resolution, data_key: &Digest) -> Option<Vec<String>> {
+    let lines: Vec<String> = std::fs::read(scripts_record(ctx, data_key))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_else(|| crate::deb::layer::postinst_warnings(&res.packages));
+    (!lines.is_empty()).then_some(lines)
+}
+
 /// Lists the files a resolved deb layer will contain (for the composition
 /// checks), by writing its tar stream into a pipe read by `list`.
 pub fn list(
@@ -668,9 +698,9 @@ pub fn status_layer(
     let layer = LayerBuilder::new()
         .compression(compression)
         .mtime(epoch)
-        .annotation(super::build::annotations::NAME, "dpkg-status")
+        .annotation(super::source::annotations::NAME, "dpkg-status")
         .annotation(
-            super::build::annotations::SOURCE,
+            super::source::annotations::SOURCE,
             "dpkg-status:/var/lib/dpkg/status",
         )
         .build_stream(&ctx.store, |tar| {

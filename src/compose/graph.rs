@@ -223,6 +223,22 @@ impl<'p> Graph<'p> {
         self.runtime_closure(self.edges[layer].0.clone())
     }
 
+    /// The layers `layer` runs something over, base first: a build step's
+    /// [`build_stack`](Self::build_stack); for a deb layer with `configure`,
+    /// its `[requires]` and `[runtime]` layers with their `[runtime]`
+    /// layers (where its packages' dependencies are); empty otherwise.
+    pub fn run_stack(&self, layer: &str) -> Vec<&'p str> {
+        use super::source::RunsOver;
+        match super::source::of(&self.project.layers[layer]).runs_over() {
+            RunsOver::BuildStack => self.build_stack(layer),
+            RunsOver::Closure => {
+                let (r, t) = &self.edges[layer];
+                self.runtime_closure(r.iter().chain(t).copied().collect())
+            }
+            RunsOver::Nothing => Vec::new(),
+        }
+    }
+
     /// What a test of `layer` runs over, base first: its `[runtime]`
     /// layers, transitively, and the layer itself.
     pub fn runtime_stack(&self, layer: &'p str) -> Vec<&'p str> {
@@ -246,17 +262,16 @@ impl<'p> Graph<'p> {
             .collect()
     }
 
-    /// `layers` and everything their build steps run over, transitively:
+    /// `layers` and everything their build steps (and deb layers'
+    /// maintainer scripts) run over, transitively:
     /// what a build of them must key and build, dependencies first.
     pub fn with_step_stacks(&self, layers: &[&'p str]) -> Vec<&'p str> {
         let mut want: BTreeSet<&str> = layers.iter().copied().collect();
         let mut todo: Vec<&'p str> = layers.to_vec();
         while let Some(n) = todo.pop() {
-            if self.project.layers[n].file.source.run.is_some() {
-                for s in self.build_stack(n) {
-                    if want.insert(s) {
-                        todo.push(s);
-                    }
+            for s in self.run_stack(n) {
+                if want.insert(s) {
+                    todo.push(s);
                 }
             }
         }

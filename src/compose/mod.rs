@@ -1,9 +1,11 @@
 //! Layer composition: `strata.toml` projects of `layer.toml` layers, their
 //! dependency graph, and the checks on composed images.
 
+mod assemble;
 pub mod build;
 pub mod cache;
 pub mod check;
+pub mod configure;
 pub mod debsrc;
 pub mod env;
 pub mod graph;
@@ -11,8 +13,13 @@ pub mod layertest;
 pub mod lock;
 pub mod plan;
 pub mod project;
+mod publish;
 pub mod repro;
+pub mod source;
 pub mod step;
+pub mod tags;
+pub mod vars;
+mod verify;
 
 pub use graph::Graph;
 pub use project::Project;

@@ -7,10 +7,11 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::build::{Inputs, Selection, compression, epoch, layer_key_with, selected_images};
+use super::build::{Inputs, Selection, compression, epoch, selected_images};
 use super::cache::{LayerCache, StatCache};
 use super::graph::Graph;
 use super::project::Project;
+use super::source::{KeyCx, Settings};
 use crate::error::{Error, Result};
 use crate::transport::Context;
 
@@ -80,8 +81,10 @@ pub fn plan(
 ) -> Result<Plan> {
     let graph = Graph::new(project)?;
     let names = selected_images(project, sel)?;
-    let compression = compression(project)?;
-    let epoch = epoch(project)?;
+    let settings = Settings {
+        compression: compression(project)?,
+        epoch: epoch(project)?,
+    };
     let cache = LayerCache::new(&ctx.store)?;
     let mut stat = StatCache::load(&ctx.store)?;
     let deb = super::debsrc::DebPlanner::new(project, &graph, ctx, sel.refresh);
@@ -100,23 +103,22 @@ pub fn plan(
     let mut building = BTreeSet::new();
     for &l in graph.order().iter().filter(|l| wanted.contains(*l)) {
         let def = &project.layers[l];
+        let source = super::source::of(def);
         // The inputs record only explains a rebuild.
         let want = |k: &crate::digest::Digest| cache.get(k).is_none();
-        let below = super::build::stack_keys(project, &graph, l, &keys);
-        let (key, inputs) =
-            layer_key_with(def, compression, epoch, &mut stat, &deb, &below, &want)?;
-        keys.insert(l, key.clone());
-        let packages = match def.file.source.deb {
-            Some(_) => deb.resolve(l)?.packages.iter().map(|p| p.label()).collect(),
-            None => Vec::new(),
+        let below = super::build::stack_keys(&graph, l, &keys);
+        let mut kx = KeyCx {
+            settings,
+            ctx,
+            deb: &deb,
+            stat: &mut stat,
+            below: &below,
+            want_record: &want,
         };
-        let is_image_source = def.file.source.image.is_some();
-        let cached = is_image_source
-            || cache.get(&key).is_some()
-            || (def.file.source.copy.is_empty()
-                && def.file.source.tar.is_none()
-                && def.file.source.deb.is_none()
-                && def.file.source.run.is_none());
+        let (key, inputs) = super::source::key(def, &mut kx)?;
+        keys.insert(l, key.clone());
+        let packages = source.packages(l, &deb)?;
+        let cached = source.never_builds() || cache.get(&key).is_some();
         let reasons = if cached {
             Vec::new()
         } else {
@@ -146,7 +148,7 @@ pub fn plan(
             action: if cached { "reuse" } else { "build" },
             reasons,
             packages,
-            warnings: step_warnings(def),
+            warnings: source.plan_warnings(def),
         });
     }
     stat.discard();
@@ -219,12 +221,12 @@ fn since_plan(project: &Project, graph: &Graph<'_>, rev: &str) -> Result<SincePl
             changed.insert(base.join(line));
         }
     }
-    // Each layer owns its directory and every copy or tar source it names.
+    // Each layer owns its directory and every project path it reads.
     let mut owned: Vec<(PathBuf, &str)> = Vec::new();
     for (name, def) in &project.layers {
         owned.push((def.dir.canonicalize().unwrap_or(def.dir.clone()), name));
-        for c in &def.file.source.copy {
-            if let Ok(p) = def.dir.join(&c.from).canonicalize() {
+        for from in super::source::of(def).reads() {
+            if let Ok(p) = def.dir.join(from).canonicalize() {
                 owned.push((p, name));
             }
         }
@@ -259,16 +261,4 @@ fn since_plan(project: &Project, graph: &Graph<'_>, rev: &str) -> Result<SincePl
         layers: layers.into_iter().map(str::to_string).collect(),
         images,
     })
-}
-
-/// A build step with `network = "host"`: what it downloads is not in its
-/// key, so a rebuild may differ without the key changing.
-fn step_warnings(def: &super::project::LayerDef) -> Vec<String> {
-    match &def.file.source.run {
-        Some(r) if r.network == super::project::NetworkMode::Host => vec![format!(
-            "the build step of {} has network access: what it downloads is not part of its key (pin versions in its commands)",
-            def.file.layer.name
-        )],
-        _ => Vec::new(),
-    }
 }

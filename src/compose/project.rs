@@ -393,6 +393,12 @@ pub struct DebSource {
     /// One layer per package, in dependency order.
     #[serde(default)]
     pub one_layer_per_package: bool,
+    /// Run the packages' `preinst` and `postinst` in the sandbox over the
+    /// layers beneath (as `dpkg --configure` would), capturing what they
+    /// write as one more blob of this layer. Off by default: the layer's
+    /// key then depends on the layers beneath, and `runc` is needed.
+    #[serde(default)]
+    pub configure: bool,
 }
 
 /// `[[source.deb.repositories]]`.

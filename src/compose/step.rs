@@ -369,10 +369,10 @@ fn step_env(r: &RunSource, cx: &StepContext<'_>, home: &str) -> Vec<String> {
     ];
     // The layers' values are expanded already (in their own order).
     for (k, v) in &cx.lower_env {
-        super::build::set_env(&mut env, k, v.clone());
+        super::vars::set_env(&mut env, k, v.clone());
     }
     for (k, v) in &r.env {
-        super::build::set_env_expanded(&mut env, k, v);
+        super::vars::set_env_expanded(&mut env, k, v);
     }
     env.sort();
     env.into_iter().map(|(k, v)| format!("{k}={v}")).collect()

@@ -17,6 +17,10 @@ pub struct Control {
     pub conffiles: Option<String>,
     /// Names of maintainer scripts present (`postinst`, `preinst`, …).
     pub scripts: Vec<String>,
+    /// The control members dpkg keeps in `/var/lib/dpkg/info` (the
+    /// scripts, `triggers`, `templates`, `shlibs`, …) with their bytes and
+    /// modes, sorted by name.
+    pub info: Vec<(String, u32, Vec<u8>)>,
 }
 
 /// Largest control.tar accepted (real ones are a few KiB).
@@ -129,6 +133,8 @@ pub fn open<R: Read + Send>(r: R) -> io::Result<(Control, ArReader<R>, String, u
 
 fn read_control(r: impl Read) -> io::Result<Control> {
     let mut c = Control::default();
+    // Bytes of `info` members kept so far, bounded by MAX_CONTROL.
+    let mut kept = 0u64;
     let mut ar = tar::Archive::new(r);
     for e in ar.entries()? {
         let mut e = e?;
@@ -144,8 +150,22 @@ fn read_control(r: impl Read) -> io::Result<Control> {
             "control" | "md5sums" | "conffiles" => {
                 (&mut e).take(MAX_CONTROL).read_to_string(&mut text)?;
             }
-            "preinst" | "postinst" | "prerm" | "postrm" | "config" | "triggers" => {
-                c.scripts.push(name.clone());
+            "preinst" | "postinst" | "prerm" | "postrm" | "config" | "triggers" | "templates"
+            | "shlibs" | "symbols" => {
+                if matches!(
+                    name.as_str(),
+                    "preinst" | "postinst" | "prerm" | "postrm" | "config" | "triggers"
+                ) {
+                    c.scripts.push(name.clone());
+                }
+                let mode = e.header().mode()? & 0o7777;
+                let mut bytes = Vec::new();
+                (&mut e).take(MAX_CONTROL - kept).read_to_end(&mut bytes)?;
+                kept += bytes.len() as u64;
+                if kept >= MAX_CONTROL {
+                    return Err(invalid("control.tar's members are implausibly large"));
+                }
+                c.info.push((name.clone(), mode, bytes));
                 continue;
             }
             _ => continue,
@@ -167,5 +187,6 @@ fn read_control(r: impl Read) -> io::Result<Control> {
         return Err(invalid("control.tar has no control file"));
     }
     c.scripts.sort();
+    c.info.sort();
     Ok(c)
 }

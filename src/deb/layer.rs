@@ -261,9 +261,68 @@ pub fn postinst_warnings(packages: &[Selected]) -> Vec<String> {
             POSTINST_MATTERS
                 .iter()
                 .find(|(n, _)| *n == p.name)
-                .map(|(_, why)| format!("package {}: maintainer scripts do not run; {why}", p.name))
+                .map(|(_, why)| format!("package {}: {why}", p.name))
         })
         .collect()
+}
+
+/// Packages with a hand-written equivalent of their postinst (see
+/// `postinst_equivalent`).
+const EQUIVALENT: &[&str] = &["base-passwd", "ca-certificates", "mawk"];
+
+/// For a package whose `preinst` or `postinst` did not run: one line
+/// naming it and what is likely missing, read from the scripts
+/// (`update-alternatives --install` links, users and groups, shells,
+/// diversions, units). `None` when it has neither script, or when strata
+/// writes what its postinst would.
+pub fn script_warning(name: &str, control: &debfile::Control) -> Option<String> {
+    let scripts: Vec<&str> = control
+        .scripts
+        .iter()
+        .map(String::as_str)
+        .filter(|s| *s == "preinst" || *s == "postinst")
+        .collect();
+    if scripts.is_empty() || EQUIVALENT.contains(&name) {
+        return None;
+    }
+    let mut missing: Vec<String> = Vec::new();
+    for (member, _, body) in &control.info {
+        if member != "preinst" && member != "postinst" {
+            continue;
+        }
+        let text = String::from_utf8_lossy(body);
+        let words: Vec<&str> = text.split_whitespace().collect();
+        for (i, w) in words.iter().enumerate() {
+            if *w == "--install"
+                && i > 0
+                && words[i - 1].ends_with("update-alternatives")
+                && let Some(link) = words.get(i + 1).filter(|l| l.starts_with('/'))
+            {
+                missing.push(format!("{link} (alternative)"));
+            }
+        }
+        for (needle, what) in [
+            ("adduser", "system users or groups"),
+            ("useradd", "system users or groups"),
+            ("groupadd", "system users or groups"),
+            ("addgroup", "system users or groups"),
+            ("add-shell", "/etc/shells entries"),
+            ("dpkg-divert", "diversions"),
+            ("deb-systemd-helper", "enabled systemd units"),
+            ("update-ca-certificates", "the CA bundle"),
+        ] {
+            if text.contains(needle) {
+                missing.push(what.to_string());
+            }
+        }
+    }
+    missing.sort();
+    missing.dedup();
+    let mut line = format!("package {name}: its {} did not run", scripts.join(" and "));
+    if !missing.is_empty() {
+        line.push_str(&format!("; likely missing: {}", missing.join(", ")));
+    }
+    Some(line)
 }
 
 /// Streams the packages of `spec` from `cache` into `tar`.

@@ -218,7 +218,7 @@ impl Store {
                 }
             }
         }
-        for (dir, suffix) in [("listings", ""), ("logs", ".log")] {
+        for (dir, suffix) in [("listings", ""), ("logs", ".log"), ("scripts", "")] {
             for e in files(&aux.join(dir)) {
                 let name = e.file_name().to_string_lossy().into_owned();
                 let key = name.strip_suffix(suffix).unwrap_or(&name);

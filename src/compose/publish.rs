@@ -1,0 +1,161 @@
+//! What a build publishes besides the image: its SBOM artifact, pushes to
+//! the project's registry, and the clean-up of SBOM tags nothing points at.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use super::build::Built;
+use super::debsrc::Resolution;
+use super::project::Project;
+use super::source::annotations;
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::image::{Image, ImageBuilder};
+use crate::transport::Context;
+
+/// Pushes `image` to `[defaults] registry`: every tag `NAME:TAG` becomes
+/// `docker://REGISTRY/NAME:TAG` (one upload per repository, then tags).
+pub(super) fn push_image(
+    project: &Project,
+    ctx: &Context,
+    image: &ImageBuilder,
+    tags: &[String],
+    sbom: Option<(&crate::sbom::Artifact, &Digest)>,
+) -> Result<Vec<String>> {
+    let registry = project.file.defaults.registry.as_deref().ok_or_else(|| {
+        Error::bad_input(
+            "--push",
+            "strata.toml has no [defaults] registry = \"HOST[:PORT][/NAMESPACE]\"",
+        )
+    })?;
+    let client = ctx.client()?;
+    let mut by_repo: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for t in tags {
+        let (name, tag) = t.rsplit_once(':').expect("normalized tags have a tag");
+        by_repo
+            .entry(name.to_string())
+            .or_default()
+            .push(tag.to_string());
+    }
+    let mut pushed = Vec::new();
+    for (name, repo_tags) in by_repo {
+        let target = crate::registry::RegistryRef::parse(&format!(
+            "{}/{name}:{}",
+            registry.trim_end_matches('/'),
+            repo_tags[0]
+        ))
+        .map_err(|e| {
+            Error::invalid(
+                "project",
+                "strata.toml key defaults.registry",
+                e.to_string(),
+            )
+        })?;
+        crate::registry::push::push(
+            &client,
+            image,
+            &target,
+            &repo_tags[1..],
+            &[],
+            ctx.progress.clone(),
+        )?;
+        pushed.extend(repo_tags.iter().map(|t| target.with_tag(t).to_string()));
+        if let Some((artifact, subject)) = sbom {
+            crate::registry::referrers::attach(
+                &client,
+                &target,
+                artifact,
+                &artifact.referrer_descriptor(),
+                subject,
+            )?;
+            pushed.push(format!(
+                "{}@{} (SBOM)",
+                target.repository,
+                artifact.digest()?
+            ));
+        }
+    }
+    Ok(pushed)
+}
+
+/// Removes SBOM tags (`REPO:sha256-HEX.spdx`) whose image no other tag of
+/// the store points at any more, so they do not pile up build after build.
+pub(super) fn drop_orphan_sboms(store: &crate::store::Store) -> Result<()> {
+    let tags = store.tags()?;
+    let live: std::collections::BTreeSet<String> = tags
+        .iter()
+        .filter(|(n, _)| !n.ends_with(".spdx"))
+        .map(|(_, d)| d.digest.hex().to_string())
+        .collect();
+    for (name, _) in &tags {
+        if let Some(hex) = name
+            .rsplit_once(":sha256-")
+            .and_then(|(_, t)| t.strip_suffix(".spdx"))
+            && !live.contains(hex)
+        {
+            store.remove_tag(name)?;
+        }
+    }
+    Ok(())
+}
+
+/// The SPDX SBOM of a composed image: its layers with their sources, and
+/// every package of its deb layers with the layer it is in.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn sbom_of(
+    name: &str,
+    image: &ImageBuilder,
+    digest: &Digest,
+    epoch: u64,
+    layers: &[&str],
+    built: &BTreeMap<&str, Built>,
+    resolutions: &BTreeMap<&str, Arc<Resolution>>,
+    spec: &super::project::ImageSpec,
+) -> Result<(Vec<u8>, usize)> {
+    use crate::sbom::{SbomLayer, SbomPackage};
+    let sb_layers: Vec<SbomLayer> = image
+        .layers()?
+        .iter()
+        .map(|l| {
+            let d = l.descriptor();
+            SbomLayer {
+                name: d
+                    .annotations
+                    .get(annotations::NAME)
+                    .cloned()
+                    .unwrap_or_else(|| "base".into()),
+                version: d.annotations.get(annotations::VERSION).cloned(),
+                source: d
+                    .annotations
+                    .get(annotations::SOURCE)
+                    .cloned()
+                    .unwrap_or_else(|| format!("base:{}", spec.base)),
+                digest: d.digest,
+            }
+        })
+        .collect();
+    let mut pkgs = Vec::new();
+    for l in layers {
+        let (Some(res), Some(b)) = (resolutions.get(l), built.get(l)) else {
+            continue;
+        };
+        for (i, p) in res.packages.iter().enumerate() {
+            let layer = if b.layers.len() == res.packages.len() {
+                &b.layers[i]
+            } else {
+                &b.layers[0]
+            };
+            let ld = layer.descriptor().digest;
+            pkgs.push(SbomPackage {
+                name: p.name.clone(),
+                version: p.version.clone(),
+                arch: p.arch.clone(),
+                layer: sb_layers.iter().position(|x| x.digest == ld).unwrap_or(0),
+                download: crate::deb::sources::pool_url(&p.repo, &p.filename),
+                sha256: p.sha256.clone(),
+            });
+        }
+    }
+    let n = pkgs.len();
+    Ok((crate::sbom::spdx(name, digest, epoch, &sb_layers, &pkgs), n))
+}

@@ -1,0 +1,114 @@
+//! `[source.run]`: a build step (see [`crate::compose::step`] for how it
+//! runs and is captured).
+
+use std::sync::Arc;
+
+use super::{
+    BuildCx, Content, Inputs, KeyCx, LayerSource, Made, RunsOver, cached_one, entry_fingerprint,
+    finish, key_slot, put,
+};
+use crate::compose::debsrc::DebPlanner;
+use crate::compose::project::{LayerDef, NetworkMode, RunSource};
+use crate::compose::step;
+use crate::digest::{Digest, Hasher};
+use crate::error::Result;
+use crate::layer::{Layer, collect};
+use crate::spec::Platform;
+use crate::transport::Context;
+
+/// A build-step layer.
+pub(super) struct Run<'a>(pub(super) &'a RunSource);
+
+impl LayerSource for Run<'_> {
+    /// The step format, the platform, the keys beneath in order and the
+    /// content of the inputs (the definition is in the common prefix).
+    fn key(
+        &self,
+        def: &LayerDef,
+        cx: &mut KeyCx<'_, '_>,
+        mut h: Hasher,
+        mut inputs: Inputs,
+    ) -> Result<(Digest, Option<Inputs>)> {
+        put(
+            &mut h,
+            format!("strata-step-format-{}", step::STEP_FORMAT).as_bytes(),
+        );
+        let platform = Platform::host().to_string();
+        put(&mut h, platform.as_bytes());
+        inputs
+            .settings
+            .push_str(&format!(", step format {}, {platform}", step::STEP_FORMAT));
+        for (name, key) in cx.below {
+            put(&mut h, name.as_bytes());
+            put(&mut h, key.hex().as_bytes());
+            inputs
+                .files
+                .insert(format!("layer {name} beneath"), key.to_string());
+        }
+        let slot = key_slot(def);
+        for e in collect(&step::input_mappings(def, self.0)?, false)? {
+            put(&mut h, &e.path);
+            put(&mut h, &e.mode.to_le_bytes());
+            let fingerprint = entry_fingerprint(cx.stat, &slot, &e)?;
+            put(&mut h, fingerprint.as_bytes());
+            inputs.files.insert(
+                format!("input /{}", String::from_utf8_lossy(&e.path)),
+                format!("{fingerprint} {:o}", e.mode),
+            );
+        }
+        Ok(finish(h, inputs, cx))
+    }
+
+    fn build(&self, def: &LayerDef, cx: BuildCx<'_>) -> Result<Made> {
+        if let Some(layers) = self.cached(def, &cx) {
+            return Ok(Made::cached(layers));
+        }
+        let builder = cx.builder(def, format!("run:layers/{}/layer.toml", cx.name));
+        let scx = step::StepContext {
+            name: cx.name,
+            key: cx.key,
+            store: &cx.ctx.store,
+            lowers: cx.below.layers.clone(),
+            lower_env: cx.below.env.clone(),
+            epoch: cx.settings.epoch,
+            builder,
+        };
+        let layer = step::build(def, self.0, &scx)?;
+        cx.remember(cx.key, &layer)?;
+        Ok(Made::built(Arc::new(layer)))
+    }
+
+    fn cached(&self, _def: &LayerDef, cx: &BuildCx<'_>) -> Option<Vec<Arc<dyn Layer>>> {
+        cached_one(cx)
+    }
+
+    /// Not known before the commands run.
+    fn contents(
+        &self,
+        _def: &LayerDef,
+        _ctx: &Context,
+        _deb: &DebPlanner<'_>,
+        _visit: &mut dyn FnMut(Content<'_>) -> Result<()>,
+    ) -> Result<bool> {
+        Ok(false)
+    }
+
+    fn runs_over(&self) -> RunsOver {
+        RunsOver::BuildStack
+    }
+
+    fn reads(&self) -> Vec<&str> {
+        self.0.inputs.iter().map(|i| i.from.as_str()).collect()
+    }
+
+    /// What a step with network access downloads is not in its key.
+    fn plan_warnings(&self, def: &LayerDef) -> Vec<String> {
+        if self.0.network != NetworkMode::Host {
+            return Vec::new();
+        }
+        vec![format!(
+            "the build step of {} has network access: what it downloads is not part of its key (pin versions in its commands)",
+            def.file.layer.name
+        )]
+    }
+}
