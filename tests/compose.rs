@@ -801,6 +801,25 @@ fn plan_since_maps_git_changes_to_layers_and_images() {
         serde_json::json!(["builder", "runtime"]),
         "untracked files count"
     );
+    // A build step's inputs outside its directory belong to it too.
+    fs::create_dir_all(root.join("layers/compile")).unwrap();
+    fs::write(
+        root.join("layers/compile/layer.toml"),
+        "[layer]\nname = \"compile\"\n\n[requires]\nlayers = [\"base\"]\n\n[source.run]\ncommands = [\"true\"]\n\n[[source.run.inputs]]\nfrom = \"../../src\"\nto = \"/src\"\n",
+    )
+    .unwrap();
+    fs::create_dir_all(root.join("src")).unwrap();
+    fs::write(root.join("src/main.c"), "int main(void) { return 0; }\n").unwrap();
+    git(&["add", "-A"]);
+    git(&["commit", "-qm", "a step"]);
+    fs::write(root.join("src/main.c"), "int main(void) { return 1; }\n").unwrap();
+    let p = plan_json(&env, &root, &["--since", "HEAD"]);
+    assert_eq!(p["since"]["paths"], serde_json::json!(["src/main.c"]));
+    assert_eq!(
+        p["since"]["layers"],
+        serde_json::json!(["compile"]),
+        "a step owns its inputs"
+    );
     let err = env.fails(&[
         "plan",
         "-C",

@@ -166,6 +166,8 @@ fn maintainer_scripts_run_and_are_captured_as_one_more_blob() {
     let (again, _) = build(&env, &root);
     assert_eq!(pkgs(&again)["status"], "cached");
     assert_eq!(pkgs(&again)["digests"], layer["digests"]);
+    // strata.lock holds both blobs, and --locked finds them in the cache.
+    env.ok(&["build", "-C", root.to_str().unwrap(), "--locked"]);
 
     // A change beneath reruns the scripts (the packages' blob is reused).
     fs::write(root.join("layers/base/rootfs/marker"), "new\n").unwrap();
