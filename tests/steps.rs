@@ -292,9 +292,19 @@ fn step_definitions_are_checked_before_anything_runs() {
             "from = \"../../../outside\"",
             "source.run.inputs.from",
         ),
+        // The same, through a symlink inside the project.
+        (
+            "from = \"../../app\"",
+            "from = \"../../app-link\"",
+            "source.run.inputs.from",
+        ),
     ] {
         if from.contains("../../app") {
             fs::create_dir_all(env.path("outside")).unwrap();
+            let link = root.join("app-link");
+            if !link.exists() {
+                std::os::unix::fs::symlink("../outside", &link).unwrap();
+            }
         }
         common::replace(&root, "layers/app/layer.toml", from, to);
         let err = env.fails(&["plan", "-C", root.to_str().unwrap()]);
@@ -763,5 +773,65 @@ fn check_reproducible_names_what_differs_between_two_builds() {
             && err.contains("layer app")
             && err.contains("/usr/local/bin/app: content differs from byte"),
         "{err}"
+    );
+}
+
+#[test]
+fn a_missing_runtime_names_the_layer_and_the_package_and_stores_nothing() {
+    let env = Env::new();
+    let root = project(&env, "proj");
+    let empty = env.path("empty-path");
+    fs::create_dir_all(&empty).unwrap();
+    let out = env
+        .cmd(&["build", "-C", root.to_str().unwrap()])
+        .env("PATH", &empty)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("layer app")
+            && err.contains("layers/app/layer.toml")
+            && err.contains("Debian package runc"),
+        "{err}"
+    );
+    assert!(env.fails(&["inspect", "st/img:latest"]).contains("st/img"));
+    // Nothing of app was stored: plan (which runs nothing) still has to
+    // build it.
+    let out = env
+        .cmd(&["plan", "-C", root.to_str().unwrap(), "--json"])
+        .env("PATH", &empty)
+        .output()
+        .unwrap();
+    let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let app = plan["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["name"] == "app")
+        .unwrap();
+    assert_eq!(app["action"], "build", "{app}");
+}
+
+#[test]
+fn a_step_in_a_dependency_cycle_is_refused_naming_the_cycle() {
+    let env = Env::new();
+    let root = project(&env, "proj");
+    common::replace(
+        &root,
+        "layers/base/layer.toml",
+        "[env]",
+        "[requires]\nlayers = [\"app\"]\n\n[env]",
+    );
+    let err = env.fails(&["plan", "-C", root.to_str().unwrap()]);
+    assert!(
+        err.contains("cycle") && err.contains("app") && err.contains("base"),
+        "{err}"
+    );
+    let err = env.fails(&["build", "-C", root.to_str().unwrap()]);
+    assert!(err.contains("cycle"), "{err}");
+    assert!(
+        !env.store().join(".strata/layers").exists()
+            || env.fails(&["inspect", "st/img:latest"]).contains("st/img")
     );
 }

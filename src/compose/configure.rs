@@ -153,7 +153,12 @@ pub fn configure(res: &Resolution, cx: &ConfigureContext<'_>) -> Result<Option<S
     let stopped = || Error::Interrupted {
         what: format!("the maintainer scripts of layer {}", cx.name),
     };
-    let sandbox = Sandbox::new(cx.store.root())?;
+    let sandbox = Sandbox::new(cx.store.root()).map_err(|e| {
+        Error::Unsupported(format!(
+            "the maintainer scripts of layer {} ({}, configure = true): {e}",
+            cx.name, cx.rel
+        ))
+    })?;
     let snaps = sandbox.snapshots(&cx.lowers)?;
     let mut mounted = sandbox.mount(&snaps)?;
     let log_file = super::step::log_path(cx.store, cx.key);

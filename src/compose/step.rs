@@ -182,7 +182,12 @@ pub fn build(def: &LayerDef, r: &RunSource, cx: &StepContext<'_>) -> Result<Stor
     let stopped = || Error::Interrupted {
         what: format!("the build step of layer {}", cx.name),
     };
-    let sandbox = Sandbox::new(cx.store.root())?;
+    let sandbox = Sandbox::new(cx.store.root()).map_err(|e| {
+        Error::Unsupported(format!(
+            "the build step of layer {} ({}): {e}",
+            cx.name, def.rel
+        ))
+    })?;
     let snaps = sandbox.snapshots(&cx.lowers)?;
     let staged = stage_inputs(def, r, cx)?;
     let mut mounted = sandbox.mount(&snaps)?;
