@@ -116,8 +116,29 @@ fn a_build_step_compiles_over_its_requires_and_keeps_only_its_outputs() {
     }
     let env = Env::new();
     let root = project(&env, "proj");
-    let report = build(&env, &root);
+    let out = env.strata(&["build", "-C", root.to_str().unwrap(), "--json"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(status(&report, "app"), "built");
+    // With --json the step's output goes into the report, not to stderr.
+    let app = report["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["name"] == "app")
+        .unwrap();
+    assert_eq!(
+        app["output"],
+        serde_json::json!(["argv form works"]),
+        "{app}"
+    );
+    let log = app["log"].as_str().unwrap();
+    assert!(
+        fs::read_to_string(log).unwrap().contains("argv form works"),
+        "{log}"
+    );
+    assert!(!stderr.contains("argv form works"), "{stderr}");
     let ls = env.ok(&["ls", "st/img:latest"]);
     assert!(
         ls.contains("-rwxr-xr-x     0/0") && ls.contains("/usr/local/bin/app"),
@@ -137,11 +158,32 @@ fn a_build_step_compiles_over_its_requires_and_keeps_only_its_outputs() {
     // A no-op rebuild runs nothing.
     let again = build(&env, &root);
     assert_eq!(status(&again, "app"), "cached");
+    let cached_app = again["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["name"] == "app")
+        .unwrap();
+    assert!(
+        cached_app.get("output").is_none() && cached_app.get("log").is_none(),
+        "nothing ran: {cached_app}"
+    );
+    // Without --json (and not on a terminal) each line goes to stderr,
+    // prefixed with the layer's name, without color.
+    common::replace(&root, "app/app.txt", "echo app", "echo the app");
+    let out = env.strata(&["build", "-C", root.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.lines().any(|l| l == "[app] argv form works"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains('\x1b'), "{stderr}");
     // The log is kept by key.
     let logs: Vec<_> = fs::read_dir(env.store().join(".strata/logs"))
         .unwrap()
         .collect();
-    assert_eq!(logs.len(), 1);
+    assert_eq!(logs.len(), 2, "one per key built");
 }
 
 #[test]
@@ -544,7 +586,9 @@ fn secrets_reach_the_commands_and_nothing_else() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
-    assert!(stderr.contains("[app] leaking ***"), "{stderr}");
+    // With --json the output is in the report, redacted.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("\"leaking ***\""), "{stdout}");
     for s in [secret.as_bytes(), b"file-S3CRET-77ab"] {
         assert!(!stderr.as_bytes().windows(s.len()).any(|w| w == s));
         assert!(!out.stdout.windows(s.len()).any(|w| w == s));

@@ -175,6 +175,11 @@ pub fn build(ctx: &Ctx, a: BuildArgs) -> Result<()> {
         rerun: a.rerun,
         tests_only: false,
         check_reproducible: a.check_reproducible,
+        echo: if a.json {
+            strata::compose::echo::EchoMode::Report
+        } else {
+            strata::compose::echo::EchoMode::Stream
+        },
     };
     if output.is_some() && build::selected_images(&project, &sel)?.len() != 1 {
         bail!("--output needs exactly one image; name it (strata build IMAGE --output ...)");

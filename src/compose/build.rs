@@ -18,6 +18,7 @@ use serde::Serialize;
 
 use super::cache::{LayerCache, StatCache};
 use super::debsrc::{DebPlanner, Resolution};
+use super::echo::EchoMode;
 use super::graph::Graph;
 use super::project::Project;
 use super::source::{Below, BuildCx, KeyCx, Settings, Status};
@@ -49,6 +50,13 @@ pub struct LayerReport {
     pub digests: Vec<Digest>,
     /// The cache key.
     pub key: Digest,
+    /// The last lines its commands printed (build steps and maintainer
+    /// scripts run now, with [`EchoMode::Report`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub output: Vec<String>,
+    /// The whole log of its commands, when they ran in this build.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log: Option<std::path::PathBuf>,
 }
 
 /// What happened to one image.
@@ -118,6 +126,8 @@ pub struct Selection {
     /// Build every build-step layer a second time and fail, tagging
     /// nothing, when the two differ (naming the paths).
     pub check_reproducible: bool,
+    /// Where the output of build steps and maintainer scripts goes.
+    pub echo: EchoMode,
 }
 
 /// A layer of this build: its blobs and what happened to it.
@@ -246,6 +256,8 @@ fn build_layer(project: &Project, cx: BuildCx<'_>) -> Result<Built> {
         size: made.layers.iter().map(|l| l.descriptor().size).sum(),
         digests: made.layers.iter().map(|l| l.descriptor().digest).collect(),
         key,
+        output: made.output,
+        log: made.log,
     };
     Ok(Built {
         layers: made.layers,
@@ -312,10 +324,13 @@ fn build_waves<'p>(
     project: &Project,
     graph: &Graph<'p>,
     ctx: &Context,
-    keys: &BTreeMap<&'p str, Digest>,
-    resolutions: &BTreeMap<&'p str, Arc<Resolution>>,
+    (keys, resolutions): (
+        &BTreeMap<&'p str, Digest>,
+        &BTreeMap<&'p str, Arc<Resolution>>,
+    ),
     settings: Settings,
     cache: &LayerCache,
+    echo: EchoMode,
 ) -> Result<BTreeMap<&'p str, Built>> {
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
@@ -337,6 +352,7 @@ fn build_waves<'p>(
                         ctx,
                         below: step_below(project, graph, l, &built),
                         deb: resolutions.get(l).cloned(),
+                        echo,
                     };
                     (l, s.spawn(move || build_layer(project, cx)))
                 })
@@ -401,10 +417,10 @@ pub fn build(project: &Project, ctx: &Context, sel: &Selection) -> Result<BuildR
         project,
         &graph,
         ctx,
-        &keyed.keys,
-        &resolutions,
+        (&keyed.keys, &resolutions),
         settings,
         &cache,
+        sel.echo,
     )?;
     for &l in &keyed.order {
         warnings.extend(built[l].warnings.iter().cloned());
@@ -429,6 +445,7 @@ pub fn build(project: &Project, ctx: &Context, sel: &Selection) -> Result<BuildR
         resolutions: &resolutions,
         cache: &cache,
         settings,
+        echo: sel.echo,
     };
     if sel.check_reproducible {
         super::verify::check_reproducible(&run, &keyed.keys)?;
@@ -479,6 +496,7 @@ pub(super) struct Run<'a, 'p> {
     pub(super) resolutions: &'a BTreeMap<&'p str, Arc<Resolution>>,
     pub(super) cache: &'a LayerCache,
     pub(super) settings: Settings,
+    pub(super) echo: EchoMode,
 }
 
 impl Run<'_, '_> {

@@ -119,6 +119,8 @@ pub struct ConfigureContext<'a> {
     pub epoch: u64,
     /// The layer writer (compression, threads, annotations).
     pub builder: LayerBuilder,
+    /// Where the scripts' output goes.
+    pub echo: &'a super::echo::Echo,
 }
 
 /// Runs the maintainer scripts of `res`'s packages and captures what they
@@ -166,8 +168,7 @@ pub fn configure(res: &Resolution, cx: &ConfigureContext<'_>) -> Result<Option<S
         std::fs::create_dir_all(dir).at(dir)?;
     }
     let mut log = std::fs::File::create(&log_file).at(&log_file)?;
-    let name = cx.name;
-    let line = move |l: &str| eprintln!("[{name}] {}", crate::text::escape(l));
+    let line = |l: &str| cx.echo.line(l);
     let mut args = vec![
         "/bin/sh".to_string(),
         "-c".to_string(),
@@ -220,7 +221,7 @@ pub fn configure(res: &Resolution, cx: &ConfigureContext<'_>) -> Result<Option<S
             });
         return Err(Error::invalid(
             "maintainer scripts",
-            format!("layer {name} ({})", cx.rel),
+            format!("layer {} ({})", cx.name, cx.rel),
             format!(
                 "{what}; the last lines:\n{}\nthe whole log is {}; \
                  leave configure out of [source.deb] to build the layer without its scripts",
@@ -252,7 +253,7 @@ pub fn configure(res: &Resolution, cx: &ConfigureContext<'_>) -> Result<Option<S
         .map_err(|e| match e {
             Error::Invalid { what, detail, .. } if what == "build step" => Error::invalid(
                 "maintainer scripts",
-                format!("layer {name} ({})", cx.rel),
+                format!("layer {} ({})", cx.name, cx.rel),
                 detail,
             ),
             e => e,

@@ -7,6 +7,7 @@ pub mod cache;
 pub mod check;
 pub mod configure;
 pub mod debsrc;
+pub mod echo;
 pub mod env;
 pub mod graph;
 pub mod layertest;

@@ -165,6 +165,8 @@ pub struct StepContext<'a> {
     pub epoch: u64,
     /// The layer writer (compression, threads, annotations).
     pub builder: LayerBuilder,
+    /// Where the commands' output goes.
+    pub echo: &'a super::echo::Echo,
 }
 
 /// Where step logs are kept: `STORE/.strata/logs/KEY.log`.
@@ -273,7 +275,7 @@ pub fn build(def: &LayerDef, r: &RunSource, cx: &StepContext<'_>) -> Result<Stor
     }
     let mut log = std::fs::File::create(&log_file).at(&log_file)?;
     let name = cx.name;
-    let line = move |l: &str| eprintln!("[{name}] {}", crate::text::escape(l));
+    let line = |l: &str| cx.echo.line(l);
     for c in &r.commands {
         let args = c.argv();
         let _ = writeln!(

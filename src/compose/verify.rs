@@ -8,6 +8,7 @@ use std::sync::Arc;
 use super::build::{Plan, Run, needed_layers, stack_keys, step_below};
 use super::cache::{LayerCache, StatCache};
 use super::debsrc::DebPlanner;
+use super::echo::{Echo, EchoMode};
 use super::graph::Graph;
 use super::project::Project;
 use super::source::{Below, BuildCx, KeyCx, RunsOver, Settings};
@@ -37,6 +38,9 @@ pub(super) fn check_reproducible(run: &Run<'_, '_>, keys: &BTreeMap<&str, Digest
         let below = step_below(project, run.graph, l, built);
         let Settings { compression, epoch } = run.settings;
         let lb = LayerBuilder::new().compression(compression).mtime(epoch);
+        // Its output goes where the first build's went; the report keeps
+        // the first build's.
+        let echo = Echo::new(l, run.echo);
         let cx = super::step::StepContext {
             name: l,
             key: &keys[l],
@@ -45,6 +49,7 @@ pub(super) fn check_reproducible(run: &Run<'_, '_>, keys: &BTreeMap<&str, Digest
             lower_env: below.env,
             epoch,
             builder: lb,
+            echo: &echo,
         };
         let again = super::step::build(def, step, &cx)?;
         let first = &built[l].layers[0];
@@ -258,6 +263,7 @@ pub(super) fn verify_locked(
             ctx,
             below: Below::default(),
             deb: res.clone(),
+            echo: EchoMode::Stream,
         };
         let cached = real_cache
             .as_ref()

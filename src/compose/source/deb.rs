@@ -9,6 +9,7 @@ use super::{BuildCx, Content, Inputs, KeyCx, LayerSource, Made, RunsOver, Settin
 use super::{key_prefix, put};
 use crate::compose::configure;
 use crate::compose::debsrc::{self, DebPlanner, Resolution};
+use crate::compose::echo::Echo;
 use crate::compose::project::{DebSource, LayerDef};
 use crate::digest::{Digest, Hasher};
 use crate::error::Result;
@@ -131,6 +132,7 @@ impl LayerSource for Deb<'_> {
                 layers,
                 status,
                 warnings,
+                ..Made::cached(Vec::new())
             });
         }
         // A layer whose packages have no scripts records its last package
@@ -143,9 +145,10 @@ impl LayerSource for Deb<'_> {
             return Ok(Made {
                 layers,
                 status,
-                warnings: Vec::new(),
+                ..Made::cached(Vec::new())
             });
         }
+        let echo = Echo::new(cx.name, cx.echo);
         let mut lowers = cx.below.layers.clone();
         lowers.extend(layers.iter().cloned());
         let ccx = configure::ConfigureContext {
@@ -156,6 +159,7 @@ impl LayerSource for Deb<'_> {
             lowers,
             epoch: cx.settings.epoch,
             builder: cx.builder(def, format!("deb-configure:{}", self.0.packages.join(","))),
+            echo: &echo,
         };
         status = Status::Built;
         let added: Option<Arc<dyn Layer>> = match configure::configure(&res, &ccx)? {
@@ -168,10 +172,13 @@ impl LayerSource for Deb<'_> {
                 layers.push(l);
             }
         }
+        let log = crate::compose::step::log_path(&cx.ctx.store, cx.key);
         Ok(Made {
             layers,
             status,
             warnings: Vec::new(),
+            output: echo.into_lines(),
+            log: log.is_file().then_some(log),
         })
     }
 

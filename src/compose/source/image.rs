@@ -79,7 +79,7 @@ impl LayerSource for ImageSource<'_> {
         Ok(Made {
             layers: out,
             status,
-            warnings: Vec::new(),
+            ..Made::cached(Vec::new())
         })
     }
 

@@ -20,13 +20,14 @@ mod tar;
 
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde::Serialize;
 
 use super::cache::{CachedLayer, LayerCache, StatCache};
 use super::debsrc::{DebPlanner, Resolution};
+use super::echo::EchoMode;
 use super::project::LayerDef;
 use crate::digest::{Digest, Hasher};
 use crate::error::Result;
@@ -157,6 +158,8 @@ pub struct BuildCx<'a> {
     pub below: Below,
     /// Its resolution, for a deb layer.
     pub deb: Option<Arc<Resolution>>,
+    /// Where the output of commands it runs goes.
+    pub echo: EchoMode,
 }
 
 impl BuildCx<'_> {
@@ -226,6 +229,11 @@ pub struct Made {
     pub status: Status,
     /// Warnings for the build report.
     pub warnings: Vec<String>,
+    /// The last lines the commands it ran printed (with
+    /// [`EchoMode::Report`]).
+    pub output: Vec<String>,
+    /// The log of the commands it ran, when it ran any.
+    pub log: Option<PathBuf>,
 }
 
 impl Made {
@@ -234,6 +242,8 @@ impl Made {
             layers,
             status: Status::Cached,
             warnings: Vec::new(),
+            output: Vec::new(),
+            log: None,
         }
     }
 
@@ -242,6 +252,8 @@ impl Made {
             layers: vec![layer],
             status: Status::Built,
             warnings: Vec::new(),
+            output: Vec::new(),
+            log: None,
         }
     }
 }

@@ -8,6 +8,7 @@ use super::{
     finish, key_slot, put,
 };
 use crate::compose::debsrc::DebPlanner;
+use crate::compose::echo::Echo;
 use crate::compose::project::{LayerDef, NetworkMode, RunSource};
 use crate::compose::step;
 use crate::digest::{Digest, Hasher};
@@ -64,6 +65,7 @@ impl LayerSource for Run<'_> {
             return Ok(Made::cached(layers));
         }
         let builder = cx.builder(def, format!("run:layers/{}/layer.toml", cx.name));
+        let echo = Echo::new(cx.name, cx.echo);
         let scx = step::StepContext {
             name: cx.name,
             key: cx.key,
@@ -72,10 +74,15 @@ impl LayerSource for Run<'_> {
             lower_env: cx.below.env.clone(),
             epoch: cx.settings.epoch,
             builder,
+            echo: &echo,
         };
         let layer = step::build(def, self.0, &scx)?;
         cx.remember(cx.key, &layer)?;
-        Ok(Made::built(Arc::new(layer)))
+        Ok(Made {
+            output: echo.into_lines(),
+            log: Some(step::log_path(&cx.ctx.store, cx.key)),
+            ..Made::built(Arc::new(layer))
+        })
     }
 
     fn cached(&self, _def: &LayerDef, cx: &BuildCx<'_>) -> Option<Vec<Arc<dyn Layer>>> {
