@@ -879,3 +879,39 @@ fn a_step_in_a_dependency_cycle_is_refused_naming_the_cycle() {
             || env.fails(&["inspect", "st/img:latest"]).contains("st/img")
     );
 }
+
+#[test]
+fn locked_builds_a_step_not_in_the_cache_and_names_a_step_that_is_not_reproducible() {
+    if !can_run("build steps: --locked") {
+        return;
+    }
+    let env = Env::new();
+    let root = project(&env, "proj");
+    build(&env, &root);
+    // A fresh store has no cache entry for the step: --locked builds it
+    // aside and finds the bytes strata.lock pins.
+    let fresh = Env::new();
+    fresh.ok(&["build", "-C", root.to_str().unwrap(), "--locked"]);
+    // A step whose output differs on every run shows up as drift, and the
+    // message says why.
+    common::replace(
+        &root,
+        "layers/app/layer.toml",
+        "\"test ! -e /src/target/junk\",",
+        "\"cat /proc/sys/kernel/random/uuid >> /usr/local/bin/app\",",
+    );
+    build(&env, &root);
+    let other = Env::new();
+    let err = other.fails(&["build", "-C", root.to_str().unwrap(), "--locked"]);
+    assert!(
+        err.contains("layer app")
+            && err.contains("would differ from strata.lock")
+            && err.contains("--check-reproducible"),
+        "{err}"
+    );
+    assert!(
+        other
+            .fails(&["inspect", "st/img:latest"])
+            .contains("st/img")
+    );
+}

@@ -216,9 +216,20 @@ pub(super) fn step_below(
     l: &str,
     built: &BTreeMap<&str, Built>,
 ) -> Below {
+    below_from(project, graph, l, |s| &built[s].layers)
+}
+
+/// [`Below`] for layer `l`, with `layers_of` giving the blobs of the
+/// layers beneath.
+pub(super) fn below_from<'b>(
+    project: &Project,
+    graph: &Graph<'_>,
+    l: &str,
+    layers_of: impl Fn(&str) -> &'b [Arc<dyn Layer>],
+) -> Below {
     let mut below = Below::default();
     for s in graph.run_stack(l) {
-        below.layers.extend(built[s].layers.iter().cloned());
+        below.layers.extend(layers_of(s).iter().cloned());
         for (k, v) in &project.layers[s].file.env {
             set_env_expanded(&mut below.env, k, v);
         }

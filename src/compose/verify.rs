@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::build::{Plan, Run, needed_layers, stack_keys, step_below};
+use super::build::{Plan, Run, below_from, needed_layers, stack_keys, step_below};
 use super::cache::{LayerCache, StatCache};
 use super::debsrc::DebPlanner;
 use super::echo::{Echo, EchoMode};
@@ -236,9 +236,11 @@ pub(super) fn verify_locked(
     let mut stat = StatCache::load(&ctx.store)?;
     let needed = needed_layers(graph, plans);
     let mut keys: BTreeMap<&str, Digest> = BTreeMap::new();
+    let mut made: BTreeMap<&str, Vec<Arc<dyn Layer>>> = BTreeMap::new();
     for &l in graph.order().iter().filter(|l| needed.contains(*l)) {
         let def = &project.layers[l];
         let source = super::source::of(def);
+        let runs = source.runs_over() != RunsOver::Nothing;
         let below = stack_keys(graph, l, &keys);
         let mut kx = KeyCx {
             settings,
@@ -254,30 +256,40 @@ pub(super) fn verify_locked(
             Some(_) => Some(deb.resolve(l)?),
             None => None,
         };
-        let cx = |cache, ctx| BuildCx {
+        let cx = |cache, ctx, below| BuildCx {
             name: l,
             key: &key,
             settings,
             threads: 0,
             cache,
             ctx,
-            below: Below::default(),
+            below,
             deb: res.clone(),
             echo: EchoMode::Stream,
         };
         let cached = real_cache
             .as_ref()
-            .and_then(|cache| source.cached(def, &cx(cache, ctx)));
+            .and_then(|cache| source.cached(def, &cx(cache, ctx, Below::default())));
         let layers = match cached {
             Some(layers) => layers,
-            None if source.runs_over() != RunsOver::Nothing => {
-                return Err(Error::Unsupported(format!(
-                    "layer {l} runs commands over the layers beneath (a build step or maintainer scripts), so it can be checked against strata.lock only once it is in this store's cache: build it once unlocked, then check"
-                )));
+            None => {
+                // A build step or maintainer scripts run over the layers
+                // learnt so far, into the scratch store.
+                let below = match runs {
+                    true => below_from(project, graph, l, |s| &made[s]),
+                    false => Below::default(),
+                };
+                source
+                    .build(def, cx(&scratch_cache, &scratch, below))?
+                    .layers
             }
-            None => source.build(def, cx(&scratch_cache, &scratch))?.layers,
         };
-        lock.verify(&pin_of(project, l, &layers))?;
+        lock.verify(&pin_of(project, l, &layers))
+            .map_err(|e| match runs {
+                true => not_reproducible(e, l),
+                false => e,
+            })?;
+        made.insert(l, layers);
     }
     stat.discard();
     Ok(())
@@ -318,4 +330,23 @@ pub(super) fn tests_failed(
             lines.join("\n")
         ),
     )
+}
+
+/// A lock mismatch of a layer that runs commands: when its inputs did not
+/// change, its commands are not reproducible.
+fn not_reproducible(e: Error, layer: &str) -> Error {
+    match e {
+        Error::Invalid {
+            what,
+            location,
+            detail,
+        } => Error::Invalid {
+            what,
+            location,
+            detail: format!(
+                "{detail}. Layer {layer} runs commands (a build step or maintainer scripts): if nothing it depends on changed, its commands do not give the same bytes twice; strata build --check-reproducible names the paths that differ"
+            ),
+        },
+        e => e,
+    }
 }
