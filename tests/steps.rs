@@ -915,3 +915,33 @@ fn locked_builds_a_step_not_in_the_cache_and_names_a_step_that_is_not_reproducib
             .contains("st/img")
     );
 }
+
+#[test]
+fn independent_tests_run_in_parallel() {
+    if !can_run("layer tests in parallel") {
+        return;
+    }
+    let env = Env::new();
+    let root = project(&env, "proj");
+    let base = fs::read_to_string(root.join("layers/base/layer.toml")).unwrap();
+    write(
+        &root,
+        "layers/base/layer.toml",
+        &format!(
+            "{base}\n[[test]]\ncommand = \"busybox sleep 1\"\n\n[[test]]\ncommand = \"busybox sleep 1; true\"\n"
+        ),
+    );
+    common::backdate(&root);
+    let out = env.ok(&["test", "-C", root.to_str().unwrap(), "--json"]);
+    let tests: Value = serde_json::from_str(&out).unwrap();
+    let t = tests.as_array().unwrap();
+    assert_eq!(t.len(), 2, "{out}");
+    let span = |i: usize| {
+        let s = t[i]["started"].as_f64().unwrap();
+        (s, s + t[i]["seconds"].as_f64().unwrap())
+    };
+    let ((a0, a1), (b0, b1)) = (span(0), span(1));
+    // One second each: one after the other they could not overlap.
+    assert!(a0 < b1 && b0 < a1, "the two tests did not overlap: {out}");
+    assert!(t.iter().all(|x| x["passed"] == true), "{out}");
+}

@@ -4,6 +4,7 @@
 //! in the composed image. A passed test is remembered by what it ran over
 //! (the test and the diff_ids beneath it) and not run again unless asked.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
@@ -34,6 +35,9 @@ pub struct TestReport {
     pub cached: bool,
     /// Exit status (when it ran).
     pub status: Option<i32>,
+    /// When it started, in seconds from the start of the test run (tests
+    /// run in parallel).
+    pub started: f64,
     /// Seconds it took.
     pub seconds: f64,
     /// What was wrong (on failure).
@@ -69,35 +73,96 @@ fn pass_key(t: &TestDef, layers: &[Arc<dyn Layer>], env: &[String]) -> Digest {
     Digest::of(&crate::json::to_canonical(&doc))
 }
 
-/// Runs the tests of `target` (remembered passes skipped unless `rerun`).
-pub fn run(store: &Store, target: &TestTarget<'_>, rerun: bool) -> Result<Vec<TestReport>> {
-    let passes = store.root().join(".strata/tests");
-    let mut out = Vec::new();
-    if target.tests.is_empty() {
-        return Ok(out);
+/// Runs the tests of `targets` (remembered passes skipped unless `rerun`),
+/// up to `jobs` at a time: each test has a sandbox of its own over
+/// snapshots they share. The reports come in the order of the targets and
+/// their tests; the first error, if any, is returned once all have ended.
+pub fn run_all(
+    store: &Store,
+    targets: &[TestTarget<'_>],
+    rerun: bool,
+    jobs: usize,
+) -> Result<Vec<TestReport>> {
+    let work: Vec<(usize, &TestDef)> = targets
+        .iter()
+        .enumerate()
+        .flat_map(|(i, t)| t.tests.iter().map(move |d| (i, d)))
+        .collect();
+    if work.is_empty() {
+        return Ok(Vec::new());
     }
     let sandbox = Sandbox::new(store.root())?;
-    let snaps = sandbox.snapshots(&target.layers)?;
-    for t in target.tests {
+    let snaps: Vec<Vec<std::path::PathBuf>> = targets
+        .iter()
+        .map(|t| sandbox.snapshots(&t.layers))
+        .collect::<Result<_>>()?;
+    let passes = store.root().join(".strata/tests");
+    let epoch = std::time::Instant::now();
+    let next = AtomicUsize::new(0);
+    let results: Vec<Mutex<Option<Result<TestReport>>>> =
+        work.iter().map(|_| Mutex::new(None)).collect();
+    std::thread::scope(|s| {
+        for _ in 0..jobs.clamp(1, work.len()) {
+            s.spawn(|| {
+                loop {
+                    let n = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(&(ti, t)) = work.get(n) else { break };
+                    let job = Job {
+                        sandbox: &sandbox,
+                        snaps: &snaps[ti],
+                        target: &targets[ti],
+                        passes: &passes,
+                        epoch,
+                    };
+                    let r = job.run(t, rerun);
+                    *results[n].lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
+                }
+            });
+        }
+    });
+    results
+        .into_iter()
+        .map(|m| {
+            m.into_inner()
+                .unwrap_or_else(|p| p.into_inner())
+                .unwrap_or_else(|| Err(Error::Unsupported("a test runner thread panicked".into())))
+        })
+        .collect()
+}
+
+/// One test's surroundings.
+struct Job<'a> {
+    sandbox: &'a Sandbox,
+    snaps: &'a [std::path::PathBuf],
+    target: &'a TestTarget<'a>,
+    passes: &'a std::path::Path,
+    epoch: std::time::Instant,
+}
+
+impl Job<'_> {
+    /// Runs test `t` (or finds its pass remembered).
+    fn run(&self, t: &TestDef, rerun: bool) -> Result<TestReport> {
+        let target = self.target;
         let key = pass_key(t, &target.layers, &target.env);
-        let marker = passes.join(key.hex());
+        let marker = self.passes.join(key.hex());
         let mut report = TestReport {
             target: target.label.clone(),
             name: t.command.shown(),
             passed: true,
             cached: true,
             status: None,
+            started: 0.0,
             seconds: 0.0,
             problem: None,
             output: Vec::new(),
         };
         if !rerun && marker.exists() {
-            out.push(report);
-            continue;
+            return Ok(report);
         }
         report.cached = false;
         let started = std::time::Instant::now();
-        let mounted = sandbox.mount(&snaps)?;
+        report.started = started.duration_since(self.epoch).as_secs_f64();
+        let mounted = self.sandbox.mount(self.snaps)?;
         let cwd = mounted.rootfs().join(target.cwd.trim_start_matches('/'));
         std::fs::create_dir_all(&cwd).at(&cwd)?;
         let spec = RunSpec {
@@ -131,16 +196,15 @@ pub fn run(store: &Store, target: &TestTarget<'_>, rerun: bool) -> Result<Vec<Te
         report.problem = check(t, outcome.status, outcome.timed_out, &text)?;
         report.passed = report.problem.is_none();
         if report.passed {
-            std::fs::create_dir_all(&passes).at(&passes)?;
+            std::fs::create_dir_all(self.passes).at(self.passes)?;
             std::fs::write(&marker, b"").at(&marker)?;
         } else {
             let lines: Vec<&str> = text.lines().collect();
             let from = lines.len().saturating_sub(KEPT_LINES);
             report.output = lines[from..].iter().map(|l| l.to_string()).collect();
         }
-        out.push(report);
+        Ok(report)
     }
-    Ok(out)
 }
 
 /// What is wrong with a test's outcome, if anything.
@@ -277,6 +341,7 @@ mod tests {
             passed: false,
             cached: false,
             status: Some(1),
+            started: 0.0,
             seconds: 0.5,
             problem: Some("exit status 1, expected 0".into()),
             output: vec!["bad \u{1b}[31mred".into()],

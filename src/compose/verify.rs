@@ -91,7 +91,7 @@ pub(super) fn run_tests(
 ) -> Result<Vec<super::layertest::TestReport>> {
     let (project, ctx, graph, built) = (run.project, run.ctx, run.graph, run.built);
     use super::layertest::TestTarget;
-    let mut out = Vec::new();
+    let mut targets = Vec::new();
     for &l in run.order {
         let def = &project.layers[l];
         if def.file.tests.is_empty() {
@@ -114,7 +114,7 @@ pub(super) fn run_tests(
             cwd: "/".into(),
             tests: &def.file.tests,
         };
-        out.extend(super::layertest::run(&ctx.store, &target, rerun)?);
+        targets.push(target);
     }
     for (name, layers, _) in plans {
         let spec = &project.file.images[name];
@@ -138,9 +138,11 @@ pub(super) fn run_tests(
                 .to_string(),
             tests: &spec.tests,
         };
-        out.extend(super::layertest::run(&ctx.store, &target, rerun)?);
+        targets.push(target);
     }
-    Ok(out)
+    // Tests mostly wait on their commands: a few more than the cores.
+    let jobs = std::thread::available_parallelism().map_or(1, |n| n.get()) * 2;
+    super::layertest::run_all(&ctx.store, &targets, rerun, jobs)
 }
 
 /// Runs [`super::check::check_image`] for every planned image whose
