@@ -2,6 +2,10 @@
 
 mod common;
 
+unsafe extern "C" {
+    fn geteuid() -> u32;
+}
+
 use std::fs;
 use std::path::Path;
 
@@ -1010,7 +1014,7 @@ fn env_defines_aliases_that_run_tools_from_the_image() {
     let env = Env::new();
     let root = example_project(&env);
     let p = root.to_str().unwrap();
-    let script = env.ok(&["env", "-C", p, "builder"]);
+    let script = env.ok(&["env", "-C", p, "builder", "--engine", "docker"]);
     assert!(
         script.contains("greet() {") && script.contains("count() {"),
         "{script}"
@@ -1080,6 +1084,67 @@ fn env_defines_aliases_that_run_tools_from_the_image() {
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "hello, you\n2\n");
     common::note("strata env functions under docker", "RAN");
+}
+
+#[test]
+fn env_falls_back_to_strata_run_without_docker_or_podman() {
+    let env = Env::new();
+    let root = example_project(&env);
+    let p = root.to_str().unwrap();
+    // Neither docker nor podman on PATH: the functions call strata run,
+    // this strata with this store.
+    let empty = env.path("empty-path");
+    fs::create_dir_all(&empty).unwrap();
+    let out = env
+        .cmd(&["env", "-C", p, "builder"])
+        .env("PATH", &empty)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let script = String::from_utf8(out.stdout).unwrap();
+    let store = env.store();
+    assert!(
+        script.contains(&format!("--store '{}' run \"$@\"", store.display()))
+            && script.contains(env!("CARGO_BIN_EXE_strata"))
+            && !script.contains("docker run")
+            && script.contains("'example/builder:latest' -- "),
+        "{script}"
+    );
+    if unsafe { geteuid() } != 0 || !common::have("runc") {
+        common::note(
+            "strata env functions under strata run",
+            "SKIPPED (needs root and runc)",
+        );
+        return;
+    }
+    env.ok(&["build", "-C", p, "builder"]);
+    let script_path = env.path("env.sh");
+    fs::write(&script_path, &script).unwrap();
+    let work = env.path("work");
+    fs::create_dir_all(&work).unwrap();
+    fs::write(work.join("a"), "").unwrap();
+    fs::write(work.join("b"), "").unwrap();
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            ". {} && greet you && count *",
+            script_path.display()
+        ))
+        .current_dir(&work)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello, you\n2\n");
+    common::note("strata env functions under strata run", "RAN");
 }
 
 #[test]

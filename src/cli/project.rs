@@ -344,7 +344,8 @@ pub fn plan(ctx: &Ctx, a: PlanArgs) -> Result<()> {
 Prints an env.sh that defines every alias of the image's layers (or of one
 layer) as a shell function running the tool from the image, with the current
 directory mounted at the same path, your uid:gid, and -it only when stdin is
-a terminal.
+a terminal. The functions call docker, else podman, whichever is installed;
+with neither, strata run (daemonless, from this store; needs root for runc).
 
 Example:
   strata env builder > env.sh && . ./env.sh && greet you")]
@@ -354,17 +355,30 @@ pub struct EnvArgs {
     project: PathBuf,
     /// An image of strata.toml, or a layer.
     target: String,
-    /// Container engine the functions call.
-    #[arg(long, default_value = "docker", value_parser = ["docker", "podman"])]
-    engine: String,
+    /// Container engine the functions call (default: docker, else podman,
+    /// whichever is on PATH, else strata).
+    #[arg(long, value_parser = ["docker", "podman", "strata"])]
+    engine: Option<String>,
 }
 
-pub fn env(_ctx: &Ctx, a: EnvArgs) -> Result<()> {
+pub fn env(ctx: &Ctx, a: EnvArgs) -> Result<()> {
     let project = Project::load(&a.project)?;
-    let engine = if a.engine == "podman" {
-        env::Engine::Podman
-    } else {
-        env::Engine::Docker
+    // strata run from this strata and this store, wherever env.sh is sourced.
+    let exe = std::env::current_exe().map_err(|e| strata::Error::io("the strata executable", e))?;
+    let strata_cmd = format!(
+        "{} --store {}",
+        env::shell_quote_arg(&exe.to_string_lossy()),
+        env::shell_quote_arg(
+            &std::path::absolute(&ctx.store_path)
+                .unwrap_or_else(|_| ctx.store_path.clone())
+                .to_string_lossy()
+        )
+    );
+    let engine = match a.engine.as_deref() {
+        Some("podman") => env::Engine::Podman,
+        Some("docker") => env::Engine::Docker,
+        Some(_) => env::Engine::Strata(strata_cmd),
+        None => env::Engine::detect(strata_cmd),
     };
     print!("{}", env::env_script(&project, &a.target, engine)?);
     Ok(())

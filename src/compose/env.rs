@@ -6,12 +6,38 @@ use super::project::Project;
 use crate::error::{Error, Result};
 
 /// Which container engine the functions call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Engine {
     /// docker.
     Docker,
     /// podman.
     Podman,
+    /// `strata run`, daemonless, from the store: the command that starts
+    /// strata (its path and global options, shell-quoted).
+    Strata(String),
+}
+
+impl Engine {
+    /// The first of docker and podman on `PATH`, else `strata run`
+    /// started by `strata_cmd`.
+    pub fn detect(strata_cmd: String) -> Engine {
+        let on_path = |name: &str| {
+            std::env::var_os("PATH")
+                .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(name).is_file()))
+        };
+        if on_path("docker") {
+            Engine::Docker
+        } else if on_path("podman") {
+            Engine::Podman
+        } else {
+            Engine::Strata(strata_cmd)
+        }
+    }
+}
+
+/// `s` quoted for a POSIX shell.
+pub fn shell_quote_arg(s: &str) -> String {
+    shell_quote(s)
 }
 
 fn shell_quote(s: &str) -> String {
@@ -89,19 +115,38 @@ pub fn env_script(project: &Project, target: &str, engine: Engine) -> Result<Str
             .replace("{image}", target),
     )
     .unwrap_or(image_ref);
-    let engine_cmd = match engine {
-        Engine::Docker => "docker",
-        Engine::Podman => "podman",
-    };
     let mut out = format!(
         "# strata env for {target}: source this file (. ./env.sh).\n\
          # Each alias runs its tool in {image_ref} with the current directory\n\
-         # mounted at the same path, as your uid:gid; -it only when stdin is a terminal.\n\
-         __strata_run() {{\n\
-         \x20 if [ -t 0 ]; then set -- -it \"$@\"; else set -- -i \"$@\"; fi\n\
-         \x20 {engine_cmd} run --rm \"$@\"\n\
-         }}\n"
+         # mounted at the same path, as your uid:gid"
     );
+    match &engine {
+        Engine::Docker | Engine::Podman => {
+            let engine_cmd = if engine == Engine::Docker {
+                "docker"
+            } else {
+                "podman"
+            };
+            out.push_str(&format!(
+                "; -it only when stdin is a terminal.\n\
+                 __strata_run() {{\n\
+                 \x20 if [ -t 0 ]; then set -- -it \"$@\"; else set -- -i \"$@\"; fi\n\
+                 \x20 {engine_cmd} run --rm \"$@\"\n\
+                 }}\n"
+            ));
+        }
+        Engine::Strata(cmd) => out.push_str(&format!(
+            ", with strata run\n\
+             # (no docker or podman here; the image is read from strata's store).\n\
+             __strata_run() {{ {cmd} run \"$@\"; }}\n"
+        )),
+    }
+    // strata run takes the command's arguments after --.
+    let sep = if matches!(engine, Engine::Strata(_)) {
+        " --"
+    } else {
+        ""
+    };
     for l in layers {
         for (alias, command) in &project.layers[l].file.aliases {
             if !valid_function_name(alias) {
@@ -113,7 +158,7 @@ pub fn env_script(project: &Project, target: &str, engine: Engine) -> Result<Str
             }
             let argv: Vec<String> = command.split_whitespace().map(shell_quote).collect();
             out.push_str(&format!(
-                "{alias}() {{ __strata_run -v \"$PWD:$PWD\" -w \"$PWD\" -u \"$(id -u):$(id -g)\" --entrypoint {} {} {} \"$@\"; }}\n",
+                "{alias}() {{ __strata_run -v \"$PWD:$PWD\" -w \"$PWD\" -u \"$(id -u):$(id -g)\" --entrypoint {} {}{sep} {} \"$@\"; }}\n",
                 argv.first().cloned().unwrap_or_else(|| shell_quote(alias)),
                 shell_quote(&image_ref),
                 argv.iter().skip(1).cloned().collect::<Vec<_>>().join(" "),
