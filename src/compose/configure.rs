@@ -33,7 +33,7 @@ use crate::store::Store;
 
 /// Version of how maintainer scripts are run and captured; part of the
 /// keys of configured deb layers.
-pub const CONFIGURE_FORMAT: u32 = 1;
+pub const CONFIGURE_FORMAT: u32 = 2;
 
 /// Where the packages' control members are mounted (read-only) before the
 /// driver copies them into `/var/lib/dpkg/info`.
@@ -162,7 +162,13 @@ pub fn configure(res: &Resolution, cx: &ConfigureContext<'_>) -> Result<Option<S
         ))
     })?;
     let snaps = sandbox.snapshots(&cx.lowers)?;
-    let mut mounted = sandbox.mount(&snaps)?;
+    let mut mounted = sandbox.mount(&snaps).map_err(|e| match e {
+        Error::Unsupported(m) => Error::Unsupported(format!(
+            "the maintainer scripts of layer {} ({}): {m}",
+            cx.name, cx.rel
+        )),
+        e => e,
+    })?;
     let log_file = super::step::log_path(cx.store, cx.key);
     if let Some(dir) = log_file.parent() {
         std::fs::create_dir_all(dir).at(dir)?;

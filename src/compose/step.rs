@@ -21,7 +21,7 @@ use crate::sandbox::{BindMount, Network, Output, RunSpec, Sandbox};
 use crate::store::Store;
 
 /// Version of how step layers are made; part of their keys.
-pub const STEP_FORMAT: u32 = 1;
+pub const STEP_FORMAT: u32 = 2;
 
 /// PATH when no layer beneath sets one (Debian's default for root).
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -192,7 +192,13 @@ pub fn build(def: &LayerDef, r: &RunSource, cx: &StepContext<'_>) -> Result<Stor
     })?;
     let snaps = sandbox.snapshots(&cx.lowers)?;
     let staged = stage_inputs(def, r, cx)?;
-    let mut mounted = sandbox.mount(&snaps)?;
+    let mut mounted = sandbox.mount(&snaps).map_err(|e| match e {
+        Error::Unsupported(m) => Error::Unsupported(format!(
+            "the build step of layer {} ({}): {m}",
+            cx.name, def.rel
+        )),
+        e => e,
+    })?;
     let rootfs = mounted.rootfs();
     let (uid, gid, home) = match &r.user {
         Some(u) => crate::sandbox::resolve_user(&rootfs, u).map_err(|e| {

@@ -111,6 +111,7 @@ fn scan(upper: &Path, spec: &CaptureSpec) -> Result<Vec<Found>> {
             });
         }
     }
+    canonical_removals(&mut out, upper, spec)?;
     drop_stubs(&mut out, spec);
     if !spec.outputs.is_empty() {
         out.retain(|f| {
@@ -122,6 +123,42 @@ fn scan(upper: &Path, spec: &CaptureSpec) -> Result<Vec<Found>> {
     }
     out.sort_by(|a, b| a.rel.cmp(&b.rel));
     Ok(out)
+}
+
+/// Rewrites whiteouts and opaque directories into the one form (see
+/// [`super::canon`]), so the layer does not depend on the kernel or on
+/// whether the root filesystem was an overlay or a copy.
+fn canonical_removals(found: &mut Vec<Found>, upper: &Path, spec: &CaptureSpec) -> Result<()> {
+    use super::canon::{LowerView, Upper, whiteouts};
+    let map = found
+        .iter()
+        .map(|f| {
+            let kind = match f.kind {
+                FoundKind::Dir { opaque } => Upper::Dir { opaque },
+                FoundKind::Whiteout => Upper::Whiteout,
+                _ => Upper::Other,
+            };
+            (f.rel.clone(), kind)
+        })
+        .collect();
+    let keep = whiteouts(&map, &LowerView::new(&spec.lowers));
+    found.retain(|f| !matches!(f.kind, FoundKind::Whiteout));
+    for f in found.iter_mut() {
+        if let FoundKind::Dir { opaque } = &mut f.kind {
+            *opaque = false;
+        }
+    }
+    let placeholder = fs::symlink_metadata(upper).at(upper)?;
+    for rel in keep {
+        if !excluded(&rel, spec) {
+            found.push(Found {
+                rel,
+                kind: FoundKind::Whiteout,
+                meta: placeholder.clone(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// `p` is `dir` or below it.
@@ -266,7 +303,13 @@ fn write_found(
     if let Some(cap) = xattr(&path, "security.capability") {
         e.xattrs.push((b"security.capability".to_vec(), cap));
     }
-    tar.set_mtime((m.mtime().max(0) as u64).min(epoch));
+    // A whiteout's time is when the path was removed: always after the
+    // epoch, so the epoch.
+    let mtime = match f.kind {
+        FoundKind::Whiteout => epoch,
+        _ => (m.mtime().max(0) as u64).min(epoch),
+    };
+    tar.set_mtime(mtime);
     let io = |err: std::io::Error| Error::from_pipeline(&path, err);
     match &f.kind {
         FoundKind::Dir { opaque } => {

@@ -9,7 +9,9 @@
 //! What needs root: mounting overlay and running the runtime with new
 //! namespaces. strata does not run rootless yet.
 
+pub mod canon;
 pub mod capture;
+mod copyfs;
 pub(crate) mod interrupt;
 pub mod mounts;
 pub mod rootfs;
@@ -179,30 +181,99 @@ impl Sandbox {
             )));
         }
         let merged = w.join("merged");
-        let c = |s: &str| CString::new(s).expect("no NUL");
-        let target = CString::new(merged.as_os_str().as_bytes()).expect("no NUL");
-        let rc = unsafe {
-            libc::mount(
-                c("overlay").as_ptr(),
-                target.as_ptr(),
-                c("overlay").as_ptr(),
-                0,
-                c(&opts).as_ptr().cast(),
-            )
+        let mode = RootfsMode::from_env()?;
+        let overlay = match mode {
+            RootfsMode::Copy => Err(std::io::Error::from_raw_os_error(libc::ENODEV)),
+            _ => mount_overlay(&merged, &opts),
         };
-        if rc != 0 {
-            let e = std::io::Error::last_os_error();
-            return Err(Error::Unsupported(format!(
-                "cannot mount an overlay filesystem at {} ({e}); build steps need root and a kernel with overlayfs",
-                merged.display()
-            )));
-        }
+        let copied = match overlay {
+            Ok(()) => None,
+            Err(e) if mode == RootfsMode::Overlay || unsafe { libc::geteuid() } != 0 => {
+                return Err(Error::Unsupported(format!(
+                    "cannot mount an overlay filesystem at {} ({e}); build steps need root and a kernel with overlayfs (or {ROOTFS_ENV}=copy)",
+                    merged.display()
+                )));
+            }
+            Err(e) => {
+                if mode == RootfsMode::Auto {
+                    static SAID: std::sync::Once = std::sync::Once::new();
+                    SAID.call_once(|| {
+                        eprintln!(
+                            "warning: overlayfs cannot be mounted here ({e}): the sandbox copies the layers into a plain directory and compares it afterwards, which is slower and uses as much disk as the layers"
+                        )
+                    });
+                }
+                Some(copyfs::copy_stack(lowers, &merged).map_err(|e| no_space(e, &dir))?)
+            }
+        };
         Ok(Mounted {
+            mounted: copied.is_none(),
+            copied,
             work,
-            mounted: true,
             runtime: self.runtime.clone(),
             stubs: Mutex::new(std::collections::BTreeSet::new()),
         })
+    }
+}
+
+/// The environment variable that picks the sandbox's root filesystem:
+/// `overlay`, `copy`, or unset (overlay where it mounts, else a copy).
+pub const ROOTFS_ENV: &str = "STRATA_SANDBOX_ROOTFS";
+
+/// How the sandbox makes its root filesystem.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum RootfsMode {
+    /// Overlay, else a copy (said once).
+    Auto,
+    /// Overlay only.
+    Overlay,
+    /// Always a copy.
+    Copy,
+}
+
+impl RootfsMode {
+    fn from_env() -> Result<Self> {
+        match std::env::var(ROOTFS_ENV).as_deref() {
+            Err(_) | Ok("") => Ok(RootfsMode::Auto),
+            Ok("overlay") => Ok(RootfsMode::Overlay),
+            Ok("copy") => Ok(RootfsMode::Copy),
+            Ok(other) => Err(Error::bad_input(
+                ROOTFS_ENV,
+                format!("{other:?} is not overlay or copy"),
+            )),
+        }
+    }
+}
+
+fn mount_overlay(merged: &Path, opts: &str) -> std::io::Result<()> {
+    let c = |s: &str| CString::new(s).expect("no NUL");
+    let target = CString::new(merged.as_os_str().as_bytes()).expect("no NUL");
+    let rc = unsafe {
+        libc::mount(
+            c("overlay").as_ptr(),
+            target.as_ptr(),
+            c("overlay").as_ptr(),
+            0,
+            c(opts).as_ptr().cast(),
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// A failed copy of the root filesystem: out of space says so, naming
+/// where the copy goes.
+fn no_space(e: Error, dir: &Path) -> Error {
+    match &e {
+        Error::Io { source, .. } if source.raw_os_error() == Some(libc::ENOSPC) => {
+            Error::Unsupported(format!(
+                "overlayfs cannot be mounted here and there is no space in {} for a copy of the layers' root filesystem ({e}); free space there, or run where overlayfs mounts",
+                dir.display()
+            ))
+        }
+        _ => e,
     }
 }
 
@@ -210,6 +281,9 @@ impl Sandbox {
 pub struct Mounted {
     work: tempfile::TempDir,
     mounted: bool,
+    /// With a copied root filesystem: its stamps, until the upper
+    /// directory is made from them.
+    copied: Option<copyfs::Stamps>,
     runtime: PathBuf,
     /// Every mount target of the runs so far (relative paths).
     stubs: Mutex<std::collections::BTreeSet<String>>,
@@ -366,8 +440,12 @@ impl Mounted {
         Ok(exit_code(status))
     }
 
-    /// Unmounts the overlay (the upper directory stays until drop).
+    /// Unmounts the overlay (the upper directory stays until drop); with a
+    /// copied root filesystem, makes the upper directory from it.
     pub fn unmount(&mut self) -> Result<()> {
+        if let Some(stamps) = self.copied.take() {
+            stamps.diff_into(&self.rootfs(), &self.upper())?;
+        }
         if self.mounted {
             let merged = self.rootfs();
             let target = CString::new(merged.as_os_str().as_bytes()).expect("no NUL");
@@ -390,6 +468,8 @@ fn exit_code(status: std::process::ExitStatus) -> i32 {
 
 impl Drop for Mounted {
     fn drop(&mut self) {
+        // Nothing to capture any more: no upper directory to make.
+        self.copied = None;
         let _ = self.unmount();
     }
 }
