@@ -253,6 +253,8 @@ pub fn configure(res: &Resolution, cx: &ConfigureContext<'_>) -> Result<Option<S
         excludes,
         stubs: mounted.stubs(),
         lowers: snaps,
+        default_excludes: true,
+        xattrs: Vec::new(),
     };
     capture(&mounted.upper(), &spec, &cx.builder, cx.store)
         .map(Some)

@@ -273,6 +273,13 @@ pub struct RunSource {
     /// to leave out, besides the default noise (/tmp, /run, apt caches).
     #[serde(default)]
     pub exclude: Vec<String>,
+    /// Whether the default noise is left out (true unless set to false).
+    #[serde(default = "yes", skip_serializing_if = "is_yes")]
+    pub default_excludes: bool,
+    /// Extended attributes kept besides `security.capability`: names or
+    /// globs (`user.*`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub xattrs: Vec<String>,
     /// Seconds each command may run.
     pub timeout: Option<u64>,
     /// `[[source.run.inputs]]`: project files mounted read-only.
@@ -284,6 +291,14 @@ pub struct RunSource {
     /// `[[source.run.secrets]]`: host values the commands may read.
     #[serde(default)]
     pub secrets: Vec<RunSecret>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_yes(b: &bool) -> bool {
+    *b
 }
 
 /// `[[source.run.caches]]`: a directory kept under the store across builds

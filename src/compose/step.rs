@@ -361,6 +361,8 @@ pub fn build(def: &LayerDef, r: &RunSource, cx: &StepContext<'_>) -> Result<Stor
             .collect(),
         stubs,
         lowers: snaps,
+        default_excludes: r.default_excludes,
+        xattrs: r.xattrs.clone(),
     };
     capture(&mounted.upper(), &spec, &cx.builder, cx.store).map_err(|e| match e {
         Error::Invalid { what, detail, .. } if what == "build step" => {

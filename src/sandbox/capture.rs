@@ -1,16 +1,17 @@
 //! An overlay upper directory as a layer: walked in strata's sorted order
 //! and streamed through the one layer writer.
 //!
-//! * overlay whiteouts (0/0 character devices) become `.wh.NAME` entries,
-//!   opaque directories (`trusted.overlay.opaque` or `user.overlay.opaque`)
-//!   get a `.wh..wh..opq` entry;
+//! * removals become `.wh.NAME` entries in one form, whatever overlayfs
+//!   wrote (see [`super::canon`]);
 //! * mount targets the runtime created (stubs for inputs, caches, secrets)
 //!   are dropped when the layers beneath did not have them, as BuildKit's
 //!   `MountStubsCleaner` does;
 //! * mtimes are clamped to the epoch (older times stay), owners stay
-//!   numeric, and only `security.capability` is kept of the xattrs;
-//! * `excludes` (globs, `**` crosses directories) and the default noise
-//!   (`/tmp`, `/var/tmp`, `/run`, apt's caches and lists, …) are left out;
+//!   numeric, and of the xattrs `security.capability` is kept, and those
+//!   the step names;
+//! * `excludes` (globs, `**` crosses directories) and, unless turned off,
+//!   the default noise (`/tmp`, `/var/tmp`, `/run`, apt's caches and
+//!   lists, …) are left out;
 //! * with `outputs`, only those paths (and the directories above them) are
 //!   kept.
 
@@ -53,6 +54,11 @@ pub struct CaptureSpec {
     pub stubs: Vec<String>,
     /// The lower directories, to tell a stub from a path that was there.
     pub lowers: Vec<PathBuf>,
+    /// Leave out [`DEFAULT_EXCLUDES`] too.
+    pub default_excludes: bool,
+    /// Extended attributes kept besides `security.capability` (names or
+    /// globs).
+    pub xattrs: Vec<String>,
 }
 
 /// One path of the upper directory, as it will be written.
@@ -168,7 +174,12 @@ fn under(p: &[u8], dir: &[u8]) -> bool {
 
 fn excluded(rel: &[u8], spec: &CaptureSpec) -> bool {
     let user = spec.excludes.iter().map(String::as_str);
-    DEFAULT_EXCLUDES.iter().copied().chain(user).any(|g| {
+    let defaults: &[&str] = if spec.default_excludes {
+        DEFAULT_EXCLUDES
+    } else {
+        &[]
+    };
+    defaults.iter().copied().chain(user).any(|g| {
         let g = g.trim_start_matches('/').as_bytes();
         glob_match(g, rel)
             || rel
@@ -215,6 +226,26 @@ fn opaque(path: &Path) -> bool {
     ["trusted.overlay.opaque", "user.overlay.opaque"]
         .iter()
         .any(|n| xattr(path, n).is_some_and(|v| v == b"y"))
+}
+
+/// The names of the extended attributes of `path` itself, sorted.
+fn xattr_names(path: &Path) -> Vec<Vec<u8>> {
+    let Ok(c) = CString::new(path.as_os_str().as_bytes()) else {
+        return Vec::new();
+    };
+    let mut buf = vec![0u8; 16384];
+    let n = unsafe { libc::llistxattr(c.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    if n <= 0 {
+        return Vec::new();
+    }
+    buf.truncate(n as usize);
+    let mut names: Vec<Vec<u8>> = buf
+        .split(|b| *b == 0)
+        .filter(|n| !n.is_empty())
+        .map(<[u8]>::to_vec)
+        .collect();
+    names.sort();
+    names
 }
 
 fn xattr(path: &Path, name: &str) -> Option<Vec<u8>> {
@@ -276,7 +307,7 @@ pub fn capture(
     lb.build_stream(store, |tar| {
         let mut links: HashMap<(u64, u64), Vec<u8>> = HashMap::new();
         for f in &found {
-            write_found(tar, upper, f, spec.epoch, &mut links)?;
+            write_found(tar, upper, f, spec, &mut links)?;
         }
         Ok(())
     })
@@ -286,9 +317,10 @@ fn write_found(
     tar: &mut TarEncoder<&mut dyn Write>,
     upper: &Path,
     f: &Found,
-    epoch: u64,
+    spec: &CaptureSpec,
     links: &mut HashMap<(u64, u64), Vec<u8>>,
 ) -> Result<()> {
+    let epoch = spec.epoch;
     let m = &f.meta;
     let path = upper.join(std::ffi::OsStr::from_bytes(&f.rel));
     let mut e = Entry {
@@ -302,6 +334,20 @@ fn write_found(
     };
     if let Some(cap) = xattr(&path, "security.capability") {
         e.xattrs.push((b"security.capability".to_vec(), cap));
+    }
+    if !spec.xattrs.is_empty() && !matches!(f.kind, FoundKind::Whiteout) {
+        for name in xattr_names(&path) {
+            let wanted = name != b"security.capability"
+                && !name.starts_with(b"trusted.overlay.")
+                && spec.xattrs.iter().any(|g| glob_match(g.as_bytes(), &name));
+            if let Some(value) = wanted
+                .then(|| xattr(&path, &String::from_utf8_lossy(&name)))
+                .flatten()
+            {
+                e.xattrs.push((name, value));
+            }
+        }
+        e.xattrs.sort();
     }
     // A whiteout's time is when the path was removed: always after the
     // epoch, so the epoch.
@@ -386,4 +432,74 @@ fn write_found(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layer::Layer;
+
+    /// The xattrs of each entry of `layer`'s tar stream.
+    fn xattrs_of(layer: &StoreLayer) -> Vec<(String, Vec<String>)> {
+        let r = crate::layer::decompress(layer.open().unwrap()).unwrap();
+        let mut a = tar::Archive::new(r);
+        let mut out = Vec::new();
+        for e in a.entries().unwrap() {
+            let mut e = e.unwrap();
+            let path = e.path().unwrap().display().to_string();
+            let mut names = Vec::new();
+            if let Some(exts) = e.pax_extensions().unwrap() {
+                for x in exts {
+                    let x = x.unwrap();
+                    if let Some(n) = x.key().unwrap().strip_prefix("SCHILY.xattr.") {
+                        names.push(n.to_string());
+                    }
+                }
+            }
+            out.push((path, names));
+        }
+        out
+    }
+
+    #[test]
+    fn xattrs_are_kept_only_when_named_and_default_excludes_can_be_turned_off() {
+        let t = tempfile::tempdir().unwrap();
+        let upper = t.path().join("upper");
+        fs::create_dir_all(upper.join("var/lib/apt/lists")).unwrap();
+        fs::write(upper.join("var/lib/apt/lists/x"), "x").unwrap();
+        let f = upper.join("f");
+        fs::write(&f, "f").unwrap();
+        let set = |n: &[u8], v: &[u8]| crate::sandbox::rootfs::set_xattr(&f, n, v).is_ok();
+        if !(set(b"user.keep.me", b"1") && set(b"user.other", b"2")) {
+            return; // no user xattrs on this filesystem
+        }
+        let store = Store::open_or_create(t.path().join("store")).unwrap();
+        let lb = LayerBuilder::new();
+        let spec = CaptureSpec {
+            default_excludes: true,
+            ..Default::default()
+        };
+        let plain = capture(&upper, &spec, &lb, &store).unwrap();
+        let got = xattrs_of(&plain);
+        assert_eq!(got[0], ("f".to_string(), Vec::<String>::new()));
+        assert!(
+            !got.iter().any(|(p, _)| p.ends_with("lists/x")),
+            "apt lists are left out by default: {got:?}"
+        );
+        let spec = CaptureSpec {
+            default_excludes: false,
+            xattrs: vec!["user.keep*".into()],
+            ..Default::default()
+        };
+        let kept = capture(&upper, &spec, &lb, &store).unwrap();
+        let got = xattrs_of(&kept);
+        assert!(
+            got.contains(&("f".to_string(), vec!["user.keep.me".to_string()])),
+            "{got:?}"
+        );
+        assert!(
+            got.iter().any(|(p, _)| p == "var/lib/apt/lists/x"),
+            "{got:?}"
+        );
+    }
 }
