@@ -975,6 +975,16 @@ fn a_copied_root_filesystem_gives_the_layer_overlayfs_gives() {
             "outputs = [\"/usr/local/bin/app\"]",
             "",
         );
+        // The step replaces files of base on purpose.
+        let toml = fs::read_to_string(root.join("strata.toml")).unwrap();
+        fs::write(
+            root.join("strata.toml"),
+            toml.replace(
+                "entrypoint = [",
+                "conflicts = \"allow\"\noverrides = [\"app:/opt/tofile\"]\nentrypoint = [",
+            ),
+        )
+        .unwrap();
         common::backdate(&root);
         root
     };
@@ -1076,4 +1086,51 @@ fn no_overlay_and_no_space_for_the_copy_is_a_clear_error() {
         before,
         "nothing tagged"
     );
+}
+
+#[test]
+fn a_step_layers_files_are_checked_against_the_image_once_built() {
+    if !can_run("composition check of a build step's files") {
+        return;
+    }
+    let env = Env::new();
+    let root = project(&env, "proj");
+    common::replace(
+        &root,
+        "layers/app/layer.toml",
+        "\"test ! -e /src/target/junk\",",
+        "\"echo carol:x:1001:1001::/:/bin/sh >> /etc/passwd\",",
+    );
+    common::replace(
+        &root,
+        "layers/app/layer.toml",
+        "outputs = [\"/usr/local/bin/app\"]",
+        "outputs = [\"/usr/local/bin/app\", \"/etc/passwd\"]",
+    );
+    // Not built yet: plan and check cannot know the step's files.
+    env.ok(&["check", "-C", root.to_str().unwrap()]);
+    let err = env.fails(&["build", "-C", root.to_str().unwrap()]);
+    assert!(
+        err.contains("/etc/passwd is in layers base and app"),
+        "{err}"
+    );
+    assert!(env.fails(&["inspect", "st/img:latest"]).contains("st/img"));
+    // Again, from the cache: still refused (no check marker was written).
+    let err = env.fails(&["build", "-C", root.to_str().unwrap()]);
+    assert!(
+        err.contains("/etc/passwd is in layers base and app"),
+        "{err}"
+    );
+    // Allowed: it builds.
+    let toml = fs::read_to_string(root.join("strata.toml")).unwrap();
+    fs::write(
+        root.join("strata.toml"),
+        toml.replace(
+            "entrypoint = [",
+            "overrides = [\"app:/etc/passwd\"]\nentrypoint = [",
+        ),
+    )
+    .unwrap();
+    build(&env, &root);
+    env.ok(&["inspect", "st/img:latest"]);
 }

@@ -414,7 +414,8 @@ pub fn build(project: &Project, ctx: &Context, sel: &Selection) -> Result<BuildR
     )?;
     // The composition checks run before anything is written; an image whose
     // spec and layer keys already passed is not checked again.
-    let mut warnings = super::verify::check_images(project, &graph, &plans, &keyed.keys, &planner)?;
+    let (mut warnings, later) =
+        super::verify::check_images(project, &graph, &plans, &keyed.keys, &planner)?;
     let mut resolutions: BTreeMap<&str, Arc<Resolution>> = BTreeMap::new();
     for &l in keyed.keys.keys() {
         if project.layers[l].file.source.deb.is_some() {
@@ -435,6 +436,22 @@ pub fn build(project: &Project, ctx: &Context, sel: &Selection) -> Result<BuildR
     )?;
     for &l in &keyed.order {
         warnings.extend(built[l].warnings.iter().cloned());
+    }
+    // Images with build steps are checked again now that the steps' files
+    // are known, before anything is tagged.
+    let unchecked: Vec<Plan<'_>> = plans
+        .iter()
+        .filter(|p| later.contains(&p.0))
+        .cloned()
+        .collect();
+    if !unchecked.is_empty() {
+        let (again, _) =
+            super::verify::check_images(project, &graph, &unchecked, &keyed.keys, &planner)?;
+        for w in again {
+            if !warnings.contains(&w) {
+                warnings.push(w);
+            }
+        }
     }
     stat.save()?;
     if !sel.locked && !sel.tests_only {

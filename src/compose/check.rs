@@ -48,7 +48,9 @@ fn list_tar(
             }
             _ => return Ok(()),
         };
-        if !name.is_empty() {
+        // A whiteout (a build step's removal) is no file of the layer.
+        let base = name.rsplit('/').next().unwrap_or(name);
+        if !name.is_empty() && !base.starts_with(".wh.") {
             out.insert(
                 name.to_string(),
                 FileInfo {
@@ -64,6 +66,12 @@ fn list_tar(
 /// Lists the files a layer will contain, without building it (nothing
 /// for a build step, whose files are known only once it ran).
 pub fn list_layer(def: &LayerDef, deb: &DebPlanner<'_>) -> Result<BTreeMap<String, FileInfo>> {
+    Ok(list_known(def, deb)?.unwrap_or_default())
+}
+
+/// [`list_layer`], `None` when the files are not known before the layer is
+/// built (a build step).
+fn list_known(def: &LayerDef, deb: &DebPlanner<'_>) -> Result<Option<BTreeMap<String, FileInfo>>> {
     let mut out = BTreeMap::new();
     let mut visit = |c: Content<'_>| match c {
         Content::Entries(entries) => {
@@ -82,8 +90,26 @@ pub fn list_layer(def: &LayerDef, deb: &DebPlanner<'_>) -> Result<BTreeMap<Strin
         }
         Content::Tar(r, label) => list_tar(r, label, &mut out),
     };
-    super::source::of(def).contents(def, deb.context(), deb, &mut visit)?;
-    Ok(out)
+    let known = super::source::of(def).contents(def, deb.context(), deb, &mut visit)?;
+    Ok(known.then_some(out))
+}
+
+/// The files of the layer the cache holds under `key`, if it does.
+fn list_cached_blob(
+    ctx: &Context,
+    key: &crate::digest::Digest,
+) -> Result<Option<BTreeMap<String, FileInfo>>> {
+    let Some(c) = super::cache::LayerCache::new(&ctx.store)?.get(key) else {
+        return Ok(None);
+    };
+    use crate::layer::Layer;
+    let layer = crate::layer::StoreLayer::new(ctx.store.clone(), c.descriptor, c.diff_id);
+    let label = std::path::PathBuf::from(format!("layer {}", layer.descriptor().digest));
+    let r = crate::layer::decompress(layer.open()?)
+        .map_err(|e| crate::Error::from_pipeline(&label, e))?;
+    let mut out = BTreeMap::new();
+    list_tar(r, &label, &mut out)?;
+    Ok(Some(out))
 }
 
 /// One finding of a check.
@@ -114,15 +140,16 @@ fn listing_path(ctx: &Context, key: &crate::digest::Digest) -> std::path::PathBu
 }
 
 /// [`list_layer`], cached by layer key when one is given: a layer whose key
-/// did not change is not walked again.
+/// did not change is not walked again. A build step's files come from its
+/// blob once it is built; `None` before.
 fn list_layer_cached(
     def: &LayerDef,
     deb: &DebPlanner<'_>,
     key: Option<&crate::digest::Digest>,
-) -> Result<BTreeMap<String, FileInfo>> {
+) -> Result<Option<BTreeMap<String, FileInfo>>> {
     let ctx = deb.context();
     let Some(key) = key else {
-        return list_layer(def, deb);
+        return list_known(def, deb);
     };
     let path = listing_path(ctx, key);
     if let Ok(text) = std::fs::read_to_string(&path) {
@@ -145,13 +172,19 @@ fn list_layer_cached(
                 },
             );
         }
-        return Ok(out);
+        return Ok(Some(out));
     }
-    let files = list_layer(def, deb)?;
+    let files = match list_known(def, deb)? {
+        Some(files) => files,
+        None => match list_cached_blob(ctx, key)? {
+            Some(files) => files,
+            None => return Ok(None),
+        },
+    };
     let mut text = String::new();
     for (p, f) in &files {
         if p.contains('\n') {
-            return Ok(files);
+            return Ok(Some(files));
         }
         let k = match f.kind {
             Kind::Dir => 'd',
@@ -162,7 +195,7 @@ fn list_layer_cached(
     }
     // Only a cache: a failed write costs a walk next time, nothing more.
     let _ = crate::store::write_file_atomic(&path, text.as_bytes());
-    Ok(files)
+    Ok(Some(files))
 }
 
 /// [`check_image`] with the layers' cache keys, so unchanged layers' file
@@ -174,6 +207,19 @@ pub fn check_image_keyed(
     deb: &DebPlanner<'_>,
     keys: Option<&BTreeMap<&str, crate::digest::Digest>>,
 ) -> Result<Vec<Finding>> {
+    Ok(check_image_listed(project, graph, name, deb, keys)?.0)
+}
+
+/// [`check_image_keyed`], and the layers whose files are not known yet
+/// (build steps not built): their files were not checked.
+pub fn check_image_listed<'p>(
+    project: &Project,
+    graph: &Graph<'p>,
+    name: &str,
+    deb: &DebPlanner<'_>,
+    keys: Option<&BTreeMap<&str, crate::digest::Digest>>,
+) -> Result<(Vec<Finding>, Vec<&'p str>)> {
+    let mut unknown = Vec::new();
     let ctx = deb.context();
     let spec = &project.file.images[name];
     let policy = spec.conflict_policy();
@@ -189,7 +235,10 @@ pub fn check_image_keyed(
     let mut owner: BTreeMap<String, (&str, FileInfo)> = BTreeMap::new();
     for &l in &layers {
         let def = &project.layers[l];
-        let files = list_layer_cached(def, deb, keys.and_then(|k| k.get(l)))?;
+        let Some(files) = list_layer_cached(def, deb, keys.and_then(|k| k.get(l)))? else {
+            unknown.push(l);
+            continue;
+        };
         for b in &def.file.provides.binaries {
             let found = def.file.provides.paths.iter().any(|p| {
                 let path = format!("{}/{b}", p.trim_matches('/'));
@@ -221,14 +270,14 @@ pub fn check_image_keyed(
                         .overrides
                         .iter()
                         .any(|o| *o == format!("{l}:/{path}") || *o == format!("{prev}:/{path}"));
-                    if clash {
+                    if clash && !overridden {
                         push(
                             "error",
                             format!(
-                                "/{path} is a directory in one of {prev} and {l} and not in the other (file-vs-directory clash)"
+                                "/{path} is a directory in one of {prev} and {l} and not in the other (file-vs-directory clash); if {l} replaces it on purpose, allow it with overrides = [\"{l}:/{path}\"] in strata.toml [images.{name}]"
                             ),
                         );
-                    } else if !overridden && policy != ConflictPolicy::Allow {
+                    } else if !clash && !overridden && policy != ConflictPolicy::Allow {
                         let level = if policy == ConflictPolicy::Error {
                             "error"
                         } else {
@@ -257,5 +306,5 @@ pub fn check_image_keyed(
             );
         }
     }
-    Ok(findings)
+    Ok((findings, unknown))
 }

@@ -147,18 +147,20 @@ pub(super) fn run_tests(
 
 /// Runs [`super::check::check_image`] for every planned image whose
 /// (spec, base, layer keys) has not passed before; errors fail the build,
-/// warnings are returned.
+/// warnings are returned, and the images with build steps not built yet,
+/// whose files were not checked (check them again once built).
 pub(super) fn check_images(
     project: &Project,
     graph: &Graph<'_>,
     plans: &[Plan<'_>],
     keys: &BTreeMap<&str, Digest>,
     deb: &DebPlanner<'_>,
-) -> Result<Vec<String>> {
+) -> Result<(Vec<String>, Vec<String>)> {
     let ctx = deb.context();
     let dir = ctx.store.root().join(".strata/checks");
     let mut warnings = Vec::new();
     let mut passed = Vec::new();
+    let mut later = Vec::new();
     for (name, layers, _) in plans {
         let mut h = Hasher::new();
         h.update(&crate::json::to_canonical(&project.file.images[name]));
@@ -170,7 +172,8 @@ pub(super) fn check_images(
         if marker.is_file() {
             continue;
         }
-        let findings = super::check::check_image_keyed(project, graph, name, deb, Some(keys))?;
+        let (findings, unknown) =
+            super::check::check_image_listed(project, graph, name, deb, Some(keys))?;
         let errors: Vec<String> = findings
             .iter()
             .filter(|f| f.level == "error")
@@ -188,7 +191,11 @@ pub(super) fn check_images(
                 .into_iter()
                 .map(|f| format!("image {name}: {}", f.message)),
         );
-        passed.push(marker);
+        if unknown.is_empty() {
+            passed.push(marker);
+        } else {
+            later.push(name.clone());
+        }
     }
     if !passed.is_empty() {
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
@@ -196,7 +203,7 @@ pub(super) fn check_images(
             std::fs::write(&m, b"ok").map_err(|e| Error::io(&m, e))?;
         }
     }
-    Ok(warnings)
+    Ok((warnings, later))
 }
 
 pub(super) fn pin_of(project: &Project, name: &str, layers: &[Arc<dyn Layer>]) -> super::lock::Pin {
