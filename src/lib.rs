@@ -30,6 +30,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod cleanup;
 pub mod compose;
 pub mod deb;
 pub mod digest;

@@ -3,6 +3,9 @@
 mod cli;
 
 fn main() {
+    // SIGINT or SIGTERM outside a sandbox: remove the temp files of blobs
+    // being written, then exit 130.
+    strata::cleanup::install();
     if let Err(e) = cli::run() {
         // Output piped into a reader that stopped (`strata ls IMG | head`):
         // end quietly, as tools killed by SIGPIPE do (status 128 + 13).

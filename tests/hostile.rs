@@ -142,6 +142,36 @@ fn a_blob_that_always_stalls_fails_naming_host_and_blob_and_leaves_no_temp_file(
 }
 
 #[test]
+fn sigint_during_a_pull_removes_the_temp_file_and_exits_130() {
+    let fake = Fake::start(Faults::default());
+    let (_env, _, layer) = setup(&fake);
+    fake.state.lock().unwrap().faults.stall_blob = Some((layer.clone(), usize::MAX));
+    let pulled = Env::new();
+    let mut child = pulled
+        .cmd(&["--stall-timeout", "60", "copy", &r(&fake, "src/img:1"), "x:1"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait for the stalled download's temp file.
+    let started = std::time::Instant::now();
+    while temp_files(&pulled.store()).is_empty() {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "no download started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{status:?}");
+    assert_eq!(
+        temp_files(&pulled.store()),
+        Vec::<std::path::PathBuf>::new()
+    );
+    assert!(pulled.fails(&["inspect", "x:1"]).contains("x:1"));
+}
+
+#[test]
 fn a_manifest_that_stalls_fails_naming_the_host() {
     let fake = Fake::start(Faults::default());
     let (_env, _, _) = setup(&fake);

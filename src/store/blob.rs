@@ -18,6 +18,8 @@ use crate::error::{Error, IoContext, Result};
 pub struct BlobWriter {
     inner: HashingWriter<BufWriter<WriteBehind>>,
     blobs_dir: PathBuf,
+    /// Removes the temp file if a signal ends strata.
+    _registered: crate::cleanup::Registered,
 }
 
 impl BlobWriter {
@@ -28,7 +30,9 @@ impl BlobWriter {
             .permissions(std::fs::Permissions::from_mode(0o644))
             .tempfile_in(&blobs)
             .at(&blobs)?;
+        let registered = crate::cleanup::register(tmp.path().to_path_buf());
         Ok(BlobWriter {
+            _registered: registered,
             inner: HashingWriter::new(BufWriter::with_capacity(
                 1 << 20,
                 WriteBehind {
