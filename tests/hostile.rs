@@ -148,7 +148,13 @@ fn sigint_during_a_pull_removes_the_temp_file_and_exits_130() {
     fake.state.lock().unwrap().faults.stall_blob = Some((layer.clone(), usize::MAX));
     let pulled = Env::new();
     let mut child = pulled
-        .cmd(&["--stall-timeout", "60", "copy", &r(&fake, "src/img:1"), "x:1"])
+        .cmd(&[
+            "--stall-timeout",
+            "60",
+            "copy",
+            &r(&fake, "src/img:1"),
+            "x:1",
+        ])
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();

@@ -91,6 +91,12 @@ impl BlobWriter {
             return Ok((digest, size));
         }
         tmp.as_file().sync_all().at(tmp.path())?;
+        if !tmp.path().exists() {
+            return Err(Error::Unsupported(format!(
+                "{what} ({digest}): its temp file {} was removed while it was being written, so nothing was stored; was `strata store gc` run with a short --grace meanwhile? Run this again",
+                tmp.path().display()
+            )));
+        }
         tmp.persist(&dest).map_err(|e| Error::io(&dest, e.error))?;
         sync_dir(&self.blobs_dir)?;
         Ok((digest, size))
@@ -148,4 +154,34 @@ impl Write for WriteBehind {
 /// fsyncs a directory so a rename inside it is durable.
 pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir).and_then(|d| d.sync_all()).at(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_temp_file_removed_while_writing_is_named_as_such() {
+        use std::io::Write;
+        let t = tempfile::tempdir().unwrap();
+        let store = crate::store::Store::open_or_create(t.path()).unwrap();
+        let mut w = store.blob_writer().unwrap();
+        w.write_all(b"some bytes").unwrap();
+        for e in std::fs::read_dir(t.path().join("blobs")).unwrap() {
+            let p = e.unwrap().path();
+            if p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with(".tmp-")
+            {
+                std::fs::remove_file(p).unwrap();
+            }
+        }
+        let err = w.commit(None, "layer x").unwrap_err().to_string();
+        assert!(
+            err.contains("layer x")
+                && err.contains("was removed while it was being written")
+                && err.contains("gc"),
+            "{err}"
+        );
+        assert!(!store.has_blob(&crate::digest::Digest::of(b"some bytes")));
+    }
 }

@@ -165,7 +165,7 @@ impl Store {
             Error::NotFound {
                 what: format!("blob {d}"),
                 location: self.root.display().to_string(),
-                hint: String::new(),
+                hint: " (if it was there when this command started, `strata store gc` removed it meanwhile: a short --grace removes blobs no tag holds yet; run this again)".into(),
             }
         } else {
             Error::io(path, e)
