@@ -15,10 +15,10 @@
 use std::collections::HashMap;
 use std::ffi::CString;
 use std::fs;
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use super::rootfs::{check, cpath, remove_any};
 use crate::error::{Error, IoContext, Result};
 
 /// What identifies a path's state.
@@ -297,25 +297,4 @@ fn set_times(p: &Path, m: &fs::Metadata) -> Result<()> {
         )
     };
     check(rc, p)
-}
-
-fn remove_any(p: &Path) -> Result<()> {
-    match fs::symlink_metadata(p) {
-        Ok(m) if m.is_dir() => fs::remove_dir_all(p).at(p),
-        Ok(_) => fs::remove_file(p).at(p),
-        Err(_) => Ok(()),
-    }
-}
-
-fn cpath(p: &Path) -> Result<CString> {
-    CString::new(p.as_os_str().as_bytes())
-        .map_err(|_| Error::bad_input(p.display().to_string(), "a NUL byte in a path"))
-}
-
-fn check(rc: libc::c_int, p: &Path) -> Result<()> {
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(Error::io(p, std::io::Error::last_os_error()))
-    }
 }

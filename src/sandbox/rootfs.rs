@@ -173,12 +173,12 @@ fn unpack(layer: &dyn Layer, root: &Path, diff_id: &Digest) -> Result<()> {
     Ok(())
 }
 
-fn cpath(p: &Path) -> Result<CString> {
+pub(super) fn cpath(p: &Path) -> Result<CString> {
     CString::new(p.as_os_str().as_bytes())
         .map_err(|_| Error::bad_input(p.display().to_string(), "a NUL byte in a path"))
 }
 
-fn check(rc: libc::c_int, p: &Path) -> Result<()> {
+pub(super) fn check(rc: libc::c_int, p: &Path) -> Result<()> {
     if rc == 0 {
         Ok(())
     } else {
@@ -186,7 +186,7 @@ fn check(rc: libc::c_int, p: &Path) -> Result<()> {
     }
 }
 
-fn remove_any(p: &Path) -> Result<()> {
+pub(super) fn remove_any(p: &Path) -> Result<()> {
     match fs::symlink_metadata(p) {
         Ok(m) if m.is_dir() => fs::remove_dir_all(p).at(p),
         Ok(_) => fs::remove_file(p).at(p),
