@@ -296,7 +296,7 @@ fn conflicts_follow_the_image_policy() {
 }
 
 #[test]
-fn a_file_versus_directory_clash_is_always_an_error() {
+fn a_file_versus_directory_clash_is_an_error_unless_named_in_overrides() {
     let env = Env::new();
     let root = project(&env);
     write(&root, "layers/app/clash/sh/x", "x");
@@ -318,6 +318,15 @@ fn a_file_versus_directory_clash_is_always_an_error() {
             && err.contains("file-vs-directory"),
         "{err}"
     );
+    // Whatever the policy; only naming the path allows it (a layer that
+    // replaces a directory with a file, or the reverse, on purpose).
+    replace(
+        &root,
+        "strata.toml",
+        "conflicts = \"allow\"",
+        "conflicts = \"allow\"\noverrides = [\"app:/bin/sh\"]",
+    );
+    env.ok(&["check", "-C", root.to_str().unwrap(), "runtime"]);
 }
 
 #[test]
