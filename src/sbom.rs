@@ -156,6 +156,44 @@ pub fn spdx(
     crate::json::to_canonical(&doc)
 }
 
+/// The annotation of an SBOM artifact naming the digest of what its
+/// document was made from (see [`inputs_key`]).
+pub const INPUTS_ANNOTATION: &str = "dev.strata.sbom.inputs";
+
+/// A digest of everything [`spdx`] reads (and of strata's version, which
+/// the document names): the same key, the same document.
+pub fn inputs_key(
+    name: &str,
+    digest: &Digest,
+    created: u64,
+    layers: &[SbomLayer],
+    packages: &[SbomPackage],
+) -> Digest {
+    let mut h = crate::digest::Hasher::new();
+    let mut put = |s: &[u8]| {
+        h.update(&(s.len() as u64).to_le_bytes());
+        h.update(s);
+    };
+    put(concat!("strata-sbom-", env!("CARGO_PKG_VERSION")).as_bytes());
+    put(name.as_bytes());
+    put(digest.to_string().as_bytes());
+    put(&created.to_le_bytes());
+    for l in layers {
+        put(l.name.as_bytes());
+        put(l.version.as_deref().unwrap_or("\0").as_bytes());
+        put(l.digest.to_string().as_bytes());
+        put(l.source.as_bytes());
+    }
+    for p in packages {
+        for f in [&p.name, &p.version, &p.arch, &p.download] {
+            put(f.as_bytes());
+        }
+        put(&(p.layer as u64).to_le_bytes());
+        put(p.sha256.to_string().as_bytes());
+    }
+    h.finish()
+}
+
 /// An artifact manifest in a store: an empty config, one blob, a subject.
 pub struct Artifact {
     store: Store,
@@ -172,6 +210,7 @@ impl Artifact {
         media_type: &str,
         bytes: &[u8],
         created: u64,
+        inputs: Option<&Digest>,
     ) -> Result<Self> {
         let empty = store.put_bytes(b"{}")?;
         let blob_digest = store.put_bytes(bytes)?;
@@ -182,7 +221,7 @@ impl Artifact {
             subject.size,
         );
         subj.annotations.clear();
-        let manifest = json!({
+        let mut manifest = json!({
             "schemaVersion": 2,
             "mediaType": crate::media::OCI_MANIFEST,
             "artifactType": media_type,
@@ -191,6 +230,9 @@ impl Artifact {
             "subject": subj,
             "annotations": {"org.opencontainers.image.created": crate::image::rfc3339(created)},
         });
+        if let Some(i) = inputs {
+            manifest["annotations"][INPUTS_ANNOTATION] = Value::String(i.to_string());
+        }
         let manifest = crate::json::to_canonical(&manifest);
         store.put_bytes(&manifest)?;
         Ok(Artifact {
@@ -198,6 +240,36 @@ impl Artifact {
             manifest,
             blob,
         })
+    }
+
+    /// The artifact store tag `tag` points at, when it was made from
+    /// `inputs` (so it need not be made again).
+    pub fn find(store: &Store, tag: &str, inputs: &Digest) -> Result<Option<Self>> {
+        let Ok(desc) = store.resolve(tag) else {
+            return Ok(None);
+        };
+        let mut manifest = Vec::new();
+        let r = store.open_blob(&desc.digest, Some(desc.size));
+        let Ok(r) = r else { return Ok(None) };
+        std::io::Read::read_to_end(&mut std::io::Read::take(r, 1 << 20), &mut manifest)
+            .map_err(|e| crate::Error::from_pipeline(store.blob_path(&desc.digest), e))?;
+        let Ok(v) = serde_json::from_slice::<Value>(&manifest) else {
+            return Ok(None);
+        };
+        if v["annotations"][INPUTS_ANNOTATION].as_str() != Some(inputs.to_string().as_str()) {
+            return Ok(None);
+        }
+        let Ok(blob) = serde_json::from_value::<Descriptor>(v["layers"][0].clone()) else {
+            return Ok(None);
+        };
+        if !store.has_blob(&blob.digest) {
+            return Ok(None);
+        }
+        Ok(Some(Artifact {
+            store: store.clone(),
+            manifest,
+            blob,
+        }))
     }
 
     /// The store tag of the artifact of `subject` in repository `repo`:

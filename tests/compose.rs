@@ -1369,3 +1369,23 @@ fn profiles_and_output_select_and_export_images() {
     let err = env.fails(&["build", "-C", p, "--output", "oci:x"]);
     assert!(err.contains("exactly one image"), "{err}");
 }
+
+#[test]
+fn a_no_op_build_rewrites_neither_the_index_nor_the_sboms() {
+    use std::os::unix::fs::MetadataExt;
+    let env = Env::new();
+    let root = example_project(&env);
+    let p = root.to_str().unwrap();
+    env.ok(&["build", "-C", p]);
+    let sbom = env.ok(&["sbom", "example/runtime:latest"]);
+    let index = env.store().join("index.json");
+    let before = fs::metadata(&index).unwrap();
+    env.ok(&["build", "-C", p]);
+    let after = fs::metadata(&index).unwrap();
+    assert_eq!(
+        (before.ino(), before.mtime_nsec(), before.mtime()),
+        (after.ino(), after.mtime_nsec(), after.mtime()),
+        "index.json was rewritten by a no-op build"
+    );
+    assert_eq!(env.ok(&["sbom", "example/runtime:latest"]), sbom);
+}

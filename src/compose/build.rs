@@ -568,28 +568,32 @@ fn write_images(
         for t in &tags {
             ctx.store.set_tag(t, &desc)?;
         }
-        let (doc, packages) = super::publish::sbom_of(
-            &name,
-            &image,
-            &digest,
-            run.settings.epoch,
-            &layers,
-            run.built,
-            run.resolutions,
-            spec,
-        )?;
-        let artifact = crate::sbom::Artifact::write(
-            &ctx.store,
-            &desc,
-            crate::sbom::SPDX_JSON,
-            &doc,
-            run.settings.epoch,
-        )?;
+        let (sb_layers, sb_packages) =
+            super::publish::sbom_parts(&image, &layers, run.built, run.resolutions, spec)?;
+        let packages = sb_packages.len();
+        let epoch = run.settings.epoch;
+        let inputs = crate::sbom::inputs_key(&name, &digest, epoch, &sb_layers, &sb_packages);
         let repo = tags[0]
             .rsplit_once(':')
             .map_or(tags[0].as_str(), |(n, _)| n);
         let sbom_tag = crate::sbom::Artifact::tag(repo, &digest);
-        ctx.store.set_tag(&sbom_tag, &artifact.descriptor()?)?;
+        // The same inputs make the same document: a no-op build keeps it.
+        let artifact = match crate::sbom::Artifact::find(&ctx.store, &sbom_tag, &inputs)? {
+            Some(a) => a,
+            None => {
+                let doc = crate::sbom::spdx(&name, &digest, epoch, &sb_layers, &sb_packages);
+                let a = crate::sbom::Artifact::write(
+                    &ctx.store,
+                    &desc,
+                    crate::sbom::SPDX_JSON,
+                    &doc,
+                    epoch,
+                    Some(&inputs),
+                )?;
+                ctx.store.set_tag(&sbom_tag, &a.descriptor()?)?;
+                a
+            }
+        };
         let mut pushed = Vec::new();
         if sel.push {
             let attach = sel.attach_sbom.then_some((&artifact, &digest));

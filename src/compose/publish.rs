@@ -102,16 +102,13 @@ pub(super) fn drop_orphan_sboms(store: &crate::store::Store) -> Result<()> {
 /// The SPDX SBOM of a composed image: its layers with their sources, and
 /// every package of its deb layers with the layer it is in.
 #[allow(clippy::too_many_arguments)]
-pub(super) fn sbom_of(
-    name: &str,
+pub(super) fn sbom_parts(
     image: &ImageBuilder,
-    digest: &Digest,
-    epoch: u64,
     layers: &[&str],
     built: &BTreeMap<&str, Built>,
     resolutions: &BTreeMap<&str, Arc<Resolution>>,
     spec: &super::project::ImageSpec,
-) -> Result<(Vec<u8>, usize)> {
+) -> Result<(Vec<crate::sbom::SbomLayer>, Vec<crate::sbom::SbomPackage>)> {
     use crate::sbom::{SbomLayer, SbomPackage};
     let sb_layers: Vec<SbomLayer> = image
         .layers()?
@@ -156,6 +153,5 @@ pub(super) fn sbom_of(
             });
         }
     }
-    let n = pkgs.len();
-    Ok((crate::sbom::spdx(name, digest, epoch, &sb_layers, &pkgs), n))
+    Ok((sb_layers, pkgs))
 }

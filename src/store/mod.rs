@@ -217,8 +217,13 @@ impl Store {
     pub fn update_index<R>(&self, f: impl FnOnce(&mut Index) -> Result<R>) -> Result<R> {
         let _lock = self.lock()?;
         let mut index = self.index()?;
+        let before = json::to_canonical(&index);
         let r = f(&mut index)?;
-        self.write_atomic("index.json", &json::to_canonical(&index))?;
+        let after = json::to_canonical(&index);
+        // Nothing changed (a tag set to where it points): no write, no fsync.
+        if after != before {
+            self.write_atomic("index.json", &after)?;
+        }
         Ok(r)
     }
 
@@ -238,8 +243,12 @@ impl Store {
         let mut desc = desc.clone();
         desc.annotations.insert(REF_NAME.into(), name.into());
         self.update_index(|idx| {
-            idx.manifests
-                .retain(|d| d.annotations.get(REF_NAME).map(String::as_str) != Some(name));
+            let same =
+                |d: &Descriptor| d.annotations.get(REF_NAME).map(String::as_str) == Some(name);
+            if idx.manifests.iter().filter(|d| same(d)).eq([&desc]) {
+                return Ok(());
+            }
+            idx.manifests.retain(|d| !same(d));
             idx.manifests.push(desc);
             Ok(())
         })
