@@ -44,7 +44,7 @@ median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 now() { date +%s.%N; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", b - a}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2fx", a / b}'; }
-edit_app() { sed -i "s/b00t app[^,]*, linked with {}/b00t app $1, linked with {}/" "$P/app/src/main.rs"; }
+edit_app() { sed -i "s/b00t app[^,]*, linked with {}/b00t app $1-$$-$(date +%s%N), linked with {}/" "$P/app/src/main.rs"; }
 # Runs strata, recording the peak RSS of the strata process itself (not
 # the commands it runs in the sandbox) in $WORK/rss, in kB.
 strata_rss() {
@@ -129,7 +129,7 @@ for i in $(seq 1 "$RUNS"); do
 done
 b_edit=()
 for i in $(seq 1 "$RUNS"); do
-  sed -i "s/b00t app[^,]*, linked with {}/b00t app b$i, linked with {}/" "$WORK/ctx/app/src/main.rs"
+  sed -i "s/b00t app[^,]*, linked with {}/b00t app b$i-$$-$(date +%s%N), linked with {}/" "$WORK/ctx/app/src/main.rs"
   t0=$(now); bk; t1=$(now)
   b_edit+=("$(secs "$t0" "$t1")")
 done

@@ -174,9 +174,15 @@ impl<'a> DebPlanner<'a> {
         let merged_usr = bin != Some(false);
         let usr_links = bin.is_none();
         let cache = self.cache()?;
-        let mut releases = Vec::new();
+        // The Release digests key the resolution; the Releases themselves
+        // are read only when the resolution is not cached.
+        let mut releases: Vec<(Repository, Digest)> = Vec::new();
         for repo in repositories(def, deb)? {
-            releases.push(self.release(&cache, &repo)?);
+            let digest = match (self.refresh, cache.cached_release_digest(&repo)) {
+                (false, Some(d)) => d,
+                _ => self.release(&cache, &repo)?.digest,
+            };
+            releases.push((repo, digest));
         }
         let mut h = Hasher::new();
         let mut put = |s: &str| {
@@ -189,11 +195,11 @@ impl<'a> DebPlanner<'a> {
         for p in &deb.packages {
             put(p);
         }
-        for r in &releases {
-            put(&r.repo.uri);
-            put(&r.repo.suite);
-            put(&r.repo.components.join(" "));
-            put(r.digest.hex());
+        for (repo, digest) in &releases {
+            put(&repo.uri);
+            put(&repo.suite);
+            put(&repo.components.join(" "));
+            put(digest.hex());
         }
         for i in &below {
             put(&serde_json::to_string(i).expect("serializes"));
@@ -201,9 +207,9 @@ impl<'a> DebPlanner<'a> {
         let db_key = {
             let mut dh = Hasher::new();
             dh.update(arch.as_bytes());
-            for r in &releases {
-                dh.update(r.digest.hex().as_bytes());
-                dh.update(r.repo.components.join(" ").as_bytes());
+            for (repo, digest) in &releases {
+                dh.update(digest.hex().as_bytes());
+                dh.update(repo.components.join(" ").as_bytes());
             }
             dh.finish()
         };
@@ -215,6 +221,10 @@ impl<'a> DebPlanner<'a> {
         {
             Some(p) => p,
             None => {
+                let releases = releases
+                    .iter()
+                    .map(|(repo, _)| self.release(&cache, repo))
+                    .collect::<Result<Vec<_>>>()?;
                 let db = self.db(&cache, db_key, releases, &arch)?;
                 let got = resolve(&db, &deb.packages, &below).map_err(|e| {
                     Error::invalid(

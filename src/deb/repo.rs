@@ -193,6 +193,14 @@ impl DebCache {
         self.dir.join("releases").join(key.hex())
     }
 
+    /// The digest of the cached Release of `repo`, without reading it
+    /// (`None` when none is cached).
+    pub fn cached_release_digest(&self, repo: &Repository) -> Option<Digest> {
+        let bytes = std::fs::read(self.pointer_path(repo)).ok()?;
+        let p = serde_json::from_slice::<Pointer>(&bytes).ok()?;
+        self.cas.has_blob(&p.digest).then_some(p.digest)
+    }
+
     /// The verified Release of `repo`: the cached one, unless `refresh` or
     /// none is cached, in which case it is fetched and its signature checked.
     pub fn release(&self, repo: &Repository, refresh: bool) -> Result<Release> {
