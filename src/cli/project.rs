@@ -152,7 +152,9 @@ pub struct BuildArgs {
     /// and how (size, mode, owner, mtime, the first differing byte).
     #[arg(long)]
     check_reproducible: bool,
-    /// Print the report as JSON.
+    /// Print the report as JSON; the output of build steps and maintainer
+    /// scripts goes into it (each layer's last 200 lines and its log's
+    /// path) instead of stderr.
     #[arg(long)]
     json: bool,
 }
