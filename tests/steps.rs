@@ -1134,3 +1134,54 @@ fn a_step_layers_files_are_checked_against_the_image_once_built() {
     build(&env, &root);
     env.ok(&["inspect", "st/img:latest"]);
 }
+
+#[test]
+fn strata_test_runs_one_layers_tests_over_its_runtime_stack() {
+    if !can_run("strata test LAYER") {
+        return;
+    }
+    let env = Env::new();
+    let root = project(&env, "proj");
+    let base = fs::read_to_string(root.join("layers/base/layer.toml")).unwrap();
+    write(
+        &root,
+        "layers/base/layer.toml",
+        &format!("{base}\n[[test]]\ncommand = \"busybox echo base ok\"\ncontains = \"base ok\"\n"),
+    );
+    let app = fs::read_to_string(root.join("layers/app/layer.toml")).unwrap();
+    write(
+        &root,
+        "layers/app/layer.toml",
+        &format!("{app}\n[[test]]\ncommand = \"/usr/local/bin/app\"\ncontains = \"app built\"\n"),
+    );
+    let proj = fs::read_to_string(root.join("strata.toml")).unwrap();
+    write(
+        &root,
+        "strata.toml",
+        &format!("{proj}\n[[images.img.test]]\ncommand = \"true\"\n"),
+    );
+    common::backdate(&root);
+    let out = env.ok(&["test", "-C", root.to_str().unwrap(), "app", "--json"]);
+    let tests: Value = serde_json::from_str(&out).unwrap();
+    let targets: Vec<&str> = tests
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["target"].as_str().unwrap())
+        .collect();
+    assert_eq!(targets, ["layer app"], "only app's own tests: {out}");
+    assert_eq!(tests[0]["passed"], true, "{out}");
+    // An image name still tests the image and its layers.
+    let out = env.ok(&["test", "-C", root.to_str().unwrap(), "img", "--json"]);
+    assert_eq!(
+        serde_json::from_str::<Value>(&out)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len(),
+        3,
+        "{out}"
+    );
+    let err = env.fails(&["test", "-C", root.to_str().unwrap(), "nope"]);
+    assert!(err.contains("nope"), "{err}");
+}

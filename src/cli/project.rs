@@ -182,6 +182,7 @@ pub fn build(ctx: &Ctx, a: BuildArgs) -> Result<()> {
         } else {
             strata::compose::echo::EchoMode::Stream
         },
+        layers: Vec::new(),
     };
     if output.is_some() && build::selected_images(&project, &sel)?.len() != 1 {
         bail!("--output needs exactly one image; name it (strata build IMAGE --output ...)");
@@ -444,7 +445,9 @@ pub struct TestArgs {
     /// Project directory (with strata.toml).
     #[arg(long, short = 'C', default_value = ".", value_name = "DIR")]
     project: PathBuf,
-    /// Images whose layers and selves to test (default: all, or the profile's).
+    /// Images whose layers and selves to test, or layers to test on their
+    /// own (default: every image, or the profile's).
+    #[arg(value_name = "LAYER|IMAGE")]
     images: Vec<String>,
     /// Test the images of this [profiles] entry.
     #[arg(long, value_name = "NAME")]
@@ -462,8 +465,15 @@ pub struct TestArgs {
 
 pub fn test(ctx: &Ctx, a: TestArgs) -> Result<()> {
     let project = Project::load(&a.project)?;
+    // A name is an image of strata.toml, else a layer.
+    let (images, layers): (Vec<String>, Vec<String>) = a
+        .images
+        .iter()
+        .cloned()
+        .partition(|n| project.file.images.contains_key(n) || !project.layers.contains_key(n));
     let sel = build::Selection {
-        images: a.images.clone(),
+        images,
+        layers,
         profile: a.profile.clone(),
         rerun: a.rerun,
         tests_only: true,

@@ -128,6 +128,10 @@ pub struct Selection {
     pub check_reproducible: bool,
     /// Where the output of build steps and maintainer scripts goes.
     pub echo: EchoMode,
+    /// Layers whose own tests to run (`strata test LAYER`), each built
+    /// with its `[runtime]` stack; with layers and no images named, no
+    /// image is selected.
+    pub layers: Vec<String>,
 }
 
 /// A layer of this build: its blobs and what happened to it.
@@ -164,7 +168,7 @@ pub fn selected_images(project: &Project, sel: &Selection) -> Result<Vec<String>
             })?;
         names.extend(members.iter().cloned());
     }
-    if names.is_empty() {
+    if names.is_empty() && sel.layers.is_empty() {
         names = project.file.images.keys().cloned().collect();
     }
     names.dedup();
@@ -242,10 +246,12 @@ pub(super) fn below_from<'b>(
 pub(super) fn needed_layers<'p>(
     graph: &Graph<'p>,
     plans: &[(String, Vec<&'p str>, Vec<String>)],
+    extra: &[&'p str],
 ) -> std::collections::BTreeSet<&'p str> {
     let mut all: Vec<&'p str> = plans
         .iter()
         .flat_map(|(_, ls, _)| ls.iter().copied())
+        .chain(extra.iter().copied())
         .collect();
     all.sort_unstable();
     all.dedup();
@@ -293,7 +299,7 @@ struct Keyed<'p> {
 fn key_layers<'p>(
     project: &Project,
     graph: &Graph<'p>,
-    plans: &[Plan<'p>],
+    (plans, extra): (&[Plan<'p>], &[&'p str]),
     settings: Settings,
     stat: &mut StatCache,
     cache: &LayerCache,
@@ -304,7 +310,7 @@ fn key_layers<'p>(
         keys: BTreeMap::new(),
         records: Vec::new(),
     };
-    let needed = needed_layers(graph, plans);
+    let needed = needed_layers(graph, plans, extra);
     for &l in graph.order().iter().filter(|l| needed.contains(*l)) {
         // The record explains the next rebuild; a cache hit means the
         // recorded inputs are these already.
@@ -409,8 +415,24 @@ pub fn build(project: &Project, ctx: &Context, sel: &Selection) -> Result<BuildR
     }
     let cache = LayerCache::new(&ctx.store)?;
     let mut stat = StatCache::load(&ctx.store)?;
+    // Layers tested on their own need their [runtime] stacks.
+    let mut alone: Vec<&str> = Vec::new();
+    for l in &sel.layers {
+        let def = project.layers.get(l).ok_or_else(|| Error::NotFound {
+            what: format!("layer {l:?}"),
+            location: "layers/".into(),
+            hint: String::new(),
+        })?;
+        alone.extend(graph.runtime_stack(&def.file.layer.name));
+    }
     let keyed = key_layers(
-        project, &graph, &plans, settings, &mut stat, &cache, &planner,
+        project,
+        &graph,
+        (&plans, &alone),
+        settings,
+        &mut stat,
+        &cache,
+        &planner,
     )?;
     // The composition checks run before anything is written; an image whose
     // spec and layer keys already passed is not checked again.
@@ -479,7 +501,7 @@ pub fn build(project: &Project, ctx: &Context, sel: &Selection) -> Result<BuildR
         super::verify::check_reproducible(&run, &keyed.keys)?;
     }
     let tests = if sel.test || sel.tests_only {
-        super::verify::run_tests(&run, &plans, sel.rerun)?
+        super::verify::run_tests(&run, &plans, &sel.layers, sel.rerun)?
     } else {
         Vec::new()
     };

@@ -87,14 +87,21 @@ pub(super) fn check_reproducible(run: &Run<'_, '_>, keys: &BTreeMap<&str, Digest
 pub(super) fn run_tests(
     run: &Run<'_, '_>,
     plans: &[Plan<'_>],
+    layers_alone: &[String],
     rerun: bool,
 ) -> Result<Vec<super::layertest::TestReport>> {
     let (project, ctx, graph, built) = (run.project, run.ctx, run.graph, run.built);
     use super::layertest::TestTarget;
     let mut targets = Vec::new();
+    // With layers named on their own: those and the images' layers.
+    let wanted = |l: &str| {
+        layers_alone.is_empty()
+            || layers_alone.iter().any(|a| a == l)
+            || plans.iter().any(|(_, ls, _)| ls.contains(&l))
+    };
     for &l in run.order {
         let def = &project.layers[l];
-        if def.file.tests.is_empty() {
+        if def.file.tests.is_empty() || !wanted(l) {
             continue;
         }
         let mut layers = Vec::new();
@@ -243,7 +250,7 @@ pub(super) fn verify_locked(
     let real_cache = LayerCache::new(&ctx.store).ok();
     let scratch_cache = LayerCache::new(&scratch.store)?;
     let mut stat = StatCache::load(&ctx.store)?;
-    let needed = needed_layers(graph, plans);
+    let needed = needed_layers(graph, plans, &[]);
     let mut keys: BTreeMap<&str, Digest> = BTreeMap::new();
     let mut made: BTreeMap<&str, Vec<Arc<dyn Layer>>> = BTreeMap::new();
     for &l in graph.order().iter().filter(|l| needed.contains(*l)) {
