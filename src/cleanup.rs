@@ -2,7 +2,7 @@
 //! the temp files of blobs being written (a pull, a push's source, a
 //! layer). The handler only sets a flag; a watcher thread removes the
 //! registered files and exits with status 130, as a shell reports an
-//! interrupted command. Inside a sandbox, [`crate::sandbox::interrupt`]
+//! interrupted command. Inside a sandbox, the sandbox's interrupt guard
 //! takes the signals over and cleans up its own way.
 
 use std::collections::BTreeMap;
