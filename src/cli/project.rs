@@ -370,8 +370,8 @@ pub fn env(ctx: &Ctx, a: EnvArgs) -> Result<()> {
     let exe = std::env::current_exe().map_err(|e| strata::Error::io("the strata executable", e))?;
     let strata_cmd = format!(
         "{} --store {}",
-        env::shell_quote_arg(&exe.to_string_lossy()),
-        env::shell_quote_arg(
+        env::shell_quote(&exe.to_string_lossy()),
+        env::shell_quote(
             &std::path::absolute(&ctx.store_path)
                 .unwrap_or_else(|_| ctx.store_path.clone())
                 .to_string_lossy()

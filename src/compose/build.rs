@@ -440,8 +440,9 @@ pub fn build(project: &Project, ctx: &Context, sel: &Selection) -> Result<BuildR
         super::verify::check_images(project, &graph, &plans, &keyed.keys, &planner)?;
     let mut resolutions: BTreeMap<&str, Arc<Resolution>> = BTreeMap::new();
     for &l in keyed.keys.keys() {
-        if project.layers[l].file.source.deb.is_some() {
-            resolutions.insert(l, planner.resolve(l)?);
+        let def = &project.layers[l];
+        if let Some(r) = super::source::of(def).resolution(l, &planner)? {
+            resolutions.insert(l, r);
         }
     }
     for (l, record) in &keyed.records {

@@ -27,8 +27,8 @@ use crate::deb::repo::DebCache;
 use crate::digest::{Digest, Hasher};
 use crate::error::{Error, IoContext, Result};
 use crate::layer::{Layer, LayerBuilder, StoreLayer};
-use crate::sandbox::capture::{CaptureSpec, DEFAULT_EXCLUDES, capture};
-use crate::sandbox::{BindMount, Network, Output, RunSpec, Sandbox};
+use crate::sandbox::capture::{CaptureSpec, capture};
+use crate::sandbox::{BindMount, Network, Output, RunSpec};
 use crate::store::Store;
 
 /// Version of how maintainer scripts are run and captured; part of the
@@ -155,25 +155,12 @@ pub fn configure(res: &Resolution, cx: &ConfigureContext<'_>) -> Result<Option<S
     let stopped = || Error::Interrupted {
         what: format!("the maintainer scripts of layer {}", cx.name),
     };
-    let sandbox = Sandbox::new(cx.store.root()).map_err(|e| {
-        Error::Unsupported(format!(
-            "the maintainer scripts of layer {} ({}, configure = true): {e}",
-            cx.name, cx.rel
-        ))
-    })?;
-    let snaps = sandbox.snapshots(&cx.lowers)?;
-    let mut mounted = sandbox.mount(&snaps).map_err(|e| match e {
-        Error::Unsupported(m) => Error::Unsupported(format!(
-            "the maintainer scripts of layer {} ({}): {m}",
-            cx.name, cx.rel
-        )),
-        e => e,
-    })?;
-    let log_file = super::step::log_path(cx.store, cx.key);
-    if let Some(dir) = log_file.parent() {
-        std::fs::create_dir_all(dir).at(dir)?;
-    }
-    let mut log = std::fs::File::create(&log_file).at(&log_file)?;
+    let who = format!(
+        "the maintainer scripts of layer {} ({}, configure = true)",
+        cx.name, cx.rel
+    );
+    let (snaps, mut mounted) = super::step::mount_for(cx.store, &cx.lowers, &who)?;
+    let (log_file, mut log) = super::step::create_log(cx.store, cx.key)?;
     let line = |l: &str| cx.echo.line(l);
     let mut args = vec![
         "/bin/sh".to_string(),
@@ -231,12 +218,7 @@ pub fn configure(res: &Resolution, cx: &ConfigureContext<'_>) -> Result<Option<S
             format!(
                 "{what}; the last lines:\n{}\nthe whole log is {}; \
                  leave configure out of [source.deb] to build the layer without its scripts",
-                outcome
-                    .tail
-                    .iter()
-                    .map(|l| format!("  {}", crate::text::escape(l)))
-                    .collect::<Vec<_>>()
-                    .join("\n"),
+                super::step::indented(&outcome.tail),
                 log_file.display()
             ),
         ));
@@ -245,12 +227,11 @@ pub fn configure(res: &Resolution, cx: &ConfigureContext<'_>) -> Result<Option<S
         return Err(stopped());
     }
     mounted.unmount()?;
-    let mut excludes: Vec<String> = DEFAULT_EXCLUDES.iter().map(|s| s.to_string()).collect();
-    excludes.extend(DPKG_SCRATCH.iter().map(|s| s.to_string()));
+    // The default excludes apply too (default_excludes).
     let spec = CaptureSpec {
         epoch: cx.epoch,
         outputs: Vec::new(),
-        excludes,
+        excludes: DPKG_SCRATCH.iter().map(|s| s.to_string()).collect(),
         stubs: mounted.stubs(),
         lowers: snaps,
         default_excludes: true,

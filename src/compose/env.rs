@@ -36,11 +36,7 @@ impl Engine {
 }
 
 /// `s` quoted for a POSIX shell.
-pub fn shell_quote_arg(s: &str) -> String {
-    shell_quote(s)
-}
-
-fn shell_quote(s: &str) -> String {
+pub fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 

@@ -177,6 +177,43 @@ pub fn log_path(store: &Store, key: &Digest) -> PathBuf {
         .join(format!("{}.log", key.hex()))
 }
 
+/// Snapshots of `lowers` and an overlay (or copy) over them, for `who`
+/// (e.g. "the build step of layer app (layers/app/layer.toml)"): a missing
+/// runtime, or a root filesystem that cannot be made, names it.
+pub(super) fn mount_for(
+    store: &Store,
+    lowers: &[Arc<dyn Layer>],
+    who: &str,
+) -> Result<(Vec<PathBuf>, crate::sandbox::Mounted)> {
+    let sandbox =
+        Sandbox::new(store.root()).map_err(|e| Error::Unsupported(format!("{who}: {e}")))?;
+    let snaps = sandbox.snapshots(lowers)?;
+    let mounted = sandbox.mount(&snaps).map_err(|e| match e {
+        Error::Unsupported(m) => Error::Unsupported(format!("{who}: {m}")),
+        e => e,
+    })?;
+    Ok((snaps, mounted))
+}
+
+/// Creates the log of the commands run for `key` (see [`log_path`]).
+pub(super) fn create_log(store: &Store, key: &Digest) -> Result<(PathBuf, std::fs::File)> {
+    let path = log_path(store, key);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).at(dir)?;
+    }
+    let file = std::fs::File::create(&path).at(&path)?;
+    Ok((path, file))
+}
+
+/// The last lines of a command's output, escaped and indented, for an
+/// error message.
+pub(super) fn indented(tail: &[String]) -> String {
+    tail.iter()
+        .map(|l| format!("  {}", crate::text::escape(l)))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// Runs the step and captures its layer.
 pub fn build(def: &LayerDef, r: &RunSource, cx: &StepContext<'_>) -> Result<StoreLayer> {
     // From here on SIGINT and SIGTERM stop the step and clean up.
@@ -184,21 +221,9 @@ pub fn build(def: &LayerDef, r: &RunSource, cx: &StepContext<'_>) -> Result<Stor
     let stopped = || Error::Interrupted {
         what: format!("the build step of layer {}", cx.name),
     };
-    let sandbox = Sandbox::new(cx.store.root()).map_err(|e| {
-        Error::Unsupported(format!(
-            "the build step of layer {} ({}): {e}",
-            cx.name, def.rel
-        ))
-    })?;
-    let snaps = sandbox.snapshots(&cx.lowers)?;
+    let who = format!("the build step of layer {} ({})", cx.name, def.rel);
+    let (snaps, mut mounted) = mount_for(cx.store, &cx.lowers, &who)?;
     let staged = stage_inputs(def, r, cx)?;
-    let mut mounted = sandbox.mount(&snaps).map_err(|e| match e {
-        Error::Unsupported(m) => Error::Unsupported(format!(
-            "the build step of layer {} ({}): {m}",
-            cx.name, def.rel
-        )),
-        e => e,
-    })?;
     let rootfs = mounted.rootfs();
     let (uid, gid, home) = match &r.user {
         Some(u) => crate::sandbox::resolve_user(&rootfs, u).map_err(|e| {
@@ -275,11 +300,7 @@ pub fn build(def: &LayerDef, r: &RunSource, cx: &StepContext<'_>) -> Result<Stor
         }
         secret_values.push(value);
     }
-    let log_file = log_path(cx.store, cx.key);
-    if let Some(dir) = log_file.parent() {
-        std::fs::create_dir_all(dir).at(dir)?;
-    }
-    let mut log = std::fs::File::create(&log_file).at(&log_file)?;
+    let (log_file, mut log) = create_log(cx.store, cx.key)?;
     let name = cx.name;
     let line = |l: &str| cx.echo.line(l);
     for c in &r.commands {
@@ -330,12 +351,7 @@ pub fn build(def: &LayerDef, r: &RunSource, cx: &StepContext<'_>) -> Result<Stor
                         "failed"
                     },
                     outcome.status,
-                    outcome
-                        .tail
-                        .iter()
-                        .map(|l| format!("  {}", crate::text::escape(l)))
-                        .collect::<Vec<_>>()
-                        .join("\n"),
+                    indented(&outcome.tail),
                     log_file.display()
                 ),
             ));

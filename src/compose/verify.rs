@@ -268,10 +268,7 @@ pub(super) fn verify_locked(
         };
         let (key, _) = super::source::key(def, &mut kx)?;
         keys.insert(l, key.clone());
-        let res = match def.file.source.deb {
-            Some(_) => Some(deb.resolve(l)?),
-            None => None,
-        };
+        let res = source.resolution(l, deb)?;
         let cx = |cache, ctx, below| BuildCx {
             name: l,
             key: &key,

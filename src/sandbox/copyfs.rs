@@ -65,7 +65,7 @@ pub fn copy_stack(lowers: &[PathBuf], root: &Path) -> Result<Stamps> {
     let mut stamps = HashMap::new();
     walk(root, Path::new(""), &mut |rel, m| {
         stamps.insert(rel.to_path_buf(), Stamp::of(m));
-        Ok(true)
+        Ok(())
     })?;
     Ok(Stamps(stamps))
 }
@@ -151,14 +151,10 @@ impl Stamps {
         let mut changed: Vec<PathBuf> = Vec::new();
         walk(root, Path::new(""), &mut |rel, m| {
             seen.insert(rel.to_path_buf());
-            let now = Stamp::of(m);
-            match self.0.get(rel) {
-                Some(before) if *before == now => Ok(true),
-                _ => {
-                    changed.push(rel.to_path_buf());
-                    Ok(true)
-                }
+            if self.0.get(rel) != Some(&Stamp::of(m)) {
+                changed.push(rel.to_path_buf());
             }
+            Ok(())
         })?;
         for rel in &changed {
             copy_up(root, upper, rel)?;
@@ -174,10 +170,10 @@ impl Stamps {
             }
             last = Some(rel);
             let parent = rel.parent().unwrap_or(Path::new(""));
-            if !parent.as_os_str().is_empty() && !root.join(parent).is_dir() {
-                continue;
-            }
             if !parent.as_os_str().is_empty() {
+                if !root.join(parent).is_dir() {
+                    continue;
+                }
                 copy_up(root, upper, parent)?;
             }
             let w = upper.join(rel);
@@ -192,7 +188,7 @@ impl Stamps {
             if m.is_dir() {
                 dirs.push(rel.to_path_buf());
             }
-            Ok(true)
+            Ok(())
         })?;
         for rel in dirs.iter().rev() {
             if let Ok(m) = fs::symlink_metadata(root.join(rel))
@@ -227,12 +223,11 @@ fn copy_up(root: &Path, upper: &Path, rel: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Calls `f` for every path below `root` (relative), parents first; `f`
-/// returning false skips a directory's contents.
+/// Calls `f` for every path below `root` (relative), parents first.
 fn walk(
     root: &Path,
     rel: &Path,
-    f: &mut dyn FnMut(&Path, &fs::Metadata) -> Result<bool>,
+    f: &mut dyn FnMut(&Path, &fs::Metadata) -> Result<()>,
 ) -> Result<()> {
     let dir = root.join(rel);
     for e in fs::read_dir(&dir).at(&dir)? {
@@ -240,7 +235,8 @@ fn walk(
         let rel = rel.join(e.file_name());
         let p = root.join(&rel);
         let m = fs::symlink_metadata(&p).at(&p)?;
-        if f(&rel, &m)? && m.is_dir() {
+        f(&rel, &m)?;
+        if m.is_dir() {
             walk(root, &rel, f)?;
         }
     }

@@ -2,15 +2,12 @@
 
 use std::sync::Arc;
 
-use super::{
-    BuildCx, Content, Inputs, KeyCx, LayerSource, Made, cached_one, entry_fingerprint, key_slot,
-    put,
-};
+use super::{BuildCx, Content, Inputs, KeyCx, LayerSource, Made, entry_fingerprint, key_slot, put};
 use crate::compose::debsrc::DebPlanner;
 use crate::compose::project::{CopySource, LayerDef};
 use crate::digest::{Digest, Hasher};
 use crate::error::Result;
-use crate::layer::{Entry, EntryKind, Layer, Mapping, collect};
+use crate::layer::{Entry, EntryKind, Mapping, collect};
 use crate::transport::Context;
 
 /// A copy layer.
@@ -100,10 +97,6 @@ impl LayerSource for Copy<'_> {
         let layer = lb.build(&cx.ctx.store)?;
         cx.remember(cx.key, &layer)?;
         Ok(Made::built(Arc::new(layer)))
-    }
-
-    fn cached(&self, _def: &LayerDef, cx: &BuildCx<'_>) -> Option<Vec<Arc<dyn Layer>>> {
-        cached_one(cx)
     }
 
     fn contents(

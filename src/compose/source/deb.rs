@@ -215,6 +215,10 @@ impl LayerSource for Deb<'_> {
         }
     }
 
+    fn resolution(&self, name: &str, deb: &DebPlanner<'_>) -> Result<Option<Arc<Resolution>>> {
+        deb.resolve(name).map(Some)
+    }
+
     fn packages(&self, name: &str, deb: &DebPlanner<'_>) -> Result<Vec<String>> {
         Ok(deb
             .resolve(name)?

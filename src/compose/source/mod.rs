@@ -282,8 +282,11 @@ pub trait LayerSource {
     /// Builds the layer, or takes it from the cache.
     fn build(&self, def: &LayerDef, cx: BuildCx<'_>) -> Result<Made>;
 
-    /// The layer's blobs when the cache has all of them, without building.
-    fn cached(&self, def: &LayerDef, cx: &BuildCx<'_>) -> Option<Vec<Arc<dyn Layer>>>;
+    /// The layer's blobs when the cache has all of them, without building
+    /// (by default the one blob recorded under the layer's key).
+    fn cached(&self, _def: &LayerDef, cx: &BuildCx<'_>) -> Option<Vec<Arc<dyn Layer>>> {
+        cached_one(cx)
+    }
 
     /// Feeds `visit` what the layer will contain; `false` when that is not
     /// known before it is built (a build step).
@@ -319,6 +322,11 @@ pub trait LayerSource {
     /// The packages it resolves to, as `plan` shows them.
     fn packages(&self, _name: &str, _deb: &DebPlanner<'_>) -> Result<Vec<String>> {
         Ok(Vec::new())
+    }
+
+    /// Its package resolution, which building it needs (deb layers only).
+    fn resolution(&self, _name: &str, _deb: &DebPlanner<'_>) -> Result<Option<Arc<Resolution>>> {
+        Ok(None)
     }
 }
 

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use super::{
-    BuildCx, Content, Inputs, KeyCx, LayerSource, Made, RunsOver, cached_one, entry_fingerprint,
-    finish, key_slot, put,
+    BuildCx, Content, Inputs, KeyCx, LayerSource, Made, RunsOver, entry_fingerprint, finish,
+    key_slot, put,
 };
 use crate::compose::debsrc::DebPlanner;
 use crate::compose::echo::Echo;
@@ -13,7 +13,7 @@ use crate::compose::project::{LayerDef, NetworkMode, RunSource};
 use crate::compose::step;
 use crate::digest::{Digest, Hasher};
 use crate::error::Result;
-use crate::layer::{Layer, collect};
+use crate::layer::collect;
 use crate::spec::Platform;
 use crate::transport::Context;
 
@@ -83,10 +83,6 @@ impl LayerSource for Run<'_> {
             log: Some(step::log_path(&cx.ctx.store, cx.key)),
             ..Made::built(Arc::new(layer))
         })
-    }
-
-    fn cached(&self, _def: &LayerDef, cx: &BuildCx<'_>) -> Option<Vec<Arc<dyn Layer>>> {
-        cached_one(cx)
     }
 
     /// Not known before the commands run.

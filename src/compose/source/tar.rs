@@ -2,14 +2,12 @@
 
 use std::sync::Arc;
 
-use super::{
-    BuildCx, Content, Inputs, KeyCx, LayerSource, Made, cached_one, finish, key_slot, put,
-};
+use super::{BuildCx, Content, Inputs, KeyCx, LayerSource, Made, finish, key_slot, put};
 use crate::compose::debsrc::DebPlanner;
 use crate::compose::project::{LayerDef, TarSource};
 use crate::digest::{Digest, Hasher};
 use crate::error::{Error, Result};
-use crate::layer::{Layer, decompress};
+use crate::layer::decompress;
 use crate::transport::Context;
 
 /// A tarball layer.
@@ -45,10 +43,6 @@ impl LayerSource for Tar<'_> {
             .build_from_tar(&cx.ctx.store, &def.dir.join(&self.0.path))?;
         cx.remember(cx.key, &layer)?;
         Ok(Made::built(Arc::new(layer)))
-    }
-
-    fn cached(&self, _def: &LayerDef, cx: &BuildCx<'_>) -> Option<Vec<Arc<dyn Layer>>> {
-        cached_one(cx)
     }
 
     fn contents(
