@@ -91,30 +91,7 @@ fn the_b00t_example_builds_tests_and_runs_everywhere() {
         note("examples/b00t runtime image under runc", "RAN");
     }
     if common::docker_engine() {
-        let tar = env.path("b.tar");
-        let name = format!("strata-test/b00t-runtime:{}", std::process::id());
-        env.ok(&[
-            "copy",
-            "b00t/runtime:latest",
-            &format!("docker-archive:{}:{name}", tar.display()),
-        ]);
-        run(std::process::Command::new("docker")
-            .arg("load")
-            .arg("-i")
-            .arg(&tar));
-        let out = std::process::Command::new("docker")
-            .args(["run", "--rm", &name])
-            .output()
-            .unwrap();
-        let _ = std::process::Command::new("docker")
-            .args(["rmi", "-f", &name])
-            .output();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        expect(&String::from_utf8_lossy(&out.stdout));
+        expect(&common::DockerImage::load(&env, "b00t/runtime:latest").run());
         note("examples/b00t runtime image under docker", "RAN");
     } else {
         note(

@@ -438,7 +438,12 @@ fn index_and_deb_hash_mismatches() {
         &root,
         &["Packages.gz", "was expected", "nothing was cached"],
     );
-    // The deb cache holds no blob under the index's digest (only the Release).
+    // Nothing was cached but the Release: the index is not in the deb
+    // cache, and no temp file is left there.
+    let cached = files_under(&env.store().join(".strata/deb/blobs"));
+    let release = fs::read(r.root.join("dists/stable/Release")).unwrap();
+    assert_eq!(cached.len(), 1, "{cached:?}");
+    assert_eq!(fs::read(&cached[0]).unwrap(), release);
     fs::write(&idx, good).unwrap();
     // A .deb swapped after the index was written.
     let hello = r.root.join(format!("pool/main/hello_1.0-1_{}.deb", r.arch));
@@ -570,30 +575,7 @@ fn debian_example_from_the_configured_archive() {
         note("examples/debian under runc", "RAN");
     }
     if common::docker_engine() {
-        let tar = env.path("d.tar");
-        let name = format!("strata-test/debian-git:{}", std::process::id());
-        env.ok(&[
-            "copy",
-            "debian/git:latest",
-            &format!("docker-archive:{}:{name}", tar.display()),
-        ]);
-        run(std::process::Command::new("docker")
-            .arg("load")
-            .arg("-i")
-            .arg(&tar));
-        let out = std::process::Command::new("docker")
-            .args(["run", "--rm", &name])
-            .output()
-            .unwrap();
-        let _ = std::process::Command::new("docker")
-            .args(["rmi", "-f", &name])
-            .output();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        expect(&String::from_utf8_lossy(&out.stdout));
+        expect(&common::DockerImage::load(&env, "debian/git:latest").run());
         note("examples/debian under docker", "RAN");
     } else {
         note(

@@ -117,7 +117,16 @@ fn a_202_answer_to_a_mount_falls_back_to_uploading() {
             .any(|s| s.method == "PUT" && s.path.contains("/dst/img/blobs/uploads/")),
         "then an upload"
     );
-    assert!(fake.state.lock().unwrap().blobs.contains_key(&layer));
+    // The layer's bytes were sent again, whole, to the destination (the
+    // fake's blob map already held them from setup, so it proves nothing).
+    let len = fake.state.lock().unwrap().blobs[&layer].len();
+    assert!(
+        seen.iter().any(|s| s.method == "PUT"
+            && s.path.contains("/dst/img/blobs/uploads/")
+            && s.query.contains(layer.trim_start_matches("sha256:"))
+            && s.body_len == len),
+        "{seen:?}"
+    );
 }
 
 #[test]
@@ -168,10 +177,8 @@ fn an_endless_manifest_body_is_cut_at_4_mib() {
         ..Default::default()
     });
     let env = Env::new();
-    let started = std::time::Instant::now();
     let err = env.fails(&["inspect", &r(&fake, "src/img:1")]);
     assert!(err.contains("limit") && err.contains("4194304"), "{err}");
-    assert!(started.elapsed() < std::time::Duration::from_secs(20));
 }
 
 #[test]

@@ -177,6 +177,65 @@ fn sigint_during_a_pull_removes_the_temp_file_and_exits_130() {
     assert!(pulled.fails(&["inspect", "x:1"]).contains("x:1"));
 }
 
+/// Crash safety: strata killed with SIGKILL mid-download (nothing of it
+/// can run) leaves only a temp file, never a blob under its digest or a
+/// tag; fsck reports the temp file and stays green, gc removes it, and the
+/// pull then succeeds.
+#[test]
+fn sigkill_mid_write_leaves_a_temp_file_that_fsck_reports_and_gc_removes() {
+    let fake = Fake::start(Faults::default());
+    let (_env, digest, layer) = setup(&fake);
+    fake.state.lock().unwrap().faults.stall_blob = Some((layer.clone(), usize::MAX));
+    let pulled = Env::new();
+    let mut child = pulled
+        .cmd(&[
+            "--stall-timeout",
+            "60",
+            "copy",
+            &r(&fake, "src/img:1"),
+            "x:1",
+        ])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while temp_files(&pulled.store()).is_empty() {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "no download started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let left = temp_files(&pulled.store());
+    assert_eq!(left.len(), 1, "{left:?}");
+    let blob = pulled
+        .store()
+        .join("blobs/sha256")
+        .join(layer.trim_start_matches("sha256:"));
+    assert!(!blob.exists(), "no partial blob under its digest");
+    assert!(pulled.fails(&["inspect", "x:1"]).contains("x:1"));
+    let fsck = pulled.ok(&["store", "fsck"]);
+    assert!(
+        fsck.contains("temp: ") && fsck.contains("did not finish"),
+        "{fsck}"
+    );
+    pulled.ok(&["store", "gc", "--grace", "0"]);
+    assert_eq!(
+        temp_files(&pulled.store()),
+        Vec::<std::path::PathBuf>::new()
+    );
+    let fsck = pulled.ok(&["store", "fsck"]);
+    assert!(!fsck.contains("temp: "), "{fsck}");
+    fake.state.lock().unwrap().faults.stall_blob = None;
+    assert_eq!(
+        pulled.ok(&["copy", &r(&fake, "src/img:1"), "x:1"]).trim(),
+        digest
+    );
+    pulled.ok(&["validate", "x:1"]);
+}
+
 #[test]
 fn a_manifest_that_stalls_fails_naming_the_host() {
     let fake = Fake::start(Faults::default());

@@ -24,12 +24,14 @@ struct Seen {
     size: u64,
     link: Option<String>,
     content: Vec<u8>,
+    /// Position in the archive.
+    index: usize,
 }
 
 fn read_layer(layer: &dyn Layer) -> BTreeMap<String, Seen> {
     let mut ar = tar::Archive::new(uncompressed(layer).unwrap());
     let mut out = BTreeMap::new();
-    for e in ar.entries().unwrap() {
+    for (index, e) in ar.entries().unwrap().enumerate() {
         let mut e = e.unwrap();
         let h = e.header().clone();
         assert_eq!(
@@ -66,6 +68,7 @@ fn read_layer(layer: &dyn Layer) -> BTreeMap<String, Seen> {
                 size: e.size(),
                 link,
                 content,
+                index,
             },
         );
     }
@@ -123,11 +126,21 @@ fn every_entry_kind_is_written_with_the_header_policy() {
         assert_eq!(s.mtime, 1_700_000_000, "{path}: mtime is SOURCE_DATE_EPOCH");
         assert_eq!((s.uid, s.gid), (0, 0), "{path}: owner 0:0");
     }
-    // Sorted, parents first.
-    let order: Vec<&String> = seen.keys().collect();
-    let mut sorted = order.clone();
+    // In the archive: sorted by path, and every parent before its children.
+    let mut order: Vec<(&String, usize)> = seen.iter().map(|(p, s)| (p, s.index)).collect();
+    order.sort_by_key(|&(_, i)| i);
+    let names: Vec<&str> = order.iter().map(|(p, _)| p.trim_end_matches('/')).collect();
+    let mut sorted = names.clone();
     sorted.sort();
-    assert_eq!(order, sorted);
+    assert_eq!(names, sorted, "archive order is path order");
+    for (path, s) in &seen {
+        let mut parent = Path::new(path.trim_end_matches('/')).parent();
+        while let Some(p) = parent.filter(|p| !p.as_os_str().is_empty()) {
+            let dir = format!("{}/", p.display());
+            assert!(seen[&dir].index < s.index, "{dir} before {path}");
+            parent = p.parent();
+        }
+    }
 
     // GNU tar agrees on the long names and the link.
     let blob = store.root().join("blobs/sha256").join(layer.digest().hex());
@@ -337,18 +350,23 @@ fn a_file_appended_to_during_the_build_is_an_error() {
     let store = Store::open_or_create(env.store()).unwrap();
     let before = files_under(store.root());
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (started, appending) = std::sync::mpsc::channel();
     let appender = {
         let (stop, path) = (stop.clone(), path.clone());
         std::thread::spawn(move || {
             use std::io::Write;
             let mut f = fs::OpenOptions::new().append(true).open(&path).unwrap();
+            f.write_all(b"more\n").unwrap();
+            started.send(()).unwrap();
+            // Appends until the build has ended, so the file grows while it
+            // is read whatever the scheduling.
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 f.write_all(b"more\n").unwrap();
-                std::thread::sleep(std::time::Duration::from_micros(200));
+                std::thread::yield_now();
             }
         })
     };
-    std::thread::sleep(std::time::Duration::from_millis(20));
+    appending.recv().unwrap();
     let r = LayerBuilder::new()
         .mapping(Mapping::new(&src, "/").unwrap())
         .compression(Compression::None)
@@ -404,7 +422,10 @@ fn xattrs_are_recorded_only_when_asked_for() {
         )
     };
     if rc != 0 {
-        eprintln!("SKIPPED: this file system does not support user xattrs");
+        common::note(
+            "user xattrs in layers",
+            "SKIPPED (the temp file system does not support user xattrs)",
+        );
         return;
     }
     let store = Store::open_or_create(env.store()).unwrap();

@@ -87,7 +87,8 @@ fn fsck_reports_corruption_and_reads_refuse_it() {
         "{stdout}"
     );
 
-    // Copying it out refuses the bad blob and leaves no partial output.
+    // Copying it out refuses the bad blob: nothing under its digest, no temp
+    // file, no tag. (Blobs copied before it are whole and verified, and stay.)
     let dest = env.path("out");
     let err = env.fails(&["copy", "demo:1", &format!("oci:{}:x", dest.display())]);
     assert!(
@@ -100,6 +101,16 @@ fn fsck_reports_corruption_and_reads_refuse_it() {
             .iter()
             .all(|p| !p.ends_with(layer.trim_start_matches("sha256:"))),
         "{blobs_written:?}"
+    );
+    let names: Vec<String> = files_under(&dest)
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names
+            .iter()
+            .all(|n| n == "index.json" || n == "oci-layout" || n.len() == 64),
+        "only whole blobs and the layout's files: {names:?}"
     );
     assert!(
         !fs::read_to_string(dest.join("index.json"))

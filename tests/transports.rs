@@ -291,26 +291,8 @@ fn docker_loads_and_runs_the_docker_archive() {
     }
     let env = Env::new();
     rich_image(&env);
-    let tar = env.path("d.tar");
-    let name = format!("strata-test/demo:{}", std::process::id());
-    env.ok(&[
-        "copy",
-        "demo:1",
-        &format!("docker-archive:{}:{name}", tar.display()),
-    ]);
-    run(Command::new("docker").arg("load").arg("-i").arg(&tar));
-    let out = Command::new("docker")
-        .args(["run", "--rm", &name])
-        .output()
-        .unwrap();
-    let _ = Command::new("docker").args(["rmi", "-f", &name]).output();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
+        common::DockerImage::load(&env, "demo:1").run().trim(),
         "hello from strata ignored-by-echo"
     );
     note("docker load + docker run", "RAN");

@@ -120,6 +120,7 @@ pub fn prune(
             std::sync::Arc::clone(client),
             &r,
             &crate::spec::Platform::host(),
+            None,
         )
         .ok()
         .and_then(|img| img.config().ok())

@@ -11,17 +11,30 @@ use crate::error::{Error, Result};
 use crate::image::{BlobSource, ManifestImage, pick_platform};
 use crate::media;
 use crate::spec::{Descriptor, Index, Platform};
+use crate::store::Store;
 
-/// The blobs of one repository.
+/// The blobs of one repository, read from a local store instead when it
+/// already holds them (content-addressed, so the same bytes, and verified
+/// as they are read either way).
 pub struct RegistryBlobs {
     client: Arc<Client>,
     r: RegistryRef,
+    local: Option<Store>,
 }
 
 impl RegistryBlobs {
     /// Blobs of `r`'s repository.
     pub fn new(client: Arc<Client>, r: RegistryRef) -> Self {
-        RegistryBlobs { client, r }
+        RegistryBlobs {
+            client,
+            r,
+            local: None,
+        }
+    }
+    /// Blobs `local` holds are read from it, not fetched.
+    pub fn with_local(mut self, local: Option<Store>) -> Self {
+        self.local = local;
+        self
     }
     /// The repository reference.
     pub fn reference(&self) -> &RegistryRef {
@@ -35,6 +48,9 @@ impl RegistryBlobs {
 
 impl BlobSource for RegistryBlobs {
     fn open_blob(&self, desc: &Descriptor) -> Result<Box<dyn Read + Send>> {
+        if let Some(store) = self.local.as_ref().filter(|s| s.has_blob(&desc.digest)) {
+            return Ok(Box::new(store.open_blob(&desc.digest, Some(desc.size))?));
+        }
         let resp = Repo::new(&self.client, &self.r).get_blob(&desc.digest, 0)?;
         let resuming = ResumingReader {
             client: Arc::clone(&self.client),
@@ -112,14 +128,21 @@ impl Read for ResumingReader {
     }
 }
 
-/// Opens the image `r` names, resolving an index to `platform`.
-pub fn open(client: Arc<Client>, r: &RegistryRef, platform: &Platform) -> Result<ManifestImage> {
+/// Opens the image `r` names, resolving an index to `platform`. Blobs
+/// `local` already holds are read from it, never fetched again.
+pub fn open(
+    client: Arc<Client>,
+    r: &RegistryRef,
+    platform: &Platform,
+    local: Option<Store>,
+) -> Result<ManifestImage> {
     let repo = Repo::new(&client, r);
     let mut m = repo.get_manifest(&r.reference())?;
     for _ in 0..3 {
         if media::is_manifest(&m.media_type) {
             let source =
-                Arc::new(RegistryBlobs::new(Arc::clone(&client), r.clone())) as Arc<dyn BlobSource>;
+                Arc::new(RegistryBlobs::new(Arc::clone(&client), r.clone()).with_local(local))
+                    as Arc<dyn BlobSource>;
             return ManifestImage::from_manifest(source, m.bytes);
         }
         if !media::is_index(&m.media_type) {

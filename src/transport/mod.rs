@@ -298,9 +298,12 @@ pub fn open(r: &ImageRef, ctx: &Context) -> Result<Arc<dyn Image>> {
             Arc::new(oci_archive::open(file, tag.as_deref(), platform)?)
         }
         ImageRef::DockerArchive { file, select } => Arc::new(docker_archive::open(file, select)?),
-        ImageRef::Registry(rr) => {
-            Arc::new(crate::registry::pull::open(ctx.client()?, rr, platform)?)
-        }
+        ImageRef::Registry(rr) => Arc::new(crate::registry::pull::open(
+            ctx.client()?,
+            rr,
+            platform,
+            Some(ctx.store.clone()),
+        )?),
     })
 }
 

@@ -135,20 +135,26 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
 /// Whether a tool is on PATH. When it is missing and STRATA_REQUIRE_TOOLS=1
 /// (the test script sets it after installing them), the test fails.
 pub fn have(tool: &str) -> bool {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
+    let found = on_path(tool);
     if !found && std::env::var("STRATA_REQUIRE_TOOLS").as_deref() == Ok("1") {
         panic!("{tool} is required (STRATA_REQUIRE_TOOLS=1) but not installed");
     }
     found
 }
 
-/// Whether a Docker engine answers.
+/// Whether a tool is on PATH, whatever the strict mode says.
+fn on_path(tool: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+/// Whether a Docker engine answers. No engine (or no docker CLI) is the one
+/// skip the strict mode allows: the test script does not start a daemon.
 pub fn docker_engine() -> bool {
-    have("docker")
+    on_path("docker")
         && Command::new("docker")
             .args(["version", "--format", "{{.Server.Version}}"])
             .output()
@@ -237,6 +243,32 @@ pub fn make_tree(root: &Path) {
         fs::set_permissions(root.join(d), fs::Permissions::from_mode(0o755)).unwrap();
     }
     fs::set_permissions(root.join("tmp"), fs::Permissions::from_mode(0o1777)).unwrap();
+    // Inputs owned by someone other than root, so a check that layers are
+    // written 0:0 can fail when the tests run as root.
+    if unsafe { libc::geteuid() } == 0 {
+        for p in files_and_dirs_under(root) {
+            std::os::unix::fs::lchown(&p, Some(1234), Some(5678)).unwrap();
+        }
+        // chown clears setuid and setgid: set them again.
+        fs::set_permissions(root.join("bin/suid"), fs::Permissions::from_mode(0o4755)).unwrap();
+        fs::set_permissions(root.join("bin/sgid"), fs::Permissions::from_mode(0o2755)).unwrap();
+    }
+}
+
+/// Every path under `root` (itself included), symlinks not followed.
+fn files_and_dirs_under(root: &Path) -> Vec<PathBuf> {
+    let mut out = vec![root.to_path_buf()];
+    let mut i = 0;
+    while i < out.len() {
+        let p = out[i].clone();
+        if fs::symlink_metadata(&p).unwrap().is_dir() {
+            for e in fs::read_dir(&p).unwrap() {
+                out.push(e.unwrap().path());
+            }
+        }
+        i += 1;
+    }
+    out
 }
 
 /// Validates OCI documents against the image-spec JSON schemas
@@ -310,10 +342,10 @@ pub fn runc_run(env: &Env, reference: &str) -> (bool, String, String) {
     let mut c: serde_json::Value = serde_json::from_slice(&fs::read(&cfg).unwrap()).unwrap();
     c["process"]["terminal"] = serde_json::Value::Bool(false);
     fs::write(&cfg, serde_json::to_vec(&c).unwrap()).unwrap();
+    // Unique on the machine: the Env's temp directory name is.
     let id = format!(
-        "strata-test-{}-{}",
-        std::process::id(),
-        bundle.display().to_string().len()
+        "strata-test-{}",
+        env.dir.path().file_name().unwrap().to_string_lossy()
     );
     let out = Command::new("runc")
         .args(["run", "-b"])
@@ -343,4 +375,50 @@ pub fn write_auth_file(path: &Path, host: &str, user: &str, password: &str) {
         format!(r#"{{"auths":{{"{host}":{{"auth":"{b64}"}}}}}}"#),
     )
     .unwrap();
+}
+
+/// A store image loaded into the shared Docker engine under a name no other
+/// test or test run on this machine uses; removed from the engine on drop.
+pub struct DockerImage {
+    pub name: String,
+}
+
+impl DockerImage {
+    /// `strata copy` of store image `reference` to a docker-archive, then
+    /// `docker load`.
+    pub fn load(env: &Env, reference: &str) -> Self {
+        let unique = env.dir.path().file_name().unwrap().to_string_lossy();
+        let name = format!("strata-test/image:{unique}");
+        let tar = env.path("docker-load.tar");
+        env.ok(&[
+            "copy",
+            reference,
+            &format!("docker-archive:{}:{name}", tar.display()),
+        ]);
+        run(Command::new("docker").arg("load").arg("-i").arg(&tar));
+        let _ = fs::remove_file(&tar);
+        DockerImage { name }
+    }
+
+    /// `docker run --rm` of the image, asserting success; returns stdout.
+    pub fn run(&self) -> String {
+        let out = Command::new("docker")
+            .args(["run", "--rm", &self.name])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for DockerImage {
+    fn drop(&mut self) {
+        let _ = Command::new("docker")
+            .args(["rmi", "-f", &self.name])
+            .output();
+    }
 }

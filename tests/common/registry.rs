@@ -3,9 +3,9 @@
 #![allow(dead_code)]
 
 use std::fs;
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 /// How the registry authenticates.
@@ -43,7 +43,6 @@ impl Registry {
             .prefix("strata-registry-")
             .tempdir()
             .unwrap();
-        let port = free_port();
         let mut auth_cfg = String::new();
         if let Auth::Htpasswd { user, password } = &auth {
             let out = Command::new("htpasswd")
@@ -76,27 +75,48 @@ impl Registry {
             );
             ca = Some(ca_pem);
         }
-        let config = format!(
-            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n  secret: strata-test-secret\n{tls_cfg}{auth_cfg}",
-            dir.path().join("data").display()
-        );
-        fs::write(dir.path().join("config.yml"), config).unwrap();
-        let child = Command::new("docker-registry")
-            .arg("serve")
-            .arg(dir.path().join("config.yml"))
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(dir.path().join("registry.log")).unwrap())
-            .spawn()
-            .expect("docker-registry must be installed (scripts/test.sh installs it)");
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "registry did not start: {}",
-                fs::read_to_string(dir.path().join("registry.log")).unwrap_or_default()
+        let log = dir.path().join("registry.log");
+        // A free port is only free until someone binds it: if another
+        // process takes it first, this registry exits and another port is
+        // tried. Ready means this registry's own log says it listens.
+        let mut tries = 0;
+        let (port, child) = loop {
+            tries += 1;
+            let port = free_port();
+            let config = format!(
+                "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n  secret: strata-test-secret\n{tls_cfg}{auth_cfg}",
+                dir.path().join("data").display()
             );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+            fs::write(dir.path().join("config.yml"), config).unwrap();
+            let mut child = Command::new("docker-registry")
+                .arg("serve")
+                .arg(dir.path().join("config.yml"))
+                .stdout(fs::File::create(dir.path().join("access.log")).unwrap())
+                .stderr(fs::File::create(&log).unwrap())
+                .spawn()
+                .expect("docker-registry must be installed (scripts/test.sh installs it)");
+            let listening = format!("listening on 127.0.0.1:{port}");
+            let deadline = Instant::now() + Duration::from_secs(15);
+            let up = loop {
+                let text = fs::read_to_string(&log).unwrap_or_default();
+                if text.contains(&listening) {
+                    break true;
+                }
+                if child.try_wait().unwrap().is_some() {
+                    break false;
+                }
+                assert!(Instant::now() < deadline, "registry did not start: {text}");
+                std::thread::sleep(Duration::from_millis(20));
+            };
+            if up {
+                break (port, child);
+            }
+            assert!(
+                tries < 5,
+                "registry exited: {}",
+                fs::read_to_string(&log).unwrap_or_default()
+            );
+        };
         Registry {
             port,
             dir,
@@ -112,6 +132,16 @@ impl Registry {
     /// `docker://127.0.0.1:PORT/PATH`.
     pub fn r(&self, path: &str) -> String {
         format!("docker://{}/{path}", self.host())
+    }
+
+    /// The requests the registry served so far, one access-log line each
+    /// (`"GET /v2/... HTTP/1.1" 200 ...`).
+    pub fn requests(&self) -> Vec<String> {
+        fs::read_to_string(self.dir.path().join("access.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
     }
 
     /// Blob data files in the registry's storage.
