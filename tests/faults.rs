@@ -440,3 +440,174 @@ fn a_push_interrupted_after_the_second_upload_resumes_and_never_tags_missing_con
     pulled.ok(&["copy", &target, "x:1"]);
     pulled.ok(&["validate", "x:1"]);
 }
+
+/// README: a mount that fails (here 403 DENIED) is not fatal: the blob is
+/// uploaded instead.
+#[test]
+fn a_mount_error_falls_back_to_uploading() {
+    let fake = Fake::start(Faults {
+        mount_error: Some(403),
+        ..Default::default()
+    });
+    let (env, digest, layer) = setup(&fake);
+    let v: Value = serde_json::from_str(&env.ok(&[
+        "copy",
+        "--json",
+        &r(&fake, "src/img:1"),
+        &r(&fake, "dst/img:1"),
+    ]))
+    .unwrap();
+    assert_eq!(v["digest"], digest.as_str());
+    assert_eq!(
+        (v["push"]["mounted"].as_u64(), v["push"]["pushed"].as_u64()),
+        (Some(0), Some(2))
+    );
+    let seen = fake.seen();
+    let mount = seen
+        .iter()
+        .position(|s| {
+            s.method == "POST"
+                && s.query.contains("mount=")
+                && s.query.contains(layer.trim_start_matches("sha256:"))
+        })
+        .expect("a mount was tried");
+    assert!(
+        seen[mount..].iter().any(|s| s.method == "PUT"
+            && s.path.contains("/dst/img/blobs/uploads/")
+            && s.query.contains(layer.trim_start_matches("sha256:"))),
+        "then the layer was uploaded: {seen:?}"
+    );
+}
+
+/// README: the host is pinged once (`GET /v2/`), however many requests
+/// follow — here a pull and a push of the same host in one copy.
+#[test]
+fn each_host_is_pinged_once() {
+    let fake = Fake::start(Faults::default());
+    let (env, _, _) = setup(&fake);
+    env.ok(&["copy", &r(&fake, "src/img:1"), &r(&fake, "dst/img:1")]);
+    let seen = fake.seen();
+    assert!(seen.len() > 5, "{seen:?}");
+    assert_eq!(
+        seen.iter().filter(|s| s.path == "/v2/").count(),
+        1,
+        "{seen:?}"
+    );
+}
+
+/// README: 408 is retried like 429 and 5xx, and `Retry-After` is honoured
+/// (the policy's own first backoff is 200 ms; the registry asks for 1 s).
+#[test]
+fn a_408_is_retried_and_retry_after_is_honoured() {
+    let fake = Fake::start(Faults {
+        manifest_errors: vec![408, 429],
+        retry_after: Some("1".into()),
+        ..Default::default()
+    });
+    let (_env, digest, _) = setup(&fake);
+    let pulled = Env::new();
+    assert_eq!(
+        pulled.ok(&["copy", &r(&fake, "src/img:1"), "x:1"]).trim(),
+        digest
+    );
+    let gets: Vec<_> = fake
+        .seen()
+        .into_iter()
+        .filter(|s| s.path.contains("/manifests/"))
+        .collect();
+    assert_eq!(gets.len(), 3, "408, 429, then the manifest");
+    for pair in gets.windows(2) {
+        let waited = pair[1].at - pair[0].at;
+        assert!(
+            waited >= std::time::Duration::from_secs(1),
+            "Retry-After: 1 was not honoured: {waited:?}"
+        );
+    }
+}
+
+/// An IPv4 address of this machine that is not loopback.
+fn outside_ip() -> String {
+    let out = common::run(std::process::Command::new("hostname").arg("-I"));
+    out.split_whitespace()
+        .find(|a| {
+            a.parse::<std::net::Ipv4Addr>()
+                .is_ok_and(|ip| !ip.is_loopback())
+        })
+        .expect("a non-loopback IPv4 address (hostname -I)")
+        .to_string()
+}
+
+/// README: plain HTTP only for loopback hosts and those given with
+/// `--insecure-registry` or `STRATA_INSECURE_REGISTRIES`.
+#[test]
+fn plain_http_to_a_non_loopback_host_needs_insecure_registry() {
+    let fake = Fake::start_on(Faults::default(), &outside_ip());
+    let (_env, digest, _) = setup(&fake);
+    let env = Env::new();
+    let src = r(&fake, "src/img:1");
+    let err = env.fails(&["inspect", &src]);
+    assert!(
+        err.contains(&fake.host()) && err.contains("listed as insecure"),
+        "{err}"
+    );
+    assert!(fake.seen().is_empty(), "nothing was sent over plain HTTP");
+    let flag = env.ok(&["--insecure-registry", &fake.host(), "copy", &src, "a:1"]);
+    assert_eq!(flag.trim(), digest);
+    let out = env
+        .cmd(&["copy", &src, "b:1"])
+        .env(
+            "STRATA_INSECURE_REGISTRIES",
+            format!("other:5000,{}", fake.host()),
+        )
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), digest);
+}
+
+/// README: a token realm gets the user's credentials only over HTTPS, or
+/// when it is loopback or listed as insecure.
+#[test]
+fn credentials_go_to_a_plain_http_token_realm_only_when_it_is_insecure_by_choice() {
+    let realm = Fake::start_on(Faults::default(), &outside_ip());
+    let fake = Fake::start(Faults {
+        bearer_realm: Some(format!("http://{}/token", realm.host())),
+        ..Default::default()
+    });
+    let (env, _, _) = setup(&fake);
+    let authfile = env.path("auth.json");
+    common::write_auth_file(&authfile, &fake.host(), "carol", "pw");
+    let target = r(&fake, "src/img:1");
+    let inspect = |extra: &[&str]| {
+        let mut args = extra.to_vec();
+        args.extend(["inspect", target.as_str()]);
+        env.cmd(&args)
+            .env("REGISTRY_AUTH_FILE", &authfile)
+            .output()
+            .unwrap()
+    };
+    let out = inspect(&[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("plain HTTP") && err.contains(&realm.host()) && !err.contains("pw"),
+        "{err}"
+    );
+    assert!(realm.seen().is_empty(), "the realm was not asked");
+    // Listed as insecure: the credentials go there (the fake realm serves
+    // no token, so the inspect still fails).
+    let out = inspect(&["--insecure-registry", &realm.host()]);
+    assert!(!out.status.success());
+    let want = format!("Basic {}", common::basic_b64("carol", "pw"));
+    let asked = realm.seen();
+    assert!(
+        asked
+            .iter()
+            .any(|s| s.path == "/token" && s.authorization.as_deref() == Some(want.as_str())),
+        "{asked:?}"
+    );
+}

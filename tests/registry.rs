@@ -448,6 +448,71 @@ fn token_auth_with_scopes_accumulated_for_mounts_and_refresh_tokens() {
     );
 }
 
+/// README: Bearer tokens are cached until expiry (one token serves a whole
+/// push or pull) and refreshed once on a 401, never in a loop.
+#[test]
+fn tokens_are_cached_and_refreshed_once_on_a_401() {
+    let env = Env::new();
+    let token_dir = env.path("token");
+    std::fs::create_dir_all(&token_dir).unwrap();
+    let tokens = common::token::TokenServer::start(&token_dir, "dave", "dave-pw", "r");
+    let reg = Registry::start(
+        Auth::Token {
+            realm: tokens.realm(),
+            cert: tokens.cert.clone(),
+        },
+        false,
+    );
+    layered_image(&env, "big:1", 2);
+    let auth = env.path("auth.json");
+    common::write_auth_file(&auth, &reg.host(), "dave", "dave-pw");
+    let run = |args: &[&str]| {
+        env.cmd(args)
+            .env("REGISTRY_AUTH_FILE", &auth)
+            .output()
+            .unwrap()
+    };
+    let grants = || tokens.log.lock().unwrap().grants.len();
+    let out = run(&["copy", "big:1", &reg.r("tok/c:1")]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // One token per scope set: pull (the HEADs), then pull+push (uploads).
+    let scopes = tokens.log.lock().unwrap().scopes.clone();
+    assert_eq!(
+        grants(),
+        2,
+        "4 blobs and a manifest in parallel: {scopes:?}"
+    );
+    let pulled = env.path("pulled");
+    let layout = |tag: &str| format!("oci:{}:{tag}", pulled.display());
+    let out = run(&["copy", &reg.r("tok/c:1"), &layout("a")]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(grants(), 3, "one token for the whole pull");
+    // A token the registry refuses is replaced once.
+    tokens.log.lock().unwrap().expired_next = 1;
+    let out = run(&["copy", &reg.r("tok/c:1"), &layout("b")]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(grants(), 5, "the refused token, then one refresh");
+    // Only once: a second refusal is an error, not a loop.
+    tokens.log.lock().unwrap().expired_next = 100;
+    let out = run(&["copy", &reg.r("tok/c:1"), &layout("c")]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains(&reg.host()) && err.contains("401"), "{err}");
+    assert_eq!(grants(), 7, "one refresh per request at most");
+}
+
 #[test]
 fn the_platform_is_picked_from_a_multi_platform_index() {
     if !have("skopeo") {

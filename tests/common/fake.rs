@@ -25,6 +25,10 @@ pub struct Faults {
     pub wrong_bytes: Option<(String, Vec<u8>)>,
     /// Answer mounts with 202 and an upload location.
     pub mount_202: bool,
+    /// Answer mounts with this error status (and an error envelope).
+    pub mount_error: Option<u16>,
+    /// The Retry-After sent with `manifest_errors` ("0" when unset).
+    pub retry_after: Option<String>,
     /// Redirect blob GETs to this base URL (another host).
     pub redirect_blobs_to: Option<String>,
     /// Stream an endless manifest body.
@@ -33,6 +37,9 @@ pub struct Faults {
     pub patch_416_once: bool,
     /// Require this Authorization header on /v2/ requests (Basic).
     pub require_auth: Option<String>,
+    /// Answer every /v2/ request that has no Bearer token with a 401
+    /// challenge naming this token realm.
+    pub bearer_realm: Option<String>,
     /// Serve manifests with this Content-Type instead of their own.
     pub manifest_content_type: Option<String>,
     /// Announce this OCI-Chunk-Min-Length when an upload starts.
@@ -67,6 +74,8 @@ pub struct Seen {
     pub authorization: Option<String>,
     pub range: Option<String>,
     pub body_len: usize,
+    /// When the request arrived.
+    pub at: std::time::Instant,
 }
 
 #[derive(Default)]
@@ -265,6 +274,7 @@ async fn handle(State(state): State<Arc<Mutex<Inner>>>, req: Request) -> Respons
                 .get(header::RANGE)
                 .map(|v| v.to_str().unwrap().to_string()),
             body_len: body.len(),
+            at: std::time::Instant::now(),
         });
         st.faults.stall_uploads
             && (method == Method::PATCH || method == Method::PUT)
@@ -294,6 +304,22 @@ async fn handle(State(state): State<Arc<Mutex<Inner>>>, req: Request) -> Respons
             .body(Body::empty())
             .unwrap();
     }
+    if let Some(realm) = &st.faults.bearer_realm
+        && path.starts_with("/v2/")
+        && !headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("Bearer "))
+    {
+        return Response::builder()
+            .status(401)
+            .header(
+                header::WWW_AUTHENTICATE,
+                format!("Bearer realm=\"{realm}\",service=\"fake\""),
+            )
+            .body(Body::empty())
+            .unwrap();
+    }
     let Some(rest) = path.strip_prefix("/v2/") else {
         return status(404);
     };
@@ -305,9 +331,10 @@ async fn handle(State(state): State<Arc<Mutex<Inner>>>, req: Request) -> Respons
         (Method::GET | Method::HEAD, "manifests") => {
             if !st.faults.manifest_errors.is_empty() {
                 let code = st.faults.manifest_errors.remove(0);
+                let after = st.faults.retry_after.clone();
                 return Response::builder()
                     .status(code)
-                    .header(header::RETRY_AFTER, "0")
+                    .header(header::RETRY_AFTER, after.as_deref().unwrap_or("0"))
                     .body(Body::empty())
                     .unwrap();
             }
@@ -458,6 +485,15 @@ async fn handle(State(state): State<Arc<Mutex<Inner>>>, req: Request) -> Respons
                 .unwrap()
         }
         (Method::POST, "blobs") => {
+            if let (Some(_), Some(code)) = (q.get("mount"), st.faults.mount_error) {
+                return Response::builder()
+                    .status(code)
+                    .header(header::CONTENT_TYPE, "application/json")
+                    .body(Body::from(
+                        r#"{"errors":[{"code":"DENIED","message":"mounts are not allowed here"}]}"#,
+                    ))
+                    .unwrap();
+            }
             if let Some(d) = q.get("mount")
                 && !st.faults.mount_202
                 && st.blobs.contains_key(d)

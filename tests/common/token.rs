@@ -24,6 +24,9 @@ pub struct Log {
     pub scopes: Vec<Vec<String>>,
     /// Grant types seen (GET basic → "basic"/"anonymous", POST → grant_type).
     pub grants: Vec<String>,
+    /// Issue this many tokens that have already expired (while saying
+    /// `expires_in: 300`), as a token revoked or expired early looks.
+    pub expired_next: usize,
 }
 
 struct Cfg {
@@ -112,11 +115,14 @@ fn b64url(b: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
 }
 
-fn sign(cfg: &Cfg, access: serde_json::Value, sub: &str) -> String {
-    let now = std::time::SystemTime::now()
+fn sign(cfg: &Cfg, access: serde_json::Value, sub: &str, expired: bool) -> String {
+    let mut now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs();
+    if expired {
+        now -= 3600;
+    }
     let header = serde_json::json!({"typ": "JWT", "alg": "RS256", "x5c": [cfg.x5c]});
     let claims = serde_json::json!({
         "iss": ISSUER, "sub": sub, "aud": SERVICE, "exp": now + 300, "nbf": now - 10, "iat": now,
@@ -230,8 +236,14 @@ async fn handle(State(cfg): State<Arc<Cfg>>, req: Request) -> Response {
     } else {
         serde_json::json!([])
     };
+    let expired = {
+        let mut log = cfg.log.lock().unwrap();
+        let e = log.expired_next > 0;
+        log.expired_next = log.expired_next.saturating_sub(1);
+        e
+    };
     let cfg2 = Arc::clone(&cfg);
-    let token = tokio::task::spawn_blocking(move || sign(&cfg2, access, "tester"))
+    let token = tokio::task::spawn_blocking(move || sign(&cfg2, access, "tester", expired))
         .await
         .unwrap();
     let body = serde_json::json!({"token": token, "access_token": token, "expires_in": 300});

@@ -91,19 +91,34 @@ impl Client {
         credentials::lookup(auth_key)
     }
 
-    /// Forgets the token after a 401 and learns the new challenge.
-    pub(super) fn refresh(&self, host: &str, auth_key: &str, headers: &HeaderMap) -> Result<()> {
+    /// After a 401 to a request sent with `rejected`: learns the new
+    /// challenge and forgets that token, unless a parallel transfer has
+    /// already replaced it (then its replacement is used, not a third one).
+    pub(super) fn refresh(
+        &self,
+        host: &str,
+        auth_key: &str,
+        headers: &HeaderMap,
+        rejected: Option<&Secret>,
+    ) -> Result<()> {
         {
             let mut hosts = self.hosts.lock().expect("lock");
             let st = hosts.get_mut(host).expect("pinged");
             if let Some(c) = parse_challenge(headers) {
                 st.challenge = c;
             }
-            st.token = None;
+            let same = match (&st.token, rejected) {
+                (Some((t, _, _)), Some(r)) => t.expose() == r.expose(),
+                (Some(_), None) => false,
+                (None, _) => true,
+            };
+            if same {
+                st.token = None;
+            }
         }
         // Ask again: a fresh token for all scopes, or credentials when the
         // first try went anonymous.
-        self.authorization(host, auth_key, true).map(|_| ())
+        self.authorization(host, auth_key).map(|_| ())
     }
 
     /// The error for a final 401 or 403, saying what to do.
@@ -136,33 +151,42 @@ impl Client {
         }
     }
 
-    /// The Authorization value for `host`, fetching a token when needed.
-    pub(super) fn authorization(
-        &self,
-        host: &str,
-        auth_key: &str,
-        force: bool,
-    ) -> Result<Option<Secret>> {
-        let (challenge, scopes, cached) = {
-            let hosts = self.hosts.lock().expect("lock");
-            let st = hosts.get(host).expect("pinged");
-            let cached = st
-                .token
-                .as_ref()
-                .filter(|(_, exp, sc)| *exp > Instant::now() && st.scopes.is_subset(sc))
-                .map(|(t, _, _)| t.clone());
-            (st.challenge.clone(), st.scopes.clone(), cached)
-        };
+    /// The cached token of `host` when it is fresh and covers every scope
+    /// asked for so far, with the challenge and those scopes.
+    fn cached_token(&self, host: &str) -> (Challenge, BTreeSet<String>, Option<Secret>) {
+        let hosts = self.hosts.lock().expect("lock");
+        let st = hosts.get(host).expect("pinged");
+        let cached = st
+            .token
+            .as_ref()
+            .filter(|(_, exp, sc)| *exp > Instant::now() && st.scopes.is_subset(sc))
+            .map(|(t, _, _)| t.clone());
+        (st.challenge.clone(), st.scopes.clone(), cached)
+    }
+
+    /// The Authorization value for `host`, fetching a token when needed:
+    /// once, however many transfers ask at the same time.
+    pub(super) fn authorization(&self, host: &str, auth_key: &str) -> Result<Option<Secret>> {
+        let (challenge, _, cached) = self.cached_token(host);
         match challenge {
             Challenge::None => Ok(None),
             Challenge::Basic => Ok(self
                 .credential(host, auth_key)?
                 .and_then(|c| c.basic_header())
                 .map(Secret::new)),
-            Challenge::Bearer { realm, service } => {
-                if let (Some(t), false) = (cached, force) {
+            Challenge::Bearer { .. } => {
+                if let Some(t) = cached {
                     return Ok(Some(t));
                 }
+                let _one_fetch = self.token_fetch.lock().expect("lock");
+                // Another transfer may have fetched it while this one waited.
+                let (challenge, scopes, cached) = self.cached_token(host);
+                if let Some(t) = cached {
+                    return Ok(Some(t));
+                }
+                let Challenge::Bearer { realm, service } = challenge else {
+                    return Ok(None);
+                };
                 let (token, ttl) =
                     self.fetch_token(host, auth_key, &realm, service.as_deref(), &scopes)?;
                 let value = Secret::new(format!("Bearer {}", token.expose()));

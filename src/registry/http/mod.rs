@@ -86,6 +86,9 @@ pub struct Client {
     opts: ClientOptions,
     policy: RetryPolicy,
     hosts: Mutex<HashMap<String, HostState>>,
+    /// Held while a token is fetched, so parallel transfers that all lack
+    /// one fetch it once (see `auth::authorization`).
+    token_fetch: Mutex<()>,
     streaming: OnceLock<std::result::Result<Streaming, String>>,
 }
 
@@ -178,6 +181,7 @@ impl Client {
             policy: opts.retry,
             opts,
             hosts: Mutex::new(HashMap::new()),
+            token_fetch: Mutex::new(()),
             streaming: OnceLock::new(),
         })
     }
@@ -221,7 +225,7 @@ impl Client {
         self.add_scopes(host, scope);
         let mut refreshed = false;
         loop {
-            let auth = self.authorization(host, auth_key, false)?;
+            let auth = self.authorization(host, auth_key)?;
             let resp = self.policy.run(|_| {
                 let req = match build(&self.http, &base).and_then(|b| {
                     b.build()
@@ -239,7 +243,7 @@ impl Client {
             let status = resp.status();
             if status == StatusCode::UNAUTHORIZED && !refreshed {
                 refreshed = true;
-                self.refresh(host, auth_key, resp.headers())?;
+                self.refresh(host, auth_key, resp.headers(), auth.as_ref())?;
                 continue;
             }
             if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
@@ -337,7 +341,7 @@ impl Client {
         self.add_scopes(host, scope);
         let mut refreshed = false;
         loop {
-            let auth = self.authorization(host, auth_key, false)?;
+            let auth = self.authorization(host, auth_key)?;
             let answer = self.policy.run(|_| {
                 let reader = match open() {
                     Ok(r) => r,
@@ -350,7 +354,7 @@ impl Client {
             })?;
             if answer.status == StatusCode::UNAUTHORIZED && !refreshed {
                 refreshed = true;
-                self.refresh(host, auth_key, &answer.headers)?;
+                self.refresh(host, auth_key, &answer.headers, auth.as_ref())?;
                 continue;
             }
             if answer.status == StatusCode::UNAUTHORIZED || answer.status == StatusCode::FORBIDDEN {
