@@ -610,6 +610,50 @@ fn the_platform_is_picked_from_a_multi_platform_index() {
     ]))
     .unwrap();
     assert_eq!(v["config"]["architecture"], "arm64");
+
+    // README: Docker schema2 manifests and manifest lists are read on pull.
+    run(Command::new("skopeo").args([
+        "copy",
+        "--all",
+        "--format",
+        "v2s2",
+        "--dest-tls-verify=false",
+        &format!("oci:{}:multi", layout.display()),
+        &reg.r("multi/docker:1"),
+    ]));
+    let raw: Value = serde_json::from_str(&run(Command::new("skopeo").args([
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &reg.r("multi/docker:1"),
+    ])))
+    .unwrap();
+    assert_eq!(
+        raw["mediaType"], "application/vnd.docker.distribution.manifest.list.v2+json",
+        "skopeo wrote a Docker manifest list"
+    );
+    let pulled = env.ok(&[
+        "copy",
+        "--platform",
+        "linux/arm64",
+        &reg.r("multi/docker:1"),
+        "docker-list:arm64",
+    ]);
+    let arm64 = raw["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["platform"]["architecture"] == "arm64")
+        .unwrap();
+    assert_eq!(
+        pulled.trim(),
+        arm64["digest"],
+        "the schema2 manifest, as it was"
+    );
+    let v: Value =
+        serde_json::from_str(&env.ok(&["inspect", "--json", "docker-list:arm64"])).unwrap();
+    assert_eq!(v["config"]["architecture"], "arm64");
+    env.ok(&["validate", "docker-list:arm64"]);
 }
 
 #[test]

@@ -108,7 +108,7 @@ impl Fake {
         Self::start_on(faults, "127.0.0.1")
     }
 
-    /// Starts a fake on loopback address `ip` (another host than
+    /// Starts a fake on address `ip` of this machine (another host than
     /// 127.0.0.1 when it is, say, 127.0.0.2), port chosen freely.
     pub fn start_on(faults: Faults, ip: &str) -> Self {
         let rt = tokio::runtime::Builder::new_multi_thread()
