@@ -611,3 +611,47 @@ fn credentials_go_to_a_plain_http_token_realm_only_when_it_is_insecure_by_choice
         "{asked:?}"
     );
 }
+
+/// README: blobs move in parallel, `--jobs` at a time (default 4).
+#[test]
+fn jobs_bounds_the_blobs_moved_at_once() {
+    let env = Env::new();
+    // Four layers and a config: five blobs to push.
+    let mut from: Option<String> = None;
+    for i in 0..4 {
+        let f = env.path(&format!("f{i}"));
+        std::fs::write(&f, format!("layer {i}\n")).unwrap();
+        let mut args = vec!["new".to_string()];
+        if let Some(b) = &from {
+            args.extend(["--from".into(), b.clone()]);
+        }
+        args.extend([
+            "--add".into(),
+            format!("{}:/f{i}", f.display()),
+            "--tag".into(),
+            format!("img:{i}"),
+        ]);
+        env.ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        from = Some(format!("img:{i}"));
+    }
+    for (jobs, most) in [(None, 4), (Some("1"), 1), (Some("3"), 3)] {
+        let fake = Fake::start(Faults {
+            slow_puts: Some(std::time::Duration::from_millis(300)),
+            ..Default::default()
+        });
+        let dest = r(&fake, "j/img:1");
+        let mut args = vec!["copy", "img:3", dest.as_str()];
+        if let Some(n) = jobs {
+            args.splice(0..0, ["--jobs", n]);
+        }
+        env.ok(&args);
+        let seen = fake.state.lock().unwrap().max_in_flight;
+        // Never more than asked for; more than one when more are allowed
+        // (each upload takes 300 ms, so parallel ones overlap).
+        assert!(
+            seen <= most && (most == 1 || seen >= 2),
+            "--jobs {jobs:?}: {seen} uploads at once"
+        );
+        assert_eq!(seen == 1, most == 1, "--jobs {jobs:?}: {seen} at once");
+    }
+}

@@ -378,3 +378,112 @@ fn the_demo_script_runs() {
     );
     note("scripts/demo.sh", "RAN");
 }
+
+/// Rewrites the image tagged `tag` in OCI layout `layout`: `edit` changes
+/// its manifest and config; both are stored again under their new digests
+/// and the tag moved to the new manifest.
+fn doctor(layout: &Path, tag: &str, edit: impl FnOnce(&mut Value, &mut Value)) {
+    let blob = |d: &str| {
+        layout
+            .join("blobs/sha256")
+            .join(d.trim_start_matches("sha256:"))
+    };
+    let put = |bytes: &[u8]| {
+        let d = strata::Digest::of(bytes);
+        fs::write(layout.join("blobs/sha256").join(d.hex()), bytes).unwrap();
+        (d.to_string(), bytes.len())
+    };
+    let mut index: Value =
+        serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let entry = index["manifests"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == tag)
+        .unwrap();
+    let mut m: Value =
+        serde_json::from_slice(&fs::read(blob(entry["digest"].as_str().unwrap())).unwrap())
+            .unwrap();
+    let mut c: Value =
+        serde_json::from_slice(&fs::read(blob(m["config"]["digest"].as_str().unwrap())).unwrap())
+            .unwrap();
+    let (old_cd, old_cs) = (m["config"]["digest"].clone(), m["config"]["size"].clone());
+    edit(&mut m, &mut c);
+    let (cd, cs) = put(&serde_json::to_vec(&c).unwrap());
+    // Only a config the edit did not point elsewhere follows its new bytes.
+    if m["config"]["digest"] == old_cd && m["config"]["size"] == old_cs {
+        m["config"]["digest"] = cd.into();
+        m["config"]["size"] = cs.into();
+    }
+    let (md, ms) = put(&serde_json::to_vec(&m).unwrap());
+    entry["digest"] = md.into();
+    entry["size"] = ms.into();
+    fs::write(
+        layout.join("index.json"),
+        serde_json::to_vec(&index).unwrap(),
+    )
+    .unwrap();
+}
+
+/// `strata validate` fails, naming what is wrong, for each thing it checks.
+#[test]
+fn validate_names_what_is_wrong() {
+    type Edit = fn(&mut Value, &mut Value);
+    let cases: Vec<(&str, Edit, &[&str])> = vec![
+        (
+            "config size",
+            |m, _| m["config"]["size"] = (m["config"]["size"].as_u64().unwrap() + 1).into(),
+            &["config", "bytes"],
+        ),
+        (
+            "diff_id",
+            |_, c| c["rootfs"]["diff_ids"][0] = format!("sha256:{}", "ab".repeat(32)).into(),
+            &["diff_id", "abababab"],
+        ),
+        (
+            "layer size",
+            |m, _| m["layers"][0]["size"] = (m["layers"][0]["size"].as_u64().unwrap() - 1).into(),
+            &["layer", "bytes"],
+        ),
+        (
+            "layer media type",
+            |m, _| m["layers"][0]["mediaType"] = ZSTD.into(),
+            &["media type", ZSTD, "gzip"],
+        ),
+        (
+            "diff_id count",
+            |_, c| {
+                let extra = format!("sha256:{}", "cd".repeat(32));
+                c["rootfs"]["diff_ids"]
+                    .as_array_mut()
+                    .unwrap()
+                    .push(extra.into())
+            },
+            &["1 layers", "2 diff_ids"],
+        ),
+        (
+            "config digest",
+            |m, _| m["config"]["digest"] = format!("sha256:{}", "ef".repeat(32)).into(),
+            &["efefefef"],
+        ),
+    ];
+    let env = Env::new();
+    env.busybox_image("v:1", "valid");
+    for (what, edit, want) in cases {
+        let layout = env.path(&format!("layout-{}", what.replace(' ', "-")));
+        let r = format!("oci:{}:v", layout.display());
+        env.ok(&["copy", "v:1", &r]);
+        env.ok(&["validate", &r]);
+        doctor(&layout, "v", edit);
+        let out = env.strata(&["validate", &r]);
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!out.status.success(), "{what}: validate must fail: {text}");
+        for w in want {
+            assert!(text.contains(w), "{what}: {w:?} not in: {text}");
+        }
+    }
+}

@@ -58,6 +58,9 @@ pub struct Faults {
     pub stall_manifest: bool,
     /// Read PATCH and PUT bodies, then never answer.
     pub stall_uploads: bool,
+    /// Answer each blob PUT only after this long, counting how many are
+    /// answered at once (`Inner::max_in_flight`).
+    pub slow_puts: Option<std::time::Duration>,
     /// Answer every PATCH with the Range of the first chunk (no progress).
     pub stuck_range: bool,
     /// Take this many blob uploads, then answer 500 to every other one
@@ -93,6 +96,10 @@ pub struct Inner {
     /// Blob uploads completed.
     pub uploads_done: usize,
     next_upload: usize,
+    /// Blob PUTs being answered now, and the most there ever were at once
+    /// (with `slow_puts`).
+    in_flight: usize,
+    pub max_in_flight: usize,
 }
 
 #[derive(Clone)]
@@ -283,6 +290,17 @@ async fn handle(State(state): State<Arc<Mutex<Inner>>>, req: Request) -> Respons
     if stall_upload {
         // Body read and recorded, never answered.
         std::future::pending::<()>().await;
+    }
+    let slow = state.lock().unwrap().faults.slow_puts;
+    if let Some(delay) = slow.filter(|_| method == Method::PUT && path.contains("/blobs/uploads/"))
+    {
+        {
+            let mut st = state.lock().unwrap();
+            st.in_flight += 1;
+            st.max_in_flight = st.max_in_flight.max(st.in_flight);
+        }
+        tokio::time::sleep(delay).await;
+        state.lock().unwrap().in_flight -= 1;
     }
     let mut st = state.lock().unwrap();
     // Blob content served after a cross-host redirect.
