@@ -7,7 +7,7 @@ mod common;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use common::apt::{Pkg, Repo, gen_key, raw_deb};
+use common::apt::{Layout, Pkg, Repo, gen_key, raw_deb};
 use common::{BUSYBOX, Env, Schemas, files_under, have, note, replace, run, runc_run, write};
 
 /// Sets `[defaults] registry` of the test project.
@@ -798,4 +798,125 @@ fn a_change_of_bin_beneath_rebuilds_the_deb_layer() {
     let ls = listing(&env);
     let pkgs_layer = ls.rsplit("# layer").next().unwrap();
     assert!(pkgs_layer.contains(" /bin/hi"), "{ls}");
+}
+
+/// README: the Release is signed inline (InRelease) or detached (Release +
+/// Release.gpg); indexes are read as xz, gzip or plain, by hash when the
+/// Release offers it. Each repository below offers only the one form.
+#[test]
+fn detached_signatures_xz_and_by_hash_indexes() {
+    for layout in [Layout::Detached, Layout::XzOnly, Layout::ByHashOnly] {
+        let env = Env::new();
+        let mut r = repo(&env);
+        r.layout = layout;
+        r.publish();
+        let suite = r.root.join("dists/stable");
+        let index_dir = suite.join(format!("main/binary-{}", r.arch));
+        match layout {
+            Layout::Detached => assert!(!suite.join("InRelease").exists()),
+            Layout::XzOnly => assert!(!index_dir.join("Packages.gz").exists()),
+            _ => assert!(
+                !index_dir.join("Packages.gz").exists() && index_dir.join("by-hash").exists()
+            ),
+        }
+        let root = project(&env, &r, &["hello"], true, &r.keyring);
+        build_ok(&env, &root);
+        assert!(listing(&env).contains("/usr/bin/hello"), "{layout:?}");
+        if layout == Layout::Detached {
+            // A detached signature over other bytes is refused.
+            let env = Env::new();
+            replace(
+                &r.root,
+                "dists/stable/Release",
+                "Origin: strata-test",
+                "Origin: strata-evil",
+            );
+            let root = project(&env, &r, &["hello"], true, &r.keyring);
+            fails(&env, &root, &["BAD signature", "dists/stable/Release"]);
+        }
+    }
+}
+
+/// README: resolution follows Pre-Depends, `:native` and `:any`, refuses
+/// what Breaks (as Conflicts), and two packages may ship the same file only
+/// when one Replaces the other, whose copy it then overwrites.
+#[test]
+fn pre_depends_native_breaks_and_replaces() {
+    let env = Env::new();
+    let mut r = repo(&env);
+    let pkgs: &[(&str, &[(&str, &str)], &[(&str, &str, u32)])] = &[
+        (
+            "early",
+            &[("Pre-Depends", "libgreet (>= 2.0)")],
+            &[("/usr/share/early", "e\n", 0o644)],
+        ),
+        (
+            "native",
+            &[("Depends", "libgreet:native, hello:any")],
+            &[("/usr/share/native", "n\n", 0o644)],
+        ),
+        (
+            "breaker",
+            &[("Breaks", "hello (<< 2)")],
+            &[("/usr/share/breaker", "b\n", 0o644)],
+        ),
+        ("dup-a", &[], &[("/usr/share/dup", "from a\n", 0o644)]),
+        ("dup-b", &[], &[("/usr/share/dup", "from b\n", 0o644)]),
+        (
+            "dup-c",
+            &[("Replaces", "dup-a")],
+            &[("/usr/share/dup", "from c\n", 0o644)],
+        ),
+    ];
+    for (name, fields, files) in pkgs {
+        r.add(&Pkg {
+            name,
+            version: "1.0",
+            arch: "any",
+            fields,
+            files,
+        });
+    }
+    r.publish();
+    let ls = |packages: &[&str]| {
+        let root = project(&env, &r, packages, true, &r.keyring);
+        build_ok(&env, &root);
+        listing(&env)
+    };
+    let l = ls(&["early"]);
+    assert!(
+        l.contains("/usr/share/early") && l.contains("/lib/greet/extra"),
+        "{l}"
+    );
+    let l = ls(&["native"]);
+    assert!(
+        l.contains("/usr/lib/greet.txt") && l.contains("/usr/bin/hello"),
+        "{l}"
+    );
+    let root = project(&env, &r, &["breaker", "hello"], true, &r.keyring);
+    let out = build(&env, &root);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("breaker") && err.contains("hello"), "{err}");
+    let root = project(&env, &r, &["dup-a", "dup-b"], true, &r.keyring);
+    let out = build(&env, &root);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("/usr/share/dup") && err.contains("Replaces"),
+        "{err}"
+    );
+    ls(&["dup-a", "dup-c"]);
+    assert!(listing(&env).contains("/usr/share/dup"));
+    if common::have("runc") && unsafe { libc::geteuid() } == 0 {
+        let out = env.ok(&[
+            "run",
+            "--entrypoint",
+            "/bin/cat",
+            "debtest/app:latest",
+            "--",
+            "/usr/share/dup",
+        ]);
+        assert_eq!(out, "from c\n", "the replacing package's copy");
+    }
 }

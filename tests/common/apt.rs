@@ -37,7 +37,23 @@ pub struct Repo {
     pub arch: String,
     /// Extra Release fields (e.g. `Valid-Until: …\n`).
     pub release_extra: String,
+    /// How the index is published.
+    pub layout: Layout,
     stanzas: Vec<String>,
+}
+
+/// How [`Repo::publish`] lays the index out.
+#[derive(Clone, Copy, Default, PartialEq, Debug)]
+pub enum Layout {
+    /// Packages and Packages.gz, Release signed inline as InRelease.
+    #[default]
+    Plain,
+    /// Only Packages.xz.
+    XzOnly,
+    /// Packages.gz only under by-hash/SHA256/ (`Acquire-By-Hash: yes`).
+    ByHashOnly,
+    /// No InRelease: Release and a detached Release.gpg.
+    Detached,
 }
 
 impl Repo {
@@ -56,6 +72,7 @@ impl Repo {
             url,
             arch: host_arch(),
             release_extra: String::new(),
+            layout: Layout::Plain,
             stanzas: Vec::new(),
         }
     }
@@ -110,36 +127,60 @@ impl Repo {
         ));
     }
 
-    /// Writes Packages (+ .gz), Release and InRelease for suite `stable`.
+    /// Writes the index (Packages, .gz or .xz), Release and its signature
+    /// for suite `stable`, as [`Repo::layout`] says.
     pub fn publish(&self) {
-        let dir = self
-            .root
-            .join(format!("dists/stable/main/binary-{}", self.arch));
+        let suite = self.root.join("dists/stable");
+        let _ = fs::remove_dir_all(&suite);
+        let dir = suite.join(format!("main/binary-{}", self.arch));
         fs::create_dir_all(&dir).unwrap();
         let text = self.stanzas.join("\n");
-        fs::write(dir.join("Packages"), &text).unwrap();
-        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-        gz.write_all(text.as_bytes()).unwrap();
-        fs::write(dir.join("Packages.gz"), gz.finish().unwrap()).unwrap();
+        let mut files: Vec<(&str, Vec<u8>)> = Vec::new();
+        if self.layout == Layout::XzOnly {
+            let mut xz = liblzma::write::XzEncoder::new(Vec::new(), 6);
+            xz.write_all(text.as_bytes()).unwrap();
+            files.push(("Packages.xz", xz.finish().unwrap()));
+        } else {
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            gz.write_all(text.as_bytes()).unwrap();
+            if self.layout != Layout::ByHashOnly {
+                files.push(("Packages", text.clone().into_bytes()));
+            }
+            files.push(("Packages.gz", gz.finish().unwrap()));
+        }
+        let by_hash = if self.layout == Layout::ByHashOnly {
+            "Acquire-By-Hash: yes\n"
+        } else {
+            ""
+        };
         let mut release = format!(
-            "Origin: strata-test\nSuite: stable\nCodename: test\nDate: Sat, 01 Jan 2000 00:00:00 UTC\n{}Architectures: {}\nComponents: main\nSHA256:\n",
+            "Origin: strata-test\nSuite: stable\nCodename: test\nDate: Sat, 01 Jan 2000 00:00:00 UTC\n{}{by_hash}Architectures: {}\nComponents: main\nSHA256:\n",
             self.release_extra, self.arch
         );
-        for f in ["Packages", "Packages.gz"] {
+        for (f, bytes) in &files {
             let rel = format!("main/binary-{}/{f}", self.arch);
-            let bytes = fs::read(dir.join(f)).unwrap();
-            release.push_str(&format!(
-                " {} {} {rel}\n",
-                strata::Digest::of(&bytes).hex(),
-                bytes.len()
-            ));
+            let hex = strata::Digest::of(bytes).hex().to_string();
+            release.push_str(&format!(" {hex} {} {rel}\n", bytes.len()));
+            if self.layout == Layout::ByHashOnly {
+                let at = dir.join("by-hash/SHA256");
+                fs::create_dir_all(&at).unwrap();
+                fs::write(at.join(&hex), bytes).unwrap();
+            } else {
+                fs::write(dir.join(f), bytes).unwrap();
+            }
         }
-        let suite = self.root.join("dists/stable");
         fs::write(suite.join("Release"), &release).unwrap();
-        run(gpg(&self.gnupg)
-            .args(["--clearsign", "-o"])
-            .arg(suite.join("InRelease"))
-            .arg(suite.join("Release")));
+        if self.layout == Layout::Detached {
+            run(gpg(&self.gnupg)
+                .args(["--detach-sign", "--armor", "-o"])
+                .arg(suite.join("Release.gpg"))
+                .arg(suite.join("Release")));
+        } else {
+            run(gpg(&self.gnupg)
+                .args(["--clearsign", "-o"])
+                .arg(suite.join("InRelease"))
+                .arg(suite.join("Release")));
+        }
     }
 
     /// The `[[source.deb.repositories]]` table for this repository.
