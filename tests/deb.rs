@@ -844,7 +844,8 @@ fn detached_signatures_xz_and_by_hash_indexes() {
 fn pre_depends_native_breaks_and_replaces() {
     let env = Env::new();
     let mut r = repo(&env);
-    let pkgs: &[(&str, &[(&str, &str)], &[(&str, &str, u32)])] = &[
+    type Files<'a> = &'a [(&'a str, &'a str, u32)];
+    let pkgs: &[(&str, &[(&str, &str)], Files)] = &[
         (
             "early",
             &[("Pre-Depends", "libgreet (>= 2.0)")],
