@@ -844,8 +844,10 @@ fn detached_signatures_xz_and_by_hash_indexes() {
 fn pre_depends_native_breaks_and_replaces() {
     let env = Env::new();
     let mut r = repo(&env);
+    type Fields<'a> = &'a [(&'a str, &'a str)];
     type Files<'a> = &'a [(&'a str, &'a str, u32)];
-    let pkgs: &[(&str, &[(&str, &str)], Files)] = &[
+    type Package<'a> = (&'a str, Fields<'a>, Files<'a>);
+    let pkgs: &[Package] = &[
         (
             "early",
             &[("Pre-Depends", "libgreet (>= 2.0)")],
