@@ -64,6 +64,8 @@ pub struct LayerPolicy {
     seen: HashMap<String, bool>,
     /// Paths that are symlinks at this point of the layer.
     symlinks: HashSet<String>,
+    /// Directories entries so far were written in (listed or not).
+    parents: HashSet<String>,
 }
 
 impl LayerPolicy {
@@ -73,6 +75,7 @@ impl LayerPolicy {
             label: label.into(),
             seen: HashMap::new(),
             symlinks: HashSet::new(),
+            parents: HashSet::new(),
         }
     }
 
@@ -109,6 +112,16 @@ impl LayerPolicy {
                 "its parent {p} is a symlink in this layer, so it would be written wherever the link points"
             )));
         }
+        if name.is_empty() && !kind.is_dir() {
+            return Err(refuse(
+                "it names the root directory, which only a directory entry may".into(),
+            ));
+        }
+        if let Some(p) = self.file_above(&name) {
+            return Err(refuse(format!(
+                "its parent {p} is a file in this layer, not a directory"
+            )));
+        }
         if kind.is_hard_link() {
             let target = safe_entry_name(&self.label, link.unwrap_or_default())?;
             if let Some(p) = self.symlink_above(&target) {
@@ -130,8 +143,33 @@ impl LayerPolicy {
                 Some(false) if target == name => {
                     return Err(refuse("it is a hardlink to itself".into()));
                 }
+                // Writing the link replaces the directory its target is in.
+                Some(false) if target.starts_with(&format!("{name}/")) => {
+                    return Err(refuse(format!(
+                        "it is a hardlink to {target}, which is inside the directory this entry replaces"
+                    )));
+                }
                 Some(false) => {}
             }
+        }
+        // A non-directory over a directory removes what was below it: no
+        // later hardlink may name it, and no symlink below it remains.
+        // (Rare, so the scan is affordable.)
+        if !kind.is_dir() && self.parents.contains(&name) {
+            let below = format!("{name}/");
+            self.seen.retain(|k, _| !k.starts_with(&below));
+            self.symlinks.retain(|k| !k.starts_with(&below));
+            self.parents.retain(|k| !k.starts_with(&below));
+            self.parents.remove(&name);
+        }
+        for (i, _) in name.match_indices('/') {
+            if !self.parents.contains(&name[..i]) {
+                self.parents.insert(name[..i].to_string());
+            }
+        }
+        if kind.is_symlink() && link.unwrap_or_default().is_empty() {
+            // Linux cannot make one (symlink(2) answers ENOENT).
+            return Err(refuse("it is a symlink with an empty target".into()));
         }
         if kind.is_symlink() {
             self.symlinks.insert(name.clone());
@@ -140,6 +178,14 @@ impl LayerPolicy {
         }
         self.seen.insert(name.clone(), kind.is_dir());
         Ok(name)
+    }
+
+    /// A proper ancestor of `name` that is a non-directory entry (other
+    /// than a symlink) at this point of the layer, if any.
+    fn file_above<'n>(&self, name: &'n str) -> Option<&'n str> {
+        name.match_indices('/')
+            .map(|(i, _)| &name[..i])
+            .find(|p| self.seen.get(*p) == Some(&false) && !self.symlinks.contains(*p))
     }
 
     /// The nearest proper ancestor of `name` that is a symlink, if any.
@@ -418,6 +464,54 @@ mod tests {
         );
         refused(&[("b", T::Link, Some("../etc/passwd"))], "'..'");
         refused(&[("b", T::Link, Some("/etc/passwd"))], "absolute");
+        // Found by tests/fuzz.rs: umoci could not unpack these. The link
+        // replaces the directory its target is in...
+        refused(
+            &[("b/a", T::Regular, None), ("b", T::Link, Some("b/a"))],
+            "inside the directory this entry replaces",
+        );
+        // ...or the target went with a directory an entry replaced.
+        refused(
+            &[
+                ("d/f", T::Regular, None),
+                ("d", T::Regular, None),
+                ("x", T::Link, Some("d/f")),
+            ],
+            "not an earlier entry",
+        );
+        refused(
+            &[
+                ("d", T::Directory, None),
+                ("d/l", T::Symlink, Some("/")),
+                ("d", T::Symlink, Some("/tmp")),
+                ("d", T::Directory, None),
+                ("x", T::Link, Some("d/l")),
+            ],
+            "not an earlier entry",
+        );
+        // Below a file of the same layer, or a file for the root: neither
+        // unpacks (umoci: "not a directory", "change type of root").
+        refused(
+            &[("x", T::Regular, None), ("x/a", T::Directory, None)],
+            "its parent x is a file in this layer",
+        );
+        refused(&[(".", T::Regular, None)], "root directory");
+        refused(&[("a", T::Symlink, Some(""))], "empty target");
+        run(&[(".", T::Directory, None), ("./a", T::Regular, None)]).unwrap();
+        // A file replaced by a directory is a directory again.
+        run(&[
+            ("x", T::Regular, None),
+            ("x", T::Directory, None),
+            ("x/a", T::Regular, None),
+        ])
+        .unwrap();
+        // A directory over a directory keeps what is in it.
+        run(&[
+            ("d/f", T::Regular, None),
+            ("d", T::Directory, None),
+            ("x", T::Link, Some("d/f")),
+        ])
+        .unwrap();
     }
 
     #[test]
