@@ -658,6 +658,31 @@ fn ls_escapes_names_that_would_forge_lines_or_reach_the_terminal() {
         "{out}"
     );
     assert!(out.contains("/l -> x\\ny"), "{out}");
+    // --json: one object per entry and line, names exactly as stored.
+    let json = env.ok(&["ls", "--json", &format!("oci:{}:1", dir.display())]);
+    let entries: Vec<serde_json::Value> = json
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let paths: Vec<&str> = entries
+        .iter()
+        .map(|e| e["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            "/a\n-rwsr-xr-x     0/0              1 /fake",
+            "/b\x1b[2Jc",
+            "/l"
+        ],
+        "{json}"
+    );
+    assert_eq!(entries[2]["link"], "x\ny");
+    assert_eq!(entries[2]["type"], "l");
+    assert_eq!(
+        (entries[0]["mode"].as_str(), entries[0]["size"].as_u64()),
+        (Some("0644"), Some(1))
+    );
 }
 
 /// A layer whose first entry carries the local PAX records `records`

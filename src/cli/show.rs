@@ -163,6 +163,49 @@ pub struct LsArgs {
     /// Platform to pick from a multi-platform image.
     #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
     platform: Option<String>,
+    /// One JSON object per entry and line (layer, path, type, mode, uid,
+    /// gid, size, link), with names exactly as stored; the human listing
+    /// escapes control characters instead.
+    #[arg(long)]
+    json: bool,
+}
+
+/// One entry of `ls`, as a line of text or of JSON.
+fn ls_line(
+    json: bool,
+    layer: &strata::Digest,
+    name: &str,
+    entry_header: &tar::Header,
+    size: u64,
+    link: Option<&[u8]>,
+) -> String {
+    let kind = entry_header.entry_type();
+    let mode = entry_header.mode().unwrap_or(0);
+    let (uid, gid) = (
+        entry_header.uid().unwrap_or(0),
+        entry_header.gid().unwrap_or(0),
+    );
+    if json {
+        return serde_json::json!({
+            "layer": layer.to_string(),
+            "path": format!("/{name}"),
+            "type": mode_string(kind, 0).chars().next().map(String::from),
+            "mode": format!("{:04o}", mode & 0o7777),
+            "uid": uid,
+            "gid": gid,
+            "size": size,
+            "link": link.map(|t| String::from_utf8_lossy(t).into_owned()),
+        })
+        .to_string();
+    }
+    let link = link
+        .map(|t| format!(" -> {}", strata::text::escape_bytes(t)))
+        .unwrap_or_default();
+    format!(
+        "{} {uid:>5}/{gid:<5} {size:>10} /{}{link}",
+        mode_string(kind, mode),
+        strata::text::escape(name),
+    )
 }
 
 fn mode_string(kind: tar::EntryType, mode: u32) -> String {
@@ -223,7 +266,9 @@ pub fn ls(ctx: &Ctx, a: LsArgs) -> Result<()> {
             continue;
         }
         let d = l.descriptor();
-        writeln!(o, "# layer {i} {}", d.digest)?;
+        if !a.json {
+            writeln!(o, "# layer {i} {}", d.digest)?;
+        }
         let label = std::path::PathBuf::from(format!("layer {}", d.digest));
         // Read to the very end, through the digest, size and diff_id
         // checks, so a swapped blob fails instead of being listed.
@@ -246,22 +291,16 @@ pub fn ls(ctx: &Ctx, a: LsArgs) -> Result<()> {
             // kept as it is, not wrapped.
             let mut write_err = None;
             let listed = strata::tarsafe::for_each_entry(&label, dec, |name, entry| {
-                let h = entry.header();
-                let kind = h.entry_type();
-                let link = entry
-                    .link_name_bytes()
-                    .map(|t| format!(" -> {}", strata::text::escape_bytes(&t)))
-                    .unwrap_or_default();
-                writeln!(
-                    o,
-                    "{} {:>5}/{:<5} {:>10} /{}{link}",
-                    mode_string(kind, h.mode().unwrap_or(0)),
-                    h.uid().unwrap_or(0),
-                    h.gid().unwrap_or(0),
+                let link = entry.link_name_bytes();
+                let line = ls_line(
+                    a.json,
+                    &d.digest,
+                    name,
+                    entry.header(),
                     entry.size(),
-                    strata::text::escape(name),
-                )
-                .map_err(|e| {
+                    link.as_deref(),
+                );
+                writeln!(o, "{line}").map_err(|e| {
                     write_err = Some(e);
                     strata::Error::Unsupported("stdout closed".into())
                 })

@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::error::{Error, IoContext, Result};
+use crate::text::escape;
 
 /// Normalizes a tar entry name (`./a//b/` → `a/b`), refusing names that
 /// would land outside the extraction root.
@@ -109,7 +110,8 @@ impl LayerPolicy {
         };
         if let Some(p) = self.symlink_above(&name) {
             return Err(refuse(format!(
-                "its parent {p} is a symlink in this layer, so it would be written wherever the link points"
+                "its parent {} is a symlink in this layer, so it would be written wherever the link points",
+                escape(p)
             )));
         }
         if name.is_empty() && !kind.is_dir() {
@@ -119,25 +121,30 @@ impl LayerPolicy {
         }
         if let Some(p) = self.file_above(&name) {
             return Err(refuse(format!(
-                "its parent {p} is a file in this layer, not a directory"
+                "its parent {} is a file in this layer, not a directory",
+                escape(p)
             )));
         }
         if kind.is_hard_link() {
             let target = safe_entry_name(&self.label, link.unwrap_or_default())?;
             if let Some(p) = self.symlink_above(&target) {
                 return Err(refuse(format!(
-                    "it is a hardlink to {target}, which passes through the symlink {p}"
+                    "it is a hardlink to {}, which passes through the symlink {}",
+                    escape(&target),
+                    escape(p)
                 )));
             }
             match self.seen.get(&target) {
                 None => {
                     return Err(refuse(format!(
-                        "it is a hardlink to {target:?}, which is not an earlier entry of this layer"
+                        "it is a hardlink to {}, which is not an earlier entry of this layer",
+                        escape(&target)
                     )));
                 }
                 Some(true) => {
                     return Err(refuse(format!(
-                        "it is a hardlink to the directory {target}"
+                        "it is a hardlink to the directory {}",
+                        escape(&target)
                     )));
                 }
                 Some(false) if target == name => {
@@ -146,7 +153,8 @@ impl LayerPolicy {
                 // Writing the link replaces the directory its target is in.
                 Some(false) if target.starts_with(&format!("{name}/")) => {
                     return Err(refuse(format!(
-                        "it is a hardlink to {target}, which is inside the directory this entry replaces"
+                        "it is a hardlink to {}, which is inside the directory this entry replaces",
+                        escape(&target)
                     )));
                 }
                 Some(false) => {}
