@@ -923,3 +923,42 @@ fn pre_depends_native_breaks_and_replaces() {
         assert_eq!(out, "from c\n", "the replacing package's copy");
     }
 }
+
+/// `strata check` after a build lists deb layers from the listings cached
+/// under their keys, as build does: with every .deb gone from the
+/// repository and from the download cache, it still checks, and the same.
+#[test]
+fn check_after_a_build_reads_no_deb() {
+    let env = Env::new();
+    let r = repo(&env);
+    let root = project(&env, &r, &["hello"], true, &r.keyring);
+    replace(
+        &root,
+        "layers/pkgs/layer.toml",
+        "[source.deb]",
+        "[provides]\nbinaries = [\"hello\"]\npaths = [\"/usr/bin\"]\n\n[source.deb]",
+    );
+    build_ok(&env, &root);
+    let p = root.to_str().unwrap();
+    let before = env.ok(&["check", "-C", p, "--json"]);
+    fs::remove_dir_all(r.root.join("pool")).unwrap();
+    for f in files_under(&env.store().join(".strata/deb/blobs")) {
+        if !fs::read(&f).unwrap().starts_with(b"Origin:") {
+            fs::remove_file(f).unwrap();
+        }
+    }
+    assert_eq!(env.ok(&["check", "-C", p, "--json"]), before);
+    // A layer whose key changed is listed from its source again: here its
+    // .debs are gone, and check says which.
+    replace(
+        &root,
+        "layers/pkgs/layer.toml",
+        "version = \"1\"",
+        "version = \"2\"",
+    );
+    let err = env.fails(&["check", "-C", p]);
+    assert!(
+        err.contains("not found") && err.contains("pool/main/"),
+        "{err}"
+    );
+}

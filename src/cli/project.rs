@@ -73,10 +73,22 @@ pub fn check(ctx: &Ctx, a: CheckArgs) -> Result<()> {
     // Tags: each must be valid, and no two images may share one.
     let epoch = build::epoch(&project)?;
     build::check_tag_clashes(&project, &names, epoch)?;
-    let mut findings = Vec::new();
     for name in &names {
         g.image_layers(name)?;
-        findings.extend(check::check_image(&project, &g, name, &t)?);
+    }
+    // The keys a build would use: layers whose key is unchanged are listed
+    // from the listing cached under it, not walked or unpacked again.
+    let deb = strata::compose::debsrc::DebPlanner::new(&project, &g, &t, false);
+    let keys = plan::image_keys(&project, &g, &deb, &names)?;
+    let mut findings = Vec::new();
+    for name in &names {
+        findings.extend(check::check_image_keyed(
+            &project,
+            &g,
+            name,
+            &deb,
+            Some(&keys),
+        )?);
     }
     if a.json {
         println!("{}", serde_json::to_string_pretty(&findings)?);

@@ -21,7 +21,7 @@ use super::debsrc::{DebPlanner, Resolution};
 use super::echo::EchoMode;
 use super::graph::Graph;
 use super::project::Project;
-use super::source::{Below, BuildCx, KeyCx, Settings, Status};
+use super::source::{Below, BuildCx, Settings, Status};
 use super::vars::set_env_expanded;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
@@ -297,7 +297,7 @@ struct Keyed<'p> {
 /// Computes the key of every layer the plans need, in graph order (the
 /// stat cache is sequential).
 fn key_layers<'p>(
-    project: &Project,
+    project: &'p Project,
     graph: &Graph<'p>,
     (plans, extra): (&[Plan<'p>], &[&'p str]),
     settings: Settings,
@@ -311,20 +311,12 @@ fn key_layers<'p>(
         records: Vec::new(),
     };
     let needed = needed_layers(graph, plans, extra);
-    for &l in graph.order().iter().filter(|l| needed.contains(*l)) {
-        // The record explains the next rebuild; a cache hit means the
-        // recorded inputs are these already.
-        let want = |k: &Digest| cache.get(k).is_none() || !cache.has_inputs(l);
-        let below = stack_keys(graph, l, &out.keys);
-        let mut cx = KeyCx {
-            settings,
-            ctx: planner.context(),
-            deb: planner,
-            stat,
-            below: &below,
-            want_record: &want,
-        };
-        let (key, inputs) = super::source::key(&project.layers[l], &mut cx)?;
+    // The record explains the next rebuild; a cache hit means the recorded
+    // inputs are these already.
+    let want = |l: &str, k: &Digest| cache.get(k).is_none() || !cache.has_inputs(l);
+    for (l, key, inputs) in
+        super::plan::layer_keys(project, graph, planner, stat, settings, &needed, &want)?
+    {
         if let Some(inputs) = inputs {
             out.records
                 .push((l, serde_json::to_vec(&inputs).expect("serializes")));

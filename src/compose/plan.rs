@@ -98,25 +98,14 @@ pub fn plan(
     // What the images' build steps run over is built too.
     let all: Vec<&str> = wanted.iter().copied().collect();
     let wanted: BTreeSet<&str> = graph.with_step_stacks(&all).into_iter().collect();
-    let mut keys: BTreeMap<&str, crate::digest::Digest> = BTreeMap::new();
     let mut layers = Vec::new();
     let mut building = BTreeSet::new();
-    for &l in graph.order().iter().filter(|l| wanted.contains(*l)) {
+    // The inputs record only explains a rebuild.
+    let want = |_: &str, k: &crate::digest::Digest| cache.get(k).is_none();
+    let keyed = layer_keys(project, &graph, &deb, &mut stat, settings, &wanted, &want)?;
+    for (l, key, inputs) in keyed {
         let def = &project.layers[l];
         let source = super::source::of(def);
-        // The inputs record only explains a rebuild.
-        let want = |k: &crate::digest::Digest| cache.get(k).is_none();
-        let below = super::build::stack_keys(&graph, l, &keys);
-        let mut kx = KeyCx {
-            settings,
-            ctx,
-            deb: &deb,
-            stat: &mut stat,
-            below: &below,
-            want_record: &want,
-        };
-        let (key, inputs) = super::source::key(def, &mut kx)?;
-        keys.insert(l, key.clone());
         let packages = source.packages(l, &deb)?;
         let cached = source.never_builds() || cache.get(&key).is_some();
         let reasons = if cached {
@@ -180,6 +169,75 @@ pub fn plan(
         images,
         since,
     })
+}
+
+/// A layer's name, its cache key and (when `want_record` asked for it) its
+/// inputs record.
+pub type Keyed<'p> = (&'p str, crate::digest::Digest, Option<Inputs>);
+
+/// The cache keys of the `wanted` layers, in build order, computed as a
+/// build computes them (stat cache, deb resolutions) but building nothing.
+/// `wanted` must hold every layer beneath each of them.
+pub(super) fn layer_keys<'p>(
+    project: &'p Project,
+    graph: &Graph<'p>,
+    deb: &super::debsrc::DebPlanner<'_>,
+    stat: &mut StatCache,
+    settings: Settings,
+    wanted: &BTreeSet<&'p str>,
+    want_record: &dyn Fn(&str, &crate::digest::Digest) -> bool,
+) -> Result<Vec<Keyed<'p>>> {
+    let mut keys: BTreeMap<&str, crate::digest::Digest> = BTreeMap::new();
+    let mut out = Vec::new();
+    for &l in graph.order().iter().filter(|l| wanted.contains(*l)) {
+        let def = &project.layers[l];
+        let below = super::build::stack_keys(graph, l, &keys);
+        let want = |k: &crate::digest::Digest| want_record(l, k);
+        let mut kx = KeyCx {
+            settings,
+            ctx: deb.context(),
+            deb,
+            stat,
+            below: &below,
+            want_record: &want,
+        };
+        let (key, inputs) = super::source::key(def, &mut kx)?;
+        keys.insert(l, key.clone());
+        out.push((l, key, inputs));
+    }
+    Ok(out)
+}
+
+/// The cache keys of the layers of `images` (and of what their build steps
+/// run over), for `strata check`: the same keys a build uses, so listings
+/// cached by key are read instead of walking sources and .debs again.
+pub fn image_keys<'p>(
+    project: &'p Project,
+    graph: &Graph<'p>,
+    deb: &super::debsrc::DebPlanner<'_>,
+    images: &[String],
+) -> Result<BTreeMap<&'p str, crate::digest::Digest>> {
+    let settings = Settings {
+        compression: compression(project)?,
+        epoch: epoch(project)?,
+    };
+    let mut all = Vec::new();
+    for n in images {
+        all.extend(graph.image_layers(n)?);
+    }
+    let wanted: BTreeSet<&str> = graph.with_step_stacks(&all).into_iter().collect();
+    let mut stat = StatCache::load(&deb.context().store)?;
+    let keyed = layer_keys(
+        project,
+        graph,
+        deb,
+        &mut stat,
+        settings,
+        &wanted,
+        &|_, _| false,
+    )?;
+    stat.discard();
+    Ok(keyed.into_iter().map(|(l, k, _)| (l, k)).collect())
 }
 
 fn git(root: &Path, args: &[&str]) -> Result<String> {
