@@ -526,6 +526,112 @@ fn build_reuses_unchanged_layers_and_rebuilds_only_what_changed() {
     assert_eq!(app_layer(&changed), app_layer(&lower));
 }
 
+/// Now as `{timestamp}` writes it: `YYYYMMDD-HHMMSS`, UTC.
+fn wall_clock_stamp() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    strata::image::rfc3339(now)
+        .replace([':', '-'], "")
+        .replace('T', "-")
+        .trim_end_matches('Z')
+        .to_string()
+}
+
+/// `{env:NAME}` takes a CI variable (unset: an error naming it, nothing
+/// tagged); `{content}` changes only when the image's content does; `strata
+/// env` shows tags expanded.
+#[test]
+fn tag_placeholders_from_the_environment_and_the_content() {
+    let env = Env::new();
+    let root = project(&env);
+    let p = root.to_str().unwrap();
+    replace(
+        &root,
+        "strata.toml",
+        "kind = \"builder\"",
+        "kind = \"builder\"\ntags = [\"demo/builder:pr-{env:PR_NUMBER}\", \"demo/builder:c-{content}\"]",
+    );
+    replace(
+        &root,
+        "strata.toml",
+        "kind = \"runtime\"",
+        "kind = \"runtime\"\ntags = [\"demo/runtime:c-{content}\"]",
+    );
+    let out = env
+        .cmd(&["build", "-C", p])
+        .env_remove("PR_NUMBER")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("PR_NUMBER") && err.contains("not set"),
+        "{err}"
+    );
+    assert!(
+        env.fails(&["inspect", "demo/runtime:latest"])
+            .contains("not found")
+    );
+    let build = || {
+        let out = env
+            .cmd(&["build", "-C", p, "--json"])
+            .env("PR_NUMBER", "42")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let tags_of = |image: &str| -> Vec<String> {
+            v["images"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|i| i["name"] == image)
+                .unwrap()["tags"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t.as_str().unwrap().to_string())
+                .collect()
+        };
+        (tags_of("builder"), tags_of("runtime"))
+    };
+    let (b1, r1) = build();
+    assert_eq!(b1[0], "demo/builder:pr-42");
+    let content = b1[1].strip_prefix("demo/builder:c-").unwrap();
+    assert!(
+        content.len() == 12 && content.chars().all(|c| c.is_ascii_hexdigit()),
+        "{b1:?}"
+    );
+    assert_ne!(
+        b1[1].trim_start_matches("demo/builder:"),
+        r1[0].trim_start_matches("demo/runtime:")
+    );
+    // Nothing changed: the same content tags.
+    assert_eq!(build(), (b1.clone(), r1.clone()));
+    // The tool is in the builder only: its content tag moves, the runtime's not.
+    replace(&root, "layers/tool/files/tool", "echo tool", "echo tool 2");
+    let (b2, r2) = build();
+    assert_ne!(b2[1], b1[1]);
+    assert_eq!(r2, r1);
+    // strata env names the image by an expanded tag.
+    let script = env
+        .cmd(&["env", "-C", p, "builder", "--engine", "docker"])
+        .env("PR_NUMBER", "42")
+        .output()
+        .unwrap();
+    let script = String::from_utf8_lossy(&script.stdout);
+    assert!(
+        script.contains("demo/builder:pr-42") && !script.contains("{env:"),
+        "{script}"
+    );
+}
+
 /// A file rewritten in the same timestamp tick as the build that read it
 /// (same size, same mtime) is still seen as changed: files modified within
 /// two seconds of a build (or later) are never trusted from the stat cache.
@@ -598,7 +704,9 @@ fn built_images_carry_the_audit_trail_and_layer_env_and_run() {
         "kind = \"builder\"",
         "kind = \"builder\"\ntags = [\"demo/builder:dev\", \"{project}-{image}:{timestamp}\"]",
     );
+    let before = wall_clock_stamp();
     let report = build_json(&env, &root, &[]);
+    let after = wall_clock_stamp();
     let tags: Vec<String> = report["images"]
         .as_array()
         .unwrap()
@@ -611,10 +719,17 @@ fn built_images_carry_the_audit_trail_and_layer_env_and_run() {
                 .map(|t| t.as_str().unwrap().to_string())
         })
         .collect();
+    // {timestamp} is the build's wall clock (UTC, sortable); the image's
+    // own created time stays the epoch.
+    let stamped = tags
+        .iter()
+        .find_map(|t| t.strip_prefix("demo-builder:"))
+        .unwrap_or_else(|| panic!("{tags:?}"));
     assert!(
         tags.contains(&"demo/builder:dev".to_string())
-            && tags.contains(&"demo-builder:19700101-000000".to_string()),
-        "{tags:?}"
+            && before.as_str() <= stamped
+            && stamped <= after.as_str(),
+        "{before} <= {stamped} <= {after}: {tags:?}"
     );
     let v: serde_json::Value =
         serde_json::from_str(&env.ok(&["inspect", "--json", "demo/builder:dev"])).unwrap();
@@ -966,9 +1081,11 @@ fn the_example_project_builds_and_its_runtime_image_runs() {
         .iter()
         .map(|t| t.as_str().unwrap())
         .collect();
-    assert_eq!(
-        runtime,
-        ["example/runtime:latest", "example/runtime:20231114-221320"]
+    assert_eq!(runtime[0], "example/runtime:latest");
+    let stamp = runtime[1].strip_prefix("example/runtime:").unwrap();
+    assert!(
+        stamp.len() == 15 && stamp.as_bytes()[8] == b'-' && stamp > "20261201-000000",
+        "the build's wall clock: {runtime:?}"
     );
     let again = build_json(&env, &root, &[]);
     assert_eq!(again["cache_hit_rate"], 1.0);

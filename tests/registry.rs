@@ -706,6 +706,103 @@ fn credential_helpers_from_docker_config_are_used() {
     assert!(calls.contains(&format!("get {}", reg.host())), "{calls}");
 }
 
+/// Retention by push time (issue 11, item 1): reproducible images all say
+/// they were created at the epoch, so strata records push times; without a
+/// record, a timestamp in the tag, else natural order and never deleting
+/// what cannot be dated.
+#[test]
+fn prune_goes_by_push_time_then_the_tag_then_natural_order() {
+    let reg = Registry::start(Auth::None, false);
+    let env = Env::new();
+    let src = env.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    let push = |tag: &str| {
+        std::fs::write(src.join("t"), tag).unwrap();
+        env.ok(&[
+            "new",
+            "--add",
+            &format!("{}:/t", src.display()),
+            "--tag",
+            "t:1",
+        ]);
+        env.ok(&["copy", "t:1", &reg.r(&format!("r/tooling:{tag}"))]);
+    };
+    for tag in [
+        "tooling-2",
+        "tooling-3",
+        "tooling-4",
+        "tooling-5",
+        "tooling-10",
+    ] {
+        push(tag);
+    }
+    let prune = |args: &[&str]| -> (Vec<(String, String)>, String) {
+        let repo = reg.r("r/tooling");
+        let mut all = vec!["prune", "--json"];
+        all.extend_from_slice(args);
+        all.push(&repo);
+        let out = env.strata(&all);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let fates = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| {
+                (
+                    f["tag"].as_str().unwrap().to_string(),
+                    f["action"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        (fates, String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let action = |fates: &[(String, String)], tag: &str| {
+        fates
+            .iter()
+            .find(|(t, _)| t == tag)
+            .map(|(_, a)| a.clone())
+            .unwrap()
+    };
+    let (f, _) = prune(&["--keep", "3", "--match", "tooling-*", "--yes"]);
+    for (tag, want) in [
+        ("tooling-10", "keep"),
+        ("tooling-5", "keep"),
+        ("tooling-4", "keep"),
+        ("tooling-3", "deleted"),
+        ("tooling-2", "deleted"),
+        ("strata.push-times", "protected"),
+    ] {
+        assert_eq!(action(&f, tag), want, "{tag}: {f:?}");
+    }
+    // Pushed seconds ago: --older-than 7d deletes none of them.
+    push("pr-17");
+    push("pr-18");
+    let (f, _) = prune(&[
+        "--keep",
+        "0",
+        "--match",
+        "pr-*",
+        "--older-than",
+        "7d",
+        "--yes",
+    ]);
+    assert_eq!(action(&f, "pr-17"), "keep");
+    assert_eq!(action(&f, "pr-18"), "keep");
+    // Without the record: a timestamp in the tag dates it; what cannot be
+    // dated is kept, with a warning.
+    push("nightly-20200101-000000");
+    env.ok(&["delete", &reg.r("r/tooling:strata.push-times")]);
+    let (f, err) = prune(&["--keep", "0", "--older-than", "7d", "--yes"]);
+    assert_eq!(action(&f, "nightly-20200101-000000"), "deleted", "{f:?}");
+    assert_eq!(action(&f, "pr-17"), "keep");
+    assert!(err.contains("push time is unknown"), "{err}");
+}
+
 #[test]
 fn prune_keeps_the_newest_stable_and_shared_tags() {
     let reg = Registry::start(Auth::None, false);
@@ -753,6 +850,7 @@ fn prune_keeps_the_newest_stable_and_shared_tags() {
         [
             ("keepme".into(), "keep".into()),
             ("release-stable".into(), "protected".into()),
+            ("strata.push-times".into(), "protected".into()),
             ("v1".into(), "keep".into()),
             ("v2".into(), "keep".into()),
             ("v3".into(), "delete".into()),
@@ -771,10 +869,17 @@ fn prune_keeps_the_newest_stable_and_shared_tags() {
     let left = env.ok(&["tags", &reg.r("p/app")]);
     assert_eq!(
         left.lines().collect::<Vec<_>>(),
-        ["keepme", "release-stable", "v1", "v2", "v4"]
+        [
+            "keepme",
+            "release-stable",
+            "strata.push-times",
+            "v1",
+            "v2",
+            "v4"
+        ]
     );
-    // --older-than spares the young: these images are from 1970, so 1d is no shield,
-    // but 100000w (1917) is.
+    // --older-than spares the young: pushed seconds ago, whatever the
+    // images' created time (1970) says.
     let young: Value = serde_json::from_str(&env.ok(&[
         "prune",
         "--json",
@@ -783,7 +888,7 @@ fn prune_keeps_the_newest_stable_and_shared_tags() {
         "--match",
         "v*",
         "--older-than",
-        "100000w",
+        "1d",
         &reg.r("p/app"),
     ]))
     .unwrap();

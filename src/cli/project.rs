@@ -70,9 +70,6 @@ pub fn check(ctx: &Ctx, a: CheckArgs) -> Result<()> {
         a.images.clone()
     };
     let t = ctx.transport(&None)?;
-    // Tags: each must be valid, and no two images may share one.
-    let epoch = build::epoch(&project)?;
-    build::check_tag_clashes(&project, &names, epoch)?;
     for name in &names {
         g.image_layers(name)?;
     }
@@ -80,6 +77,9 @@ pub fn check(ctx: &Ctx, a: CheckArgs) -> Result<()> {
     // from the listing cached under it, not walked or unpacked again.
     let deb = strata::compose::debsrc::DebPlanner::new(&project, &g, &t, false);
     let keys = plan::image_keys(&project, &g, &deb, &names)?;
+    // Tags: each must be valid, and no two images may share one.
+    let vars = build::TagVars::now().with_content(&project, &g, &keys);
+    build::check_tag_clashes(&project, &names, &vars)?;
     let mut findings = Vec::new();
     for name in &names {
         findings.extend(check::check_image_keyed(
@@ -395,7 +395,25 @@ pub fn env(ctx: &Ctx, a: EnvArgs) -> Result<()> {
         Some(_) => env::Engine::Strata(strata_cmd),
         None => env::Engine::detect(strata_cmd),
     };
-    print!("{}", env::env_script(&project, &a.target, engine)?);
+    // Tag patterns expand as a build would expand them ({content} from the
+    // layer keys a build would use).
+    // Keys are computed only when a pattern needs them.
+    let g = Graph::new(&project)?;
+    let mut vars = build::TagVars::now();
+    let content = project.file.images.values().any(|i| {
+        i.tags
+            .iter()
+            .chain(&i.stable_tags)
+            .any(|t| t.contains("{content}"))
+    });
+    if content {
+        let t = ctx.transport(&None)?;
+        let deb = strata::compose::debsrc::DebPlanner::new(&project, &g, &t, false);
+        let images: Vec<String> = project.file.images.keys().cloned().collect();
+        let keys = plan::image_keys(&project, &g, &deb, &images)?;
+        vars = vars.with_content(&project, &g, &keys);
+    }
+    print!("{}", env::env_script(&project, &a.target, engine, &vars)?);
     Ok(())
 }
 

@@ -200,10 +200,15 @@ pub fn progress_bars() -> Option<ProgressFn> {
 
 #[derive(Args)]
 #[command(after_help = "\
-Keeps the newest N tags (by their image's created time, then name) of those
-matching --match, deletes the others that are older than --older-than.
-Never deleted: latest, tags ending in 'stable', --protect tags, tags not
-matching --match, and tags whose manifest a kept tag also uses.
+Keeps the newest N tags of those matching --match, deletes the others that
+were pushed longer ago than --older-than. A tag's push time comes from the
+record strata writes on every push (tag strata.push-times in the
+repository), else from a timestamp in the tag (YYYYMMDD-HHMMSS, as
+{timestamp} writes it). When some tag has neither, --keep ranks by name in
+natural order (tooling-10 above tooling-5) and --older-than keeps what it
+cannot date, with a warning. Never deleted: latest, tags ending in 'stable',
+--protect tags, the push-times record, tags not matching --match, and tags
+whose manifest a kept tag also uses.
 A dry run unless --yes is given.
 
 Example:
@@ -246,6 +251,16 @@ pub fn prune(ctx: &Ctx, a: PruneArgs) -> Result<()> {
     };
     let t = ctx.transport(&None)?;
     let fates = strata::registry::prune::prune(&t.client()?, &r, &opts)?;
+    let undated = fates
+        .iter()
+        .filter(|f| f.reason.starts_with("push time unknown"))
+        .count();
+    if undated > 0 {
+        eprintln!(
+            "warning: {undated} tag(s) kept because their push time is unknown: not in the {} record strata writes on push, and no timestamp in the tag",
+            strata::registry::pushtimes::TAG
+        );
+    }
     if a.json {
         println!("{}", serde_json::to_string_pretty(&fates)?);
         return Ok(());

@@ -39,6 +39,9 @@ pub fn copy(ctx: &Ctx, a: CopyArgs) -> Result<()> {
     let t = ctx.transport(&a.platform)?;
     let image = transport::open(&src, &t)?;
     let written = transport::write(image.as_ref(), &dst, &t)?;
+    for w in written.push.iter().flat_map(|p| &p.warnings) {
+        eprintln!("warning: {w}");
+    }
     if a.json {
         println!("{}", serde_json::to_string_pretty(&written)?);
     } else {

@@ -31,7 +31,7 @@ use crate::spec::Platform;
 use crate::transport::{self, Context};
 
 pub use super::source::{Inputs, annotations};
-pub use super::tags::{check_tag_clashes, image_tags};
+pub use super::tags::{TagVars, check_tag_clashes, image_tags, shown_tag};
 
 /// What happened to one layer.
 #[derive(Debug, Clone, Serialize)]
@@ -392,13 +392,12 @@ pub fn build(project: &Project, ctx: &Context, sel: &Selection) -> Result<BuildR
         compression: compression(project)?,
         epoch: epoch(project)?,
     };
-    // Check every image's layer list (and tag patterns) before writing anything.
-    check_tag_clashes(project, &names, settings.epoch)?;
+    // Check every image's layer list (and tag patterns) before writing
+    // anything; tags are filled in once the layer keys are known.
+    let vars = TagVars::now();
     let mut plans: Vec<Plan<'_>> = Vec::new();
     for name in &names {
-        let layers = graph.image_layers(name)?;
-        let tags = image_tags(project, name, settings.epoch)?;
-        plans.push((name.clone(), layers, tags));
+        plans.push((name.clone(), graph.image_layers(name)?, Vec::new()));
     }
     let mut lock = super::lock::Lock::load(&project.root)?;
     let planner = DebPlanner::new(project, &graph, ctx, sel.refresh);
@@ -426,6 +425,11 @@ pub fn build(project: &Project, ctx: &Context, sel: &Selection) -> Result<BuildR
         &cache,
         &planner,
     )?;
+    let vars = vars.with_content(project, &graph, &keyed.keys);
+    check_tag_clashes(project, &names, &vars)?;
+    for (name, _, tags) in &mut plans {
+        *tags = image_tags(project, name, &vars)?;
+    }
     // The composition checks run before anything is written; an image whose
     // spec and layer keys already passed is not checked again.
     let (mut warnings, later) =

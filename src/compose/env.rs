@@ -49,15 +49,16 @@ fn valid_function_name(s: &str) -> bool {
 
 /// The env.sh text for `target` (an image name, or a layer name whose
 /// runtime image is `IMAGE` tag given by `image_ref`).
-pub fn env_script(project: &Project, target: &str, engine: Engine) -> Result<String> {
+/// Its tag patterns are expanded with `vars`.
+pub fn env_script(
+    project: &Project,
+    target: &str,
+    engine: Engine,
+    vars: &super::tags::TagVars,
+) -> Result<String> {
     let graph = Graph::new(project)?;
     let (layers, image_ref) = if project.file.images.contains_key(target) {
-        let spec = &project.file.images[target];
-        let tag = spec
-            .tags
-            .first()
-            .cloned()
-            .unwrap_or_else(|| format!("{}/{target}:latest", project.file.project.name));
+        let tag = super::tags::shown_tag(project, target, vars)?;
         (graph.image_layers(target)?, tag)
     } else if project.layers.contains_key(target) {
         // A layer alone: the first image containing it runs its tools.
@@ -77,12 +78,7 @@ pub fn env_script(project: &Project, target: &str, engine: Engine) -> Result<Str
                     format!("no image in strata.toml contains layer {target:?}"),
                 )
             })?;
-        let spec = &project.file.images[image];
-        let tag = spec
-            .tags
-            .first()
-            .cloned()
-            .unwrap_or_else(|| format!("{}/{image}:latest", project.file.project.name));
+        let tag = super::tags::shown_tag(project, image, vars)?;
         (
             vec![
                 graph
@@ -105,12 +101,6 @@ pub fn env_script(project: &Project, target: &str, engine: Engine) -> Result<Str
             hint,
         });
     };
-    let image_ref = crate::reference::normalize_name(
-        &image_ref
-            .replace("{project}", &project.file.project.name)
-            .replace("{image}", target),
-    )
-    .unwrap_or(image_ref);
     let mut out = format!(
         "# strata env for {target}: source this file (. ./env.sh).\n\
          # Each alias runs its tool in {image_ref} with the current directory\n\

@@ -1,12 +1,96 @@
 //! Tag patterns of images: `{project}`, `{image}`, `{version}`,
-//! `{timestamp}`, `{git_sha}`, expanded and checked.
+//! `{timestamp}`, `{git_sha}`, `{env:NAME}`, `{content}`, expanded and
+//! checked. Tags are not content: `{timestamp}` is the wall clock of the
+//! build and changes no digest.
 
 use std::collections::BTreeMap;
 
+use super::graph::Graph;
 use super::project::Project;
+use crate::digest::{Digest, Hasher};
 use crate::error::{Error, Result};
 
-fn expand_tag(pattern: &str, project: &Project, image: &str, epoch: u64) -> Result<String> {
+/// What tag patterns expand to beyond the project itself.
+#[derive(Debug, Clone, Default)]
+pub struct TagVars {
+    /// `{timestamp}`: the build's wall-clock time, seconds since the epoch.
+    pub now: u64,
+    /// `{content}` of each image whose layer keys are known.
+    pub content: BTreeMap<String, String>,
+}
+
+impl TagVars {
+    /// The vars of a build starting now, with no content keys yet.
+    pub fn now() -> Self {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        TagVars {
+            now,
+            content: BTreeMap::new(),
+        }
+    }
+
+    /// Adds `{content}` for every image of the project whose layers all
+    /// have a key in `keys`.
+    pub fn with_content(
+        mut self,
+        project: &Project,
+        graph: &Graph<'_>,
+        keys: &BTreeMap<&str, Digest>,
+    ) -> Self {
+        for (name, spec) in &project.file.images {
+            let Ok(layers) = graph.image_layers(name) else {
+                continue;
+            };
+            let mut h = Hasher::new();
+            h.update(b"strata-image-content-1\0");
+            h.update(&crate::json::to_canonical(spec));
+            let mut known = true;
+            for l in layers {
+                match keys.get(l) {
+                    Some(k) => {
+                        h.update(l.as_bytes());
+                        h.update(b"\0");
+                        h.update(k.hex().as_bytes());
+                    }
+                    None => known = false,
+                }
+            }
+            if known {
+                self.content
+                    .insert(name.clone(), h.finish().hex()[..12].to_string());
+            }
+        }
+        self
+    }
+}
+
+/// `{env:NAME}` placeholders of `t` replaced by the variables' values.
+fn expand_env(mut t: String, pattern: &str, image: &str) -> Result<String> {
+    while let Some(start) = t.find("{env:") {
+        let Some(len) = t[start..].find('}') else {
+            break;
+        };
+        let name = t[start + 5..start + len].to_string();
+        let value = std::env::var(&name)
+            .ok()
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| {
+                Error::invalid(
+                    "tag",
+                    format!("strata.toml images.{image}.tags {pattern:?}"),
+                    format!(
+                        "{{env:{name}}} needs the environment variable {name}, which is not set"
+                    ),
+                )
+            })?;
+        t.replace_range(start..start + len + 1, &value);
+    }
+    Ok(t)
+}
+
+fn expand_tag(pattern: &str, project: &Project, image: &str, vars: &TagVars) -> Result<String> {
     let mut t = pattern
         .replace("{project}", &project.file.project.name)
         .replace("{image}", image);
@@ -29,11 +113,23 @@ fn expand_tag(pattern: &str, project: &Project, image: &str, epoch: u64) -> Resu
         t = t.replace("{version}", &version);
     }
     if t.contains("{timestamp}") {
-        let stamp = crate::image::rfc3339(epoch)
+        // UTC, sortable as text: 20261204-170512.
+        let stamp = crate::image::rfc3339(vars.now)
             .replace([':', '-'], "")
             .replace('T', "-");
         t = t.replace("{timestamp}", stamp.trim_end_matches('Z'));
     }
+    if t.contains("{content}") {
+        let content = vars.content.get(image).ok_or_else(|| {
+            Error::invalid(
+                "tag",
+                format!("strata.toml images.{image}.tags {pattern:?}"),
+                "{content} is known only where the image's layer keys are (build, check)",
+            )
+        })?;
+        t = t.replace("{content}", content);
+    }
+    t = expand_env(t, pattern, image)?;
     if t.contains("{git_sha}") {
         let out = std::process::Command::new("git")
             .args(["rev-parse", "--short=12", "HEAD"])
@@ -64,7 +160,7 @@ fn expand_tag(pattern: &str, project: &Project, image: &str, epoch: u64) -> Resu
 
 /// The tags image `name` gets: its `tags` (or `{project}/{image}:latest`)
 /// and `stable_tags`, expanded and checked.
-pub fn image_tags(project: &Project, name: &str, epoch: u64) -> Result<Vec<String>> {
+pub fn image_tags(project: &Project, name: &str, vars: &TagVars) -> Result<Vec<String>> {
     let spec = &project.file.images[name];
     let mut patterns = if spec.tags.is_empty() {
         vec!["{project}/{image}:latest".to_string()]
@@ -74,18 +170,34 @@ pub fn image_tags(project: &Project, name: &str, epoch: u64) -> Result<Vec<Strin
     patterns.extend(spec.stable_tags.iter().cloned());
     patterns
         .iter()
-        .map(|p| expand_tag(p, project, name, epoch))
+        .map(|p| expand_tag(p, project, name, vars))
         .collect()
+}
+
+/// The tag that names image `name` where one is shown or run (`strata
+/// env`): the first of its tags whose pattern has no `{timestamp}` (a
+/// timestamp names one build, not the image), else the first.
+pub fn shown_tag(project: &Project, name: &str, vars: &TagVars) -> Result<String> {
+    let spec = &project.file.images[name];
+    let pattern = spec
+        .tags
+        .iter()
+        .chain(&spec.stable_tags)
+        .find(|p| !p.contains("{timestamp}"))
+        .or(spec.tags.first())
+        .cloned()
+        .unwrap_or_else(|| "{project}/{image}:latest".to_string());
+    expand_tag(&pattern, project, name, vars)
 }
 
 /// Two images of the project that would write the same tag are an error
 /// (the later would silently take it from the earlier). The `selected`
 /// images' tags must expand; another image whose patterns cannot expand
 /// here (e.g. `{git_sha}` outside git) is left out of the comparison.
-pub fn check_tag_clashes(project: &Project, selected: &[String], epoch: u64) -> Result<()> {
+pub fn check_tag_clashes(project: &Project, selected: &[String], vars: &TagVars) -> Result<()> {
     let mut owner: BTreeMap<String, &str> = BTreeMap::new();
     for name in project.file.images.keys() {
-        let tags = match image_tags(project, name, epoch) {
+        let tags = match image_tags(project, name, vars) {
             Ok(t) => t,
             Err(e) if selected.contains(name) => return Err(e),
             Err(_) => continue,

@@ -6,6 +6,7 @@ pub mod http;
 pub mod prune;
 pub mod pull;
 pub mod push;
+pub mod pushtimes;
 pub mod reference;
 pub mod referrers;
 

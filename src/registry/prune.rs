@@ -1,13 +1,22 @@
 //! Tag retention: `strata prune docker://REPO --keep N`.
 //!
-//! Tags are ordered newest first by their image's `created` time (then by
-//! name, so timestamped tags order right when builds share an epoch). The
-//! newest `keep` of the tags matching `--match` stay; of the others, those
-//! older than `--older-than` (when given) go. Never deleted: stable tags
-//! (`latest`, any tag ending in `stable`, and `--protect` ones), tags not
-//! matching `--match`, and any tag whose manifest a kept tag also points at
-//! (deleting a manifest deletes every tag on it). It is a dry run unless
-//! told otherwise.
+//! Retention goes by when each tag was *pushed* (images are reproducible,
+//! so their `created` says nothing), taken, in this order, from:
+//! 1. the push-times record strata keeps in the repository
+//!    ([`super::pushtimes`]);
+//! 2. a timestamp in the tag itself (`YYYYMMDD-HHMMSS`, UTC, as
+//!    `{timestamp}` writes it);
+//! 3. nothing: then `--keep` ranks the tags by name in natural order
+//!    (`tooling-10` above `tooling-5`), and `--older-than` keeps the tag and
+//!    says so, never deleting what it cannot date.
+//!
+//! With every candidate dated, the newest `keep` stay; otherwise the `keep`
+//! highest by name do. Of the others, those pushed longer ago than
+//! `--older-than` (when given) go. Never deleted: stable tags (`latest`, any
+//! tag ending in `stable`, and `--protect` ones), the push-times record,
+//! tags not matching `--match`, and any tag whose manifest a kept tag also
+//! points at (deleting a manifest deletes every tag on it). It is a dry run
+//! unless told otherwise.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -19,7 +28,6 @@ use super::http::Client;
 use super::reference::RegistryRef;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::image::Image;
 use crate::layer::glob_match;
 
 /// Retention settings.
@@ -44,8 +52,10 @@ pub struct TagFate {
     pub tag: String,
     /// Its manifest digest.
     pub digest: Digest,
-    /// Its image's `created`, when known.
-    pub created: Option<String>,
+    /// When it was pushed (RFC 3339), when known.
+    pub pushed: Option<String>,
+    /// Where that time comes from: "record", "tag" or "unknown".
+    pub pushed_from: &'static str,
     /// "keep", "delete", "deleted" or "protected".
     pub action: &'static str,
     /// Why.
@@ -78,7 +88,69 @@ pub fn parse_duration(s: &str) -> Result<Duration> {
 }
 
 fn is_stable(tag: &str, protect: &[String]) -> bool {
-    tag == "latest" || tag.ends_with("stable") || protect.iter().any(|p| p == tag)
+    tag == "latest"
+        || tag.ends_with("stable")
+        || tag == super::pushtimes::TAG
+        || protect.iter().any(|p| p == tag)
+}
+
+/// The time in a tag that carries one as `{timestamp}` writes it
+/// (`YYYYMMDD-HHMMSS`, UTC).
+fn stamp_in_tag(tag: &str) -> Option<u64> {
+    let b = tag.as_bytes();
+    (0..b.len().saturating_sub(14)).find_map(|i| {
+        let w = &b[i..i + 15];
+        let digits = |r: std::ops::Range<usize>| w[r].iter().all(u8::is_ascii_digit);
+        if !(digits(0..8) && w[8] == b'-' && digits(9..15)) {
+            return None;
+        }
+        let before = i.checked_sub(1).map(|j| b[j]);
+        let after = b.get(i + 15);
+        if before.is_some_and(|c| c.is_ascii_digit()) || after.is_some_and(u8::is_ascii_digit) {
+            return None;
+        }
+        let s = std::str::from_utf8(w).ok()?;
+        created_secs(&format!(
+            "{}-{}-{}T{}:{}:{}Z",
+            &s[0..4],
+            &s[4..6],
+            &s[6..8],
+            &s[9..11],
+            &s[11..13],
+            &s[13..15]
+        ))
+    })
+}
+
+/// Natural order: runs of digits compare as numbers (`tooling-5` <
+/// `tooling-10`), everything else as text.
+fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    fn runs(s: &str) -> Vec<(bool, &str)> {
+        let mut out = Vec::new();
+        let mut start = 0;
+        let bytes = s.as_bytes();
+        for i in 1..=bytes.len() {
+            if i == bytes.len() || bytes[i].is_ascii_digit() != bytes[start].is_ascii_digit() {
+                out.push((bytes[start].is_ascii_digit(), &s[start..i]));
+                start = i;
+            }
+        }
+        out
+    }
+    let (ra, rb) = (runs(a), runs(b));
+    for (x, y) in ra.iter().zip(&rb) {
+        let o = match (x, y) {
+            ((true, x), (true, y)) => {
+                let (x, y) = (x.trim_start_matches('0'), y.trim_start_matches('0'));
+                x.len().cmp(&y.len()).then(x.cmp(y))
+            }
+            ((_, x), (_, y)) => x.cmp(y),
+        };
+        if o.is_ne() {
+            return o;
+        }
+    }
+    ra.len().cmp(&rb.len()).then(a.cmp(b))
 }
 
 fn created_secs(created: &str) -> Option<u64> {
@@ -108,32 +180,27 @@ pub fn prune(
     opts: &PruneOptions,
 ) -> Result<Vec<TagFate>> {
     let api = Repo::new(client, repo);
+    let mut untagged = repo.clone();
+    untagged.tag = None;
+    untagged.digest = None;
+    let record = super::pushtimes::read(client, &untagged)?;
     let mut fates = Vec::new();
     let mut candidates = Vec::new();
     for tag in api.list_tags()? {
-        let r = repo.with_tag(&tag);
         let digest = match api.head_manifest(&tag)? {
             Some(d) => d,
             None => continue,
         };
-        let created = super::pull::open(
-            std::sync::Arc::clone(client),
-            &r,
-            &crate::spec::Platform::host(),
-            None,
-        )
-        .ok()
-        .and_then(|img| img.config().ok())
-        .and_then(|c| {
-            c.as_json()
-                .get("created")
-                .and_then(|v| v.as_str())
-                .map(str::to_string)
-        });
+        let (secs, from) = match (record.get(&tag), stamp_in_tag(&tag)) {
+            (Some(&t), _) => (Some(t), "record"),
+            (None, Some(t)) => (Some(t), "tag"),
+            (None, None) => (None, "unknown"),
+        };
         let fate = TagFate {
             tag: tag.clone(),
             digest,
-            created,
+            pushed: secs.map(crate::image::rfc3339),
+            pushed_from: from,
             action: "keep",
             reason: String::new(),
         };
@@ -153,29 +220,42 @@ pub fn prune(
                 ..fate
             });
         } else {
-            candidates.push(fate);
+            candidates.push((secs, fate));
         }
     }
-    candidates.sort_by(|a, b| {
-        let key = |f: &TagFate| f.created.as_deref().and_then(created_secs).unwrap_or(0);
-        key(b).cmp(&key(a)).then(b.tag.cmp(&a.tag))
+    // Newest first: by push time when every candidate has one, else by
+    // name in natural order.
+    let all_dated = candidates.iter().all(|(s, _)| s.is_some());
+    candidates.sort_by(|(sa, a), (sb, b)| {
+        let by_name = natural_cmp(&b.tag, &a.tag);
+        if all_dated {
+            sb.cmp(sa).then(by_name)
+        } else {
+            by_name
+        }
     });
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
+    let ranked = if all_dated {
+        "newest"
+    } else {
+        "highest by name (not every tag has a push time)"
+    };
     let mut rest = Vec::new();
-    for (i, mut f) in candidates.into_iter().enumerate() {
+    for (i, (secs, mut f)) in candidates.into_iter().enumerate() {
         if i < opts.keep {
-            f.reason = format!("among the newest {}", opts.keep);
+            f.reason = format!("among the {ranked} {}", opts.keep);
             fates.push(f);
         } else if let Some(age) = opts.older_than
-            && f.created
-                .as_deref()
-                .and_then(created_secs)
-                .is_none_or(|c| now.saturating_sub(c) < age.as_secs())
+            && secs.is_none_or(|c| now.saturating_sub(c) < age.as_secs())
         {
-            f.reason = "not older than --older-than".into();
+            f.reason = if secs.is_none() {
+                "push time unknown (no record, no timestamp in the tag): kept".into()
+            } else {
+                "pushed within --older-than".into()
+            };
             fates.push(f);
         } else {
             rest.push(f);
@@ -188,7 +268,7 @@ pub fn prune(
             f.reason = "a kept tag points at the same manifest".into();
         } else {
             f.action = if opts.dry_run { "delete" } else { "deleted" };
-            f.reason = format!("beyond the newest {}", opts.keep);
+            f.reason = format!("beyond the {ranked} {}", opts.keep);
             if !opts.dry_run && deleted.insert(f.digest.clone()) {
                 api.delete_manifest(&f.digest)?;
             }
@@ -216,5 +296,35 @@ mod tests {
         assert!(parse_duration("3x").is_err());
         assert_eq!(created_secs("2023-11-14T22:13:20Z"), Some(1_700_000_000));
         assert_eq!(created_secs("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(stamp_in_tag("pr-20231114-221320"), Some(1_700_000_000));
+        assert_eq!(stamp_in_tag("20231114-221320-x"), Some(1_700_000_000));
+        assert_eq!(stamp_in_tag("120231114-221320"), None, "digits around");
+        assert_eq!(stamp_in_tag("tooling-10"), None);
+    }
+
+    #[test]
+    fn natural_order() {
+        let mut tags = vec![
+            "tooling-10",
+            "tooling-5",
+            "tooling-2",
+            "tooling-05x",
+            "a",
+            "tooling-9",
+        ];
+        tags.sort_by(|a, b| natural_cmp(a, b));
+        assert_eq!(
+            tags,
+            [
+                "a",
+                "tooling-2",
+                "tooling-5",
+                "tooling-05x",
+                "tooling-9",
+                "tooling-10"
+            ]
+        );
+        assert!(natural_cmp("v1.10", "v1.9").is_gt());
+        assert!(natural_cmp("sha-0a1f", "sha-0a1e").is_gt());
     }
 }

@@ -82,6 +82,9 @@ pub struct PushReport {
     pub seconds: f64,
     /// Tags written.
     pub tags: Vec<String>,
+    /// What went wrong without failing the push (the push-times record).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// Counts the bytes of one blob read through it: into an optional running
@@ -194,6 +197,18 @@ pub fn push(
     for t in &tags {
         repo.put_manifest(t, &raw, &media_type)?;
     }
+    // When each tag was pushed, for retention (the API does not say).
+    let mut warnings = Vec::new();
+    let mut untagged = target.clone();
+    untagged.tag = None;
+    untagged.digest = None;
+    if let Err(e) = super::pushtimes::record(client, &untagged, &tags, super::pushtimes::now()) {
+        warnings.push(format!(
+            "the push time of {} was not recorded in {} ({e}); strata prune falls back to the tag names",
+            tags.join(", "),
+            super::pushtimes::TAG
+        ));
+    }
     Ok(PushReport {
         digest: Some(digest),
         pushed: outcomes
@@ -211,6 +226,7 @@ pub fn push(
         bytes: total.load(Ordering::Relaxed),
         seconds: started.elapsed().as_secs_f64(),
         tags,
+        warnings,
     })
 }
 
