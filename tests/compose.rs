@@ -1318,7 +1318,7 @@ fn build_push_sends_every_tag_and_moves_stable_tags() {
     let tags = env.ok(&["tags", &reg.r("team/example/runtime")]);
     assert_eq!(
         tags.lines().collect::<Vec<_>>(),
-        ["0.1", "0.2", "runtime-stable"]
+        ["0.1", "0.2", "runtime-stable", "strata.push-times"]
     );
     // Without a registry in strata.toml, --push says what to add.
     let env2 = Env::new();

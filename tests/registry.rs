@@ -198,9 +198,10 @@ fn tags_are_listed_and_deleted() {
         env.ok(&["copy", "demo:1", &reg.r(&format!("t/demo:{t}"))]);
     }
     let tags = env.ok(&["tags", &reg.r("t/demo")]);
+    // strata.push-times: when each tag was pushed, for prune.
     assert_eq!(
         tags.lines().collect::<Vec<_>>(),
-        ["stable", "v1", "v2", "v3"]
+        ["stable", "strata.push-times", "v1", "v2", "v3"]
     );
     // Pagination: the library follows Link headers page by page.
     let client = strata::registry::Client::new(Default::default()).unwrap();
@@ -209,7 +210,7 @@ fn tags_are_listed_and_deleted() {
         .list_tags_paged(2)
         .unwrap();
     paged.sort();
-    assert_eq!(paged, ["stable", "v1", "v2", "v3"]);
+    assert_eq!(paged, ["stable", "strata.push-times", "v1", "v2", "v3"]);
     let digest = env.ok(&["delete", &reg.r("t/demo:v1")]);
     assert!(digest.trim().starts_with("sha256:"));
     let err = env.fails(&["inspect", &reg.r("t/demo:v2")]);

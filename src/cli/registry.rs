@@ -207,8 +207,8 @@ repository), else from a timestamp in the tag (YYYYMMDD-HHMMSS, as
 {timestamp} writes it). When some tag has neither, --keep ranks by name in
 natural order (tooling-10 above tooling-5) and --older-than keeps what it
 cannot date, with a warning. Never deleted: latest, tags ending in 'stable',
---protect tags, the push-times record, tags not matching --match, and tags
-whose manifest a kept tag also uses.
+--protect tags, the push-times record, referrers indexes (sha256-HEX), tags
+not matching --match, and tags whose manifest a kept tag also uses.
 A dry run unless --yes is given.
 
 Example:

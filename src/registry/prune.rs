@@ -14,6 +14,7 @@
 //! highest by name do. Of the others, those pushed longer ago than
 //! `--older-than` (when given) go. Never deleted: stable tags (`latest`, any
 //! tag ending in `stable`, and `--protect` ones), the push-times record,
+//! referrers fallback indexes (`sha256-HEX`, which attach SBOMs),
 //! tags not matching `--match`, and any tag whose manifest a kept tag also
 //! points at (deleting a manifest deletes every tag on it). It is a dry run
 //! unless told otherwise.
@@ -91,7 +92,15 @@ fn is_stable(tag: &str, protect: &[String]) -> bool {
     tag == "latest"
         || tag.ends_with("stable")
         || tag == super::pushtimes::TAG
+        || is_referrers_index(tag)
         || protect.iter().any(|p| p == tag)
+}
+
+/// `sha256-HEX`: the referrers fallback index of an image (its SBOM's way
+/// in, on registries without the referrers API), never a build's tag.
+fn is_referrers_index(tag: &str) -> bool {
+    tag.strip_prefix("sha256-")
+        .is_some_and(|h| h.len() == 64 && h.bytes().all(|c| c.is_ascii_hexdigit()))
 }
 
 /// The time in a tag that carries one as `{timestamp}` writes it
@@ -300,6 +309,9 @@ mod tests {
         assert_eq!(stamp_in_tag("20231114-221320-x"), Some(1_700_000_000));
         assert_eq!(stamp_in_tag("120231114-221320"), None, "digits around");
         assert_eq!(stamp_in_tag("tooling-10"), None);
+        assert!(is_stable(&format!("sha256-{}", "a".repeat(64)), &[]));
+        assert!(!is_stable("sha256-abc", &[]));
+        assert!(is_stable("strata.push-times", &[]));
     }
 
     #[test]
