@@ -141,24 +141,25 @@ fn a_blob_that_always_stalls_fails_naming_host_and_blob_and_leaves_no_temp_file(
     );
 }
 
-#[test]
-fn sigint_during_a_pull_removes_the_temp_file_and_exits_130() {
-    let fake = Fake::start(Faults::default());
-    let (_env, _, layer) = setup(&fake);
+/// A pull from `fake` into a new store whose layer download stalls, once
+/// its temp file is there: (the store's env, the strata process, the
+/// image digest, the layer digest).
+fn stalled_pull(fake: &Fake) -> (Env, std::process::Child, String, String) {
+    let (_env, digest, layer) = setup(fake);
     fake.state.lock().unwrap().faults.stall_blob = Some((layer.clone(), usize::MAX));
     let pulled = Env::new();
-    let mut child = pulled
+    let child = pulled
         .cmd(&[
             "--stall-timeout",
             "60",
             "copy",
-            &r(&fake, "src/img:1"),
+            &r(fake, "src/img:1"),
             "x:1",
         ])
-        .stderr(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    // Wait for the stalled download's temp file.
+    // Wait (polling, with a deadline) for the stalled download's temp file.
     let started = std::time::Instant::now();
     while temp_files(&pulled.store()).is_empty() {
         assert!(
@@ -167,6 +168,13 @@ fn sigint_during_a_pull_removes_the_temp_file_and_exits_130() {
         );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
+    (pulled, child, digest, layer)
+}
+
+#[test]
+fn sigint_during_a_pull_removes_the_temp_file_and_exits_130() {
+    let fake = Fake::start(Faults::default());
+    let (pulled, mut child, _, _) = stalled_pull(&fake);
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(130), "{status:?}");
@@ -184,28 +192,7 @@ fn sigint_during_a_pull_removes_the_temp_file_and_exits_130() {
 #[test]
 fn sigkill_mid_write_leaves_a_temp_file_that_fsck_reports_and_gc_removes() {
     let fake = Fake::start(Faults::default());
-    let (_env, digest, layer) = setup(&fake);
-    fake.state.lock().unwrap().faults.stall_blob = Some((layer.clone(), usize::MAX));
-    let pulled = Env::new();
-    let mut child = pulled
-        .cmd(&[
-            "--stall-timeout",
-            "60",
-            "copy",
-            &r(&fake, "src/img:1"),
-            "x:1",
-        ])
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let started = std::time::Instant::now();
-    while temp_files(&pulled.store()).is_empty() {
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(30),
-            "no download started"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    let (pulled, mut child, digest, layer) = stalled_pull(&fake);
     child.kill().unwrap();
     child.wait().unwrap();
     let left = temp_files(&pulled.store());

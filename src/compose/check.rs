@@ -1,7 +1,7 @@
 //! Checks on composed images, without building: file conflicts between
 //! layers, file-vs-directory clashes, declared binaries, base platform.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
 
 use super::debsrc::DebPlanner;
@@ -139,6 +139,13 @@ fn listing_path(ctx: &Context, key: &crate::digest::Digest) -> std::path::PathBu
     ctx.store.root().join(".strata/listings").join(key.hex())
 }
 
+/// Listings read in this process, by layer key: several images share
+/// layers (a toolchain in ten images is read once). A key names its
+/// content, so an entry never goes stale.
+type Listing = std::sync::Arc<BTreeMap<String, FileInfo>>;
+static READ: std::sync::OnceLock<std::sync::Mutex<HashMap<crate::digest::Digest, Listing>>> =
+    std::sync::OnceLock::new();
+
 /// [`list_layer`], cached by layer key when one is given: a layer whose key
 /// did not change is not walked again. A build step's files come from its
 /// blob once it is built; `None` before.
@@ -146,11 +153,31 @@ fn list_layer_cached(
     def: &LayerDef,
     deb: &DebPlanner<'_>,
     key: Option<&crate::digest::Digest>,
+) -> Result<Option<Listing>> {
+    let Some(key) = key else {
+        return Ok(list_known(def, deb)?.map(std::sync::Arc::new));
+    };
+    let memo = READ.get_or_init(Default::default);
+    if let Some(l) = memo.lock().expect("lock").get(key) {
+        return Ok(Some(std::sync::Arc::clone(l)));
+    }
+    let listing = list_layer_keyed(def, deb, key)?.map(std::sync::Arc::new);
+    if let Some(l) = &listing {
+        memo.lock()
+            .expect("lock")
+            .insert(key.clone(), std::sync::Arc::clone(l));
+    }
+    Ok(listing)
+}
+
+/// [`list_layer_cached`] from the listing file under `key`, else from the
+/// layer's source (or its built blob), writing the file.
+fn list_layer_keyed(
+    def: &LayerDef,
+    deb: &DebPlanner<'_>,
+    key: &crate::digest::Digest,
 ) -> Result<Option<BTreeMap<String, FileInfo>>> {
     let ctx = deb.context();
-    let Some(key) = key else {
-        return list_known(def, deb);
-    };
     let path = listing_path(ctx, key);
     if let Ok(text) = std::fs::read_to_string(&path) {
         let mut out = BTreeMap::new();
@@ -232,13 +259,18 @@ pub fn check_image_listed<'p>(
         })
     };
     let layers = graph.image_layers(name)?;
-    let mut owner: BTreeMap<String, (&str, FileInfo)> = BTreeMap::new();
+    let mut listed = Vec::new();
     for &l in &layers {
         let def = &project.layers[l];
-        let Some(files) = list_layer_cached(def, deb, keys.and_then(|k| k.get(l)))? else {
-            unknown.push(l);
-            continue;
-        };
+        match list_layer_cached(def, deb, keys.and_then(|k| k.get(l)))? {
+            Some(files) => listed.push((l, files)),
+            None => unknown.push(l),
+        }
+    }
+    // Paths borrowed from the listings: no copy of a large layer's names.
+    let mut owner: HashMap<&str, (&str, FileInfo)> = HashMap::new();
+    for (l, files) in &listed {
+        let (l, def) = (*l, &project.layers[*l]);
         for b in &def.file.provides.binaries {
             let found = def.file.provides.paths.iter().any(|p| {
                 let path = format!("{}/{b}", p.trim_matches('/'));
@@ -261,8 +293,8 @@ pub fn check_image_listed<'p>(
                 );
             }
         }
-        for (path, info) in files {
-            if let Some((prev, prev_info)) = owner.get(&path) {
+        for (path, &info) in files.iter() {
+            if let Some((prev, prev_info)) = owner.get(path.as_str()) {
                 let both_dirs = info.kind == Kind::Dir && prev_info.kind == Kind::Dir;
                 if !both_dirs {
                     let clash = (info.kind == Kind::Dir) != (prev_info.kind == Kind::Dir);
@@ -292,7 +324,7 @@ pub fn check_image_listed<'p>(
                     }
                 }
             }
-            owner.insert(path, (l, info));
+            owner.insert(path.as_str(), (l, info));
         }
     }
     if let Some(r) = project.base_ref(name)? {
