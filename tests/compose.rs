@@ -1474,6 +1474,14 @@ fn a_no_op_build_rewrites_neither_the_index_nor_the_sboms() {
     use std::os::unix::fs::MetadataExt;
     let env = Env::new();
     let root = example_project(&env);
+    // A {timestamp} tag names each build, so a build a second later writes
+    // a new tag on purpose: this no-op has tags that do not move.
+    replace(
+        &root,
+        "strata.toml",
+        "\"example/runtime:{timestamp}\"",
+        "\"example/runtime:{content}\"",
+    );
     let p = root.to_str().unwrap();
     env.ok(&["build", "-C", p]);
     let sbom = env.ok(&["sbom", "example/runtime:latest"]);
