@@ -1165,12 +1165,28 @@ fn env_defines_aliases_that_run_tools_from_the_image() {
         return;
     }
     env.ok(&["build", "-C", p, "builder"]);
-    // Loaded under a name of its own, not the project's shared tag.
-    let image = common::DockerImage::load(&env, "example/builder:latest");
+    // Under a name of its own, not the project's shared tag.
+    let name = common::DockerImage::name_for(&env);
     assert!(script.contains("example/builder:latest"), "{script}");
-    let script = script.replace("example/builder:latest", &image.name);
+    let script = script.replace("example/builder:latest", &name);
     let script_path = env.path("env.sh");
     fs::write(&script_path, &script).unwrap();
+    // Not loaded yet: the function says so (before docker would look for it
+    // on Docker Hub) and gives the command that loads it.
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(". {} && greet you", script_path.display()))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(125), "{err}");
+    assert!(
+        err.contains(&format!("{name} is not in docker's images"))
+            && err.contains("docker load -i"),
+        "{err}"
+    );
+    let _image = common::DockerImage::load(&env, "example/builder:latest");
     let work = env.path("work");
     fs::create_dir_all(&work).unwrap();
     fs::write(work.join("a"), "").unwrap();

@@ -113,9 +113,20 @@ pub fn env_script(
             } else {
                 "podman"
             };
+            // Said before the engine would go looking for the image on
+            // Docker Hub (what `run` does with a name it lacks).
+            let image = shell_quote(&image_ref);
+            let load = shell_quote(&format!(
+                "strata copy {image_ref} docker-archive:strata-load.tar:{image_ref} && {engine_cmd} load -i strata-load.tar"
+            ));
             out.push_str(&format!(
                 "; -it only when stdin is a terminal.\n\
                  __strata_run() {{\n\
+                 \x20 if ! {engine_cmd} image inspect {image} >/dev/null 2>&1; then\n\
+                 \x20   echo \"strata env: \"{image}\" is not in {engine_cmd}'s images (a run would look for it in a registry); load it with:\" >&2\n\
+                 \x20   echo \"  \"{load} >&2\n\
+                 \x20   return 125\n\
+                 \x20 fi\n\
                  \x20 if [ -t 0 ]; then set -- -it \"$@\"; else set -- -i \"$@\"; fi\n\
                  \x20 {engine_cmd} run --rm \"$@\"\n\
                  }}\n"

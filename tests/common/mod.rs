@@ -387,8 +387,7 @@ impl DockerImage {
     /// `strata copy` of store image `reference` to a docker-archive, then
     /// `docker load`.
     pub fn load(env: &Env, reference: &str) -> Self {
-        let unique = env.dir.path().file_name().unwrap().to_string_lossy();
-        let name = format!("strata-test/image:{unique}");
+        let name = Self::name_for(env);
         let tar = env.path("docker-load.tar");
         env.ok(&[
             "copy",
@@ -398,6 +397,12 @@ impl DockerImage {
         run(Command::new("docker").arg("load").arg("-i").arg(&tar));
         let _ = fs::remove_file(&tar);
         DockerImage { name }
+    }
+
+    /// The name [`DockerImage::load`] gives images of `env`.
+    pub fn name_for(env: &Env) -> String {
+        let unique = env.dir.path().file_name().unwrap().to_string_lossy();
+        format!("strata-test/image:{}", unique.to_lowercase())
     }
 
     /// `docker run --rm` of the image, asserting success; returns stdout.
