@@ -91,10 +91,16 @@ fn wrong_bytes_for_a_digest_are_refused_and_nothing_is_stored() {
 
 #[test]
 fn a_202_answer_to_a_mount_falls_back_to_uploading() {
-    let fake = Fake::start(Faults {
+    mount_falls_back_to_uploading(Faults {
         mount_202: true,
         ..Default::default()
     });
+}
+
+/// A copy between two repositories of a fake with `faults` tries to mount
+/// the layer, is refused one way or another, and uploads it instead.
+fn mount_falls_back_to_uploading(faults: Faults) {
+    let fake = Fake::start(faults);
     let (env, digest, layer) = setup(&fake);
     let v: Value = serde_json::from_str(&env.ok(&[
         "copy",
@@ -107,25 +113,20 @@ fn a_202_answer_to_a_mount_falls_back_to_uploading() {
     assert_eq!(v["push"]["mounted"], 0);
     assert_eq!(v["push"]["pushed"], 2);
     let seen = fake.seen();
-    assert!(
-        seen.iter()
-            .any(|s| s.method == "POST" && s.query.contains("mount=")),
-        "a mount was tried"
-    );
-    assert!(
-        seen.iter()
-            .any(|s| s.method == "PUT" && s.path.contains("/dst/img/blobs/uploads/")),
-        "then an upload"
-    );
-    // The layer's bytes were sent again, whole, to the destination (the
-    // fake's blob map already held them from setup, so it proves nothing).
+    let hex = layer.trim_start_matches("sha256:");
+    let mount = seen
+        .iter()
+        .position(|s| s.method == "POST" && s.query.contains("mount=") && s.query.contains(hex))
+        .expect("a mount was tried");
+    // Then the layer's bytes went, whole, to the destination (the fake's
+    // blob map already held them from setup, so that proves nothing).
     let len = fake.state.lock().unwrap().blobs[&layer].len();
     assert!(
-        seen.iter().any(|s| s.method == "PUT"
+        seen[mount..].iter().any(|s| s.method == "PUT"
             && s.path.contains("/dst/img/blobs/uploads/")
-            && s.query.contains(layer.trim_start_matches("sha256:"))
+            && s.query.contains(hex)
             && s.body_len == len),
-        "{seen:?}"
+        "then the layer was uploaded: {seen:?}"
     );
 }
 
@@ -445,38 +446,10 @@ fn a_push_interrupted_after_the_second_upload_resumes_and_never_tags_missing_con
 /// uploaded instead.
 #[test]
 fn a_mount_error_falls_back_to_uploading() {
-    let fake = Fake::start(Faults {
+    mount_falls_back_to_uploading(Faults {
         mount_error: Some(403),
         ..Default::default()
     });
-    let (env, digest, layer) = setup(&fake);
-    let v: Value = serde_json::from_str(&env.ok(&[
-        "copy",
-        "--json",
-        &r(&fake, "src/img:1"),
-        &r(&fake, "dst/img:1"),
-    ]))
-    .unwrap();
-    assert_eq!(v["digest"], digest.as_str());
-    assert_eq!(
-        (v["push"]["mounted"].as_u64(), v["push"]["pushed"].as_u64()),
-        (Some(0), Some(2))
-    );
-    let seen = fake.seen();
-    let mount = seen
-        .iter()
-        .position(|s| {
-            s.method == "POST"
-                && s.query.contains("mount=")
-                && s.query.contains(layer.trim_start_matches("sha256:"))
-        })
-        .expect("a mount was tried");
-    assert!(
-        seen[mount..].iter().any(|s| s.method == "PUT"
-            && s.path.contains("/dst/img/blobs/uploads/")
-            && s.query.contains(layer.trim_start_matches("sha256:"))),
-        "then the layer was uploaded: {seen:?}"
-    );
 }
 
 /// README: the host is pinged once (`GET /v2/`), however many requests

@@ -70,9 +70,6 @@ pub fn check(ctx: &Ctx, a: CheckArgs) -> Result<()> {
         a.images.clone()
     };
     let t = ctx.transport(&None)?;
-    for name in &names {
-        g.image_layers(name)?;
-    }
     // The keys a build would use: layers whose key is unchanged are listed
     // from the listing cached under it, not walked or unpacked again.
     let deb = strata::compose::debsrc::DebPlanner::new(&project, &g, &t, false);
@@ -80,14 +77,11 @@ pub fn check(ctx: &Ctx, a: CheckArgs) -> Result<()> {
     // Tags: each must be valid, and no two images may share one.
     let vars = build::TagVars::now().with_content(&project, &g, &keys);
     build::check_tag_clashes(&project, &names, &vars)?;
+    let read = check::Listings::default();
     let mut findings = Vec::new();
     for name in &names {
         findings.extend(check::check_image_keyed(
-            &project,
-            &g,
-            name,
-            &deb,
-            Some(&keys),
+            &project, &g, name, &deb, &keys, &read,
         )?);
     }
     if a.json {
@@ -395,18 +389,11 @@ pub fn env(ctx: &Ctx, a: EnvArgs) -> Result<()> {
         Some(_) => env::Engine::Strata(strata_cmd),
         None => env::Engine::detect(strata_cmd),
     };
-    // Tag patterns expand as a build would expand them ({content} from the
-    // layer keys a build would use).
-    // Keys are computed only when a pattern needs them.
+    // Tag patterns expand as a build would expand them; {content} needs the
+    // layer keys a build would use, computed only when a pattern has it.
     let g = Graph::new(&project)?;
     let mut vars = build::TagVars::now();
-    let content = project.file.images.values().any(|i| {
-        i.tags
-            .iter()
-            .chain(&i.stable_tags)
-            .any(|t| t.contains("{content}"))
-    });
-    if content {
+    if build::TagVars::needs_content(&project) {
         let t = ctx.transport(&None)?;
         let deb = strata::compose::debsrc::DebPlanner::new(&project, &g, &t, false);
         let images: Vec<String> = project.file.images.keys().cloned().collect();

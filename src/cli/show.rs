@@ -192,7 +192,7 @@ fn ls_line(
         return serde_json::json!({
             "layer": layer.to_string(),
             "path": format!("/{name}"),
-            "type": mode_string(kind, 0).chars().next().map(String::from),
+            "type": type_char(kind).to_string(),
             "mode": format!("{:04o}", mode & 0o7777),
             "uid": uid,
             "gid": gid,
@@ -211,14 +211,18 @@ fn ls_line(
     )
 }
 
-fn mode_string(kind: tar::EntryType, mode: u32) -> String {
-    let t = match kind {
+/// An entry's type as `ls -l` writes it (`h` for a hardlink).
+fn type_char(kind: tar::EntryType) -> char {
+    match kind {
         tar::EntryType::Directory => 'd',
         tar::EntryType::Symlink => 'l',
         tar::EntryType::Link => 'h',
         _ => '-',
-    };
-    let mut s = String::from(t);
+    }
+}
+
+fn mode_string(kind: tar::EntryType, mode: u32) -> String {
+    let mut s = String::from(type_char(kind));
     let bits = [
         (0o400, 'r'),
         (0o200, 'w'),

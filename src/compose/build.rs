@@ -198,6 +198,14 @@ pub fn compression(project: &Project) -> Result<Compression> {
     }
 }
 
+/// The settings every layer of `project` is made with.
+pub(super) fn settings(project: &Project) -> Result<Settings> {
+    Ok(Settings {
+        compression: compression(project)?,
+        epoch: epoch(project)?,
+    })
+}
+
 /// The keys of the layers `layer` runs something over (a build step, a deb
 /// layer's maintainer scripts), base first (empty for other layers), from the keys computed so far in graph order.
 pub(super) fn stack_keys<'p>(
@@ -388,13 +396,10 @@ pub fn build(project: &Project, ctx: &Context, sel: &Selection) -> Result<BuildR
     let started = Instant::now();
     let graph = Graph::new(project)?;
     let names = selected_images(project, sel)?;
-    let settings = Settings {
-        compression: compression(project)?,
-        epoch: epoch(project)?,
-    };
-    // Check every image's layer list (and tag patterns) before writing
-    // anything; tags are filled in once the layer keys are known.
-    let vars = TagVars::now();
+    let settings = settings(project)?;
+    // Check every image's layer list before writing anything; tags are
+    // filled in once the layer keys are known.
+    let started_at = TagVars::now();
     let mut plans: Vec<Plan<'_>> = Vec::new();
     for name in &names {
         plans.push((name.clone(), graph.image_layers(name)?, Vec::new()));
@@ -425,7 +430,7 @@ pub fn build(project: &Project, ctx: &Context, sel: &Selection) -> Result<BuildR
         &cache,
         &planner,
     )?;
-    let vars = vars.with_content(project, &graph, &keyed.keys);
+    let vars = started_at.with_content(project, &graph, &keyed.keys);
     check_tag_clashes(project, &names, &vars)?;
     for (name, _, tags) in &mut plans {
         *tags = image_tags(project, name, &vars)?;

@@ -123,28 +123,19 @@ pub struct Finding {
     pub message: String,
 }
 
-/// Checks image `name` of the project.
-pub fn check_image(
-    project: &Project,
-    graph: &Graph<'_>,
-    name: &str,
-    ctx: &Context,
-) -> Result<Vec<Finding>> {
-    let deb = DebPlanner::new(project, graph, ctx, false);
-    check_image_keyed(project, graph, name, &deb, None)
-}
-
 /// Where a layer's file listing is cached, by layer key.
 fn listing_path(ctx: &Context, key: &crate::digest::Digest) -> std::path::PathBuf {
     ctx.store.root().join(".strata/listings").join(key.hex())
 }
 
-/// Listings read in this process, by layer key: several images share
-/// layers (a toolchain in ten images is read once). A key names its
-/// content, so an entry never goes stale.
-type Listing = std::sync::Arc<BTreeMap<String, FileInfo>>;
-static READ: std::sync::OnceLock<std::sync::Mutex<HashMap<crate::digest::Digest, Listing>>> =
-    std::sync::OnceLock::new();
+type Listing = std::rc::Rc<BTreeMap<String, FileInfo>>;
+
+/// The file listings one check run has read, by layer key: images that
+/// share a layer (a toolchain in ten images) read its listing once. A key
+/// names its content, so an entry never goes stale; the run owns them, so
+/// they go with it.
+#[derive(Default)]
+pub struct Listings(std::cell::RefCell<HashMap<crate::digest::Digest, Listing>>);
 
 /// [`list_layer`], cached by layer key when one is given: a layer whose key
 /// did not change is not walked again. A build step's files come from its
@@ -153,19 +144,17 @@ fn list_layer_cached(
     def: &LayerDef,
     deb: &DebPlanner<'_>,
     key: Option<&crate::digest::Digest>,
+    read: &Listings,
 ) -> Result<Option<Listing>> {
     let Some(key) = key else {
-        return Ok(list_known(def, deb)?.map(std::sync::Arc::new));
+        return Ok(list_known(def, deb)?.map(Listing::new));
     };
-    let memo = READ.get_or_init(Default::default);
-    if let Some(l) = memo.lock().expect("lock").get(key) {
-        return Ok(Some(std::sync::Arc::clone(l)));
+    if let Some(l) = read.0.borrow().get(key) {
+        return Ok(Some(Listing::clone(l)));
     }
-    let listing = list_layer_keyed(def, deb, key)?.map(std::sync::Arc::new);
+    let listing = list_layer_keyed(def, deb, key)?.map(Listing::new);
     if let Some(l) = &listing {
-        memo.lock()
-            .expect("lock")
-            .insert(key.clone(), std::sync::Arc::clone(l));
+        read.0.borrow_mut().insert(key.clone(), Listing::clone(l));
     }
     Ok(listing)
 }
@@ -225,16 +214,18 @@ fn list_layer_keyed(
     Ok(Some(files))
 }
 
-/// [`check_image`] with the layers' cache keys, so unchanged layers' file
-/// lists come from the cache.
+/// Checks image `name` of the project, given its layers' cache keys (as
+/// [`super::plan::image_keys`] computes them): a layer's file list comes
+/// from the listing cached under its key, read once per run into `read`.
 pub fn check_image_keyed(
     project: &Project,
     graph: &Graph<'_>,
     name: &str,
     deb: &DebPlanner<'_>,
-    keys: Option<&BTreeMap<&str, crate::digest::Digest>>,
+    keys: &BTreeMap<&str, crate::digest::Digest>,
+    read: &Listings,
 ) -> Result<Vec<Finding>> {
-    Ok(check_image_listed(project, graph, name, deb, keys)?.0)
+    Ok(check_image_listed(project, graph, name, deb, keys, read)?.0)
 }
 
 /// [`check_image_keyed`], and the layers whose files are not known yet
@@ -244,7 +235,8 @@ pub fn check_image_listed<'p>(
     graph: &Graph<'p>,
     name: &str,
     deb: &DebPlanner<'_>,
-    keys: Option<&BTreeMap<&str, crate::digest::Digest>>,
+    keys: &BTreeMap<&str, crate::digest::Digest>,
+    read: &Listings,
 ) -> Result<(Vec<Finding>, Vec<&'p str>)> {
     let mut unknown = Vec::new();
     let ctx = deb.context();
@@ -262,7 +254,7 @@ pub fn check_image_listed<'p>(
     let mut listed = Vec::new();
     for &l in &layers {
         let def = &project.layers[l];
-        match list_layer_cached(def, deb, keys.and_then(|k| k.get(l)))? {
+        match list_layer_cached(def, deb, keys.get(l), read)? {
             Some(files) => listed.push((l, files)),
             None => unknown.push(l),
         }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::build::{Inputs, Selection, compression, epoch, selected_images};
+use super::build::{Inputs, Selection, selected_images};
 use super::cache::{LayerCache, StatCache};
 use super::graph::Graph;
 use super::project::Project;
@@ -81,23 +81,19 @@ pub fn plan(
 ) -> Result<Plan> {
     let graph = Graph::new(project)?;
     let names = selected_images(project, sel)?;
-    let settings = Settings {
-        compression: compression(project)?,
-        epoch: epoch(project)?,
-    };
+    let settings = super::build::settings(project)?;
     let cache = LayerCache::new(&ctx.store)?;
     let mut stat = StatCache::load(&ctx.store)?;
     let deb = super::debsrc::DebPlanner::new(project, &graph, ctx, sel.refresh);
-    let mut wanted: BTreeSet<&str> = BTreeSet::new();
+    let mut all: Vec<&str> = Vec::new();
     let mut image_layers = BTreeMap::new();
     for n in &names {
         let ls = graph.image_layers(n)?;
-        wanted.extend(ls.iter().copied());
+        all.extend(ls.iter().copied());
         image_layers.insert(n.clone(), ls);
     }
     // What the images' build steps run over is built too.
-    let all: Vec<&str> = wanted.iter().copied().collect();
-    let wanted: BTreeSet<&str> = graph.with_step_stacks(&all).into_iter().collect();
+    let wanted = super::build::needed_layers(&graph, &[], &all);
     let mut layers = Vec::new();
     let mut building = BTreeSet::new();
     // The inputs record only explains a rebuild.
@@ -217,15 +213,12 @@ pub fn image_keys<'p>(
     deb: &super::debsrc::DebPlanner<'_>,
     images: &[String],
 ) -> Result<BTreeMap<&'p str, crate::digest::Digest>> {
-    let settings = Settings {
-        compression: compression(project)?,
-        epoch: epoch(project)?,
-    };
+    let settings = super::build::settings(project)?;
     let mut all = Vec::new();
     for n in images {
         all.extend(graph.image_layers(n)?);
     }
-    let wanted: BTreeSet<&str> = graph.with_step_stacks(&all).into_iter().collect();
+    let wanted = super::build::needed_layers(graph, &[], &all);
     let mut stat = StatCache::load(&deb.context().store)?;
     let keyed = layer_keys(
         project,

@@ -31,6 +31,16 @@ impl TagVars {
         }
     }
 
+    /// Whether any image's tag pattern has `{content}`.
+    pub fn needs_content(project: &Project) -> bool {
+        project.file.images.values().any(|i| {
+            i.tags
+                .iter()
+                .chain(&i.stable_tags)
+                .any(|t| t.contains("{content}"))
+        })
+    }
+
     /// Adds `{content}` for every image of the project whose layers all
     /// have a key in `keys`.
     pub fn with_content(

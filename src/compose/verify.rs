@@ -152,7 +152,7 @@ pub(super) fn run_tests(
     super::layertest::run_all(&ctx.store, &targets, rerun, jobs)
 }
 
-/// Runs [`super::check::check_image`] for every planned image whose
+/// Runs [`super::check::check_image_listed`] for every planned image whose
 /// (spec, base, layer keys) has not passed before; errors fail the build,
 /// warnings are returned, and the images with build steps not built yet,
 /// whose files were not checked (check them again once built).
@@ -168,6 +168,7 @@ pub(super) fn check_images(
     let mut warnings = Vec::new();
     let mut passed = Vec::new();
     let mut later = Vec::new();
+    let read = super::check::Listings::default();
     for (name, layers, _) in plans {
         let mut h = Hasher::new();
         h.update(&crate::json::to_canonical(&project.file.images[name]));
@@ -180,7 +181,7 @@ pub(super) fn check_images(
             continue;
         }
         let (findings, unknown) =
-            super::check::check_image_listed(project, graph, name, deb, Some(keys))?;
+            super::check::check_image_listed(project, graph, name, deb, keys, &read)?;
         let errors: Vec<String> = findings
             .iter()
             .filter(|f| f.level == "error")

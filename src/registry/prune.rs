@@ -20,7 +20,7 @@
 //! unless told otherwise.
 
 use std::collections::BTreeSet;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde::Serialize;
 
@@ -189,9 +189,7 @@ pub fn prune(
     opts: &PruneOptions,
 ) -> Result<Vec<TagFate>> {
     let api = Repo::new(client, repo);
-    let mut untagged = repo.clone();
-    untagged.tag = None;
-    untagged.digest = None;
+    let untagged = repo.repository_only();
     let record = super::pushtimes::read(client, &untagged)?;
     let mut fates = Vec::new();
     let mut candidates = Vec::new();
@@ -243,10 +241,7 @@ pub fn prune(
             by_name
         }
     });
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let now = super::pushtimes::now();
     let ranked = if all_dated {
         "newest"
     } else {

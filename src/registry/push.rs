@@ -199,9 +199,7 @@ pub fn push(
     }
     // When each tag was pushed, for retention (the API does not say).
     let mut warnings = Vec::new();
-    let mut untagged = target.clone();
-    untagged.tag = None;
-    untagged.digest = None;
+    let untagged = target.repository_only();
     if let Err(e) = super::pushtimes::record(client, &untagged, &tags, super::pushtimes::now()) {
         warnings.push(format!(
             "the push time of {} was not recorded in {} ({e}); strata prune falls back to the tag names",

@@ -100,6 +100,15 @@ impl RegistryRef {
             ..self.clone()
         }
     }
+
+    /// The repository itself, with neither tag nor digest.
+    pub fn repository_only(&self) -> Self {
+        RegistryRef {
+            tag: None,
+            digest: None,
+            ..self.clone()
+        }
+    }
 }
 
 impl fmt::Display for RegistryRef {

@@ -29,9 +29,7 @@ pub fn attach(
     descriptor: &Descriptor,
     subject: &Digest,
 ) -> Result<Attached> {
-    let mut untagged = target.clone();
-    untagged.tag = None;
-    untagged.digest = None;
+    let untagged = target.repository_only();
     super::push::push(client, artifact, &untagged, &[], &[], None)?;
     let repo = Repo::new(client, &untagged);
     if repo.referrers(subject)?.is_some() {

@@ -174,19 +174,17 @@ impl Client {
                 .credential(host, auth_key)?
                 .and_then(|c| c.basic_header())
                 .map(Secret::new)),
-            Challenge::Bearer { .. } => {
+            Challenge::Bearer { realm, service } => {
                 if let Some(t) = cached {
                     return Ok(Some(t));
                 }
                 let _one_fetch = self.token_fetch.lock().expect("lock");
-                // Another transfer may have fetched it while this one waited.
-                let (challenge, scopes, cached) = self.cached_token(host);
+                // Another transfer may have fetched it while this one
+                // waited (and may have asked for more scopes meanwhile).
+                let (_, scopes, cached) = self.cached_token(host);
                 if let Some(t) = cached {
                     return Ok(Some(t));
                 }
-                let Challenge::Bearer { realm, service } = challenge else {
-                    return Ok(None);
-                };
                 let (token, ttl) =
                     self.fetch_token(host, auth_key, &realm, service.as_deref(), &scopes)?;
                 let value = Secret::new(format!("Bearer {}", token.expose()));
