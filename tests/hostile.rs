@@ -159,9 +159,22 @@ fn stalled_pull(fake: &Fake) -> (Env, std::process::Child, String, String) {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    // Wait (polling, with a deadline) for the stalled download's temp file.
+    // Wait (polling, with a deadline) until the layer's download has begun
+    // and its temp file is in blobs/: a temp file elsewhere in the store
+    // may be a small record's, renamed into place a moment later (the
+    // layer's half sits in the writer's buffer, so its size tells nothing).
+    let layer_path = format!("/blobs/{layer}");
+    let blobs = pulled.store().join("blobs");
+    let stalled = || {
+        fake.seen()
+            .iter()
+            .any(|s| s.method == "GET" && s.path.ends_with(&layer_path))
+            && temp_files(&pulled.store())
+                .iter()
+                .any(|p| p.parent() == Some(blobs.as_path()))
+    };
     let started = std::time::Instant::now();
-    while temp_files(&pulled.store()).is_empty() {
+    while !stalled() {
         assert!(
             started.elapsed() < std::time::Duration::from_secs(30),
             "no download started"
