@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-scripts/deps.sh docker-registry apache2-utils openssl skopeo umoci runc podman busybox-static tar gzip zstd util-linux coreutils findutils gcc make pkg-config ca-certificates gnupg gpgv dpkg
+scripts/deps.sh docker-registry zsh apache2-utils openssl skopeo umoci runc podman busybox-static tar gzip zstd util-linux coreutils findutils gcc make pkg-config ca-certificates gnupg gpgv dpkg
 
 if ! command -v cargo >/dev/null; then
   echo "cargo not found: install Rust (rustup) first" >&2

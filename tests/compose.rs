@@ -1139,7 +1139,7 @@ fn env_defines_aliases_that_run_tools_from_the_image() {
         "{script}"
     );
     assert!(
-        script.contains(r#"-v "$PWD:$PWD" -w "$PWD" -u "$(id -u):$(id -g)""#),
+        script.contains(r#"-v "$PWD:$PWD" -w "$PWD" -u "$(command id -u):$(command id -g)""#),
         "{script}"
     );
     assert!(script.contains("if [ -t 0 ]; then set -- -it"), "{script}");

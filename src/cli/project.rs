@@ -400,7 +400,11 @@ pub fn env(ctx: &Ctx, a: EnvArgs) -> Result<()> {
         let keys = plan::image_keys(&project, &g, &deb, &images)?;
         vars = vars.with_content(&project, &g, &keys);
     }
-    print!("{}", env::env_script(&project, &a.target, engine, &vars)?);
+    let script = env::env_script(&project, &a.target, engine, &vars)?;
+    for w in &script.warnings {
+        eprintln!("warning: {w}");
+    }
+    print!("{}", script.text);
     Ok(())
 }
 

@@ -40,11 +40,41 @@ pub fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
-fn valid_function_name(s: &str) -> bool {
+/// What an alias may be called: a POSIX name, or one with `-` (renamed
+/// for the function, see [`EnvScript`]).
+fn valid_alias_name(s: &str) -> bool {
     !s.is_empty()
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
         && !s.starts_with(|c: char| c.is_ascii_digit() || c == '-')
+}
+
+/// Names an env.sh never defines: the shell's reserved words and builtins,
+/// the shells themselves, and what the functions call. A function named
+/// `sh` or `cd` would change the shell the user sources the file into.
+const SHADOWED: &[&str] = &[
+    // reserved words (POSIX, bash, zsh)
+    "if", "then", "else", "elif", "fi", "do", "done", "case", "esac", "while", "until", "for", "in",
+    "function", "select", "time", "coproc", "repeat", "foreach", "end",
+    // special and regular builtins
+    "break", "continue", "eval", "exec", "exit", "export", "readonly", "return", "set", "shift",
+    "times", "trap", "unset", "alias", "unalias", "bg", "fg", "jobs", "cd", "command", "false",
+    "true", "getopts", "hash", "kill", "pwd", "read", "type", "ulimit", "umask", "wait", "test",
+    "echo", "printf", "local", "source", "builtin", "declare", "typeset", "let", "shopt", "enable",
+    "history", "fc", "logout", "disown", "suspend", "newgrp",
+    // shells, and what the functions run
+    "sh", "bash", "dash", "zsh", "ksh", "mksh", "env", "id", "docker", "podman", "strata",
+];
+
+/// An env.sh and what the user should know about it.
+#[derive(Debug, Clone)]
+pub struct EnvScript {
+    /// The file's text.
+    pub text: String,
+    /// Aliases skipped (their names would shadow the shell's own) or
+    /// renamed (a POSIX shell cannot name a function with `-`: the function
+    /// is `a_b`, and an alias `a-b` calls it in interactive shells).
+    pub warnings: Vec<String>,
 }
 
 /// The env.sh text for `target` (an image name, or a layer name whose
@@ -55,7 +85,7 @@ pub fn env_script(
     target: &str,
     engine: Engine,
     vars: &super::tags::TagVars,
-) -> Result<String> {
+) -> Result<EnvScript> {
     let graph = Graph::new(project)?;
     let (layers, image_ref) = if project.file.images.contains_key(target) {
         let tag = super::tags::shown_tag(project, target, vars)?;
@@ -122,13 +152,13 @@ pub fn env_script(
             out.push_str(&format!(
                 "; -it only when stdin is a terminal.\n\
                  __strata_run() {{\n\
-                 \x20 if ! {engine_cmd} image inspect {image} >/dev/null 2>&1; then\n\
+                 \x20 if ! command {engine_cmd} image inspect {image} >/dev/null 2>&1; then\n\
                  \x20   echo \"strata env: \"{image}\" is not in {engine_cmd}'s images (a run would look for it in a registry); load it with:\" >&2\n\
                  \x20   echo \"  \"{load} >&2\n\
                  \x20   return 125\n\
                  \x20 fi\n\
                  \x20 if [ -t 0 ]; then set -- -it \"$@\"; else set -- -i \"$@\"; fi\n\
-                 \x20 {engine_cmd} run --rm \"$@\"\n\
+                 \x20 command {engine_cmd} run --rm \"$@\"\n\
                  }}\n"
             ));
         }
@@ -144,23 +174,52 @@ pub fn env_script(
     } else {
         ""
     };
+    let mut warnings = Vec::new();
     for l in layers {
-        for (alias, command) in &project.layers[l].file.aliases {
-            if !valid_function_name(alias) {
+        let layer = &project.layers[l];
+        for (alias, command) in &layer.file.aliases {
+            if !valid_alias_name(alias) {
                 return Err(Error::invalid(
                     "layer",
-                    format!("{} key aliases.{alias}", project.layers[l].rel),
+                    format!("{} key aliases.{alias}", layer.rel),
                     "an alias must be a shell function name (letters, digits, _ and -)",
+                ));
+            }
+            if SHADOWED.contains(&alias.as_str()) {
+                warnings.push(format!(
+                    "{}: alias {alias:?} is not defined: it would shadow the shell's own {alias:?}; give it another name",
+                    layer.rel
+                ));
+                continue;
+            }
+            let function = alias.replace('-', "_");
+            if function != *alias {
+                if layer.file.aliases.contains_key(&function) {
+                    warnings.push(format!(
+                        "{}: alias {alias:?} is not defined: a POSIX shell cannot name a function with '-', and {function:?} is taken",
+                        layer.rel
+                    ));
+                    continue;
+                }
+                warnings.push(format!(
+                    "{}: alias {alias:?} is the function {function} (a POSIX shell cannot name a function with '-'); {alias} works in interactive shells",
+                    layer.rel
                 ));
             }
             let argv: Vec<String> = command.split_whitespace().map(shell_quote).collect();
             out.push_str(&format!(
-                "{alias}() {{ __strata_run -v \"$PWD:$PWD\" -w \"$PWD\" -u \"$(id -u):$(id -g)\" --entrypoint {} {}{sep} {} \"$@\"; }}\n",
+                "{function}() {{ __strata_run -v \"$PWD:$PWD\" -w \"$PWD\" -u \"$(command id -u):$(command id -g)\" --entrypoint {} {}{sep} {} \"$@\"; }}\n",
                 argv.first().cloned().unwrap_or_else(|| shell_quote(alias)),
                 shell_quote(&image_ref),
                 argv.iter().skip(1).cloned().collect::<Vec<_>>().join(" "),
             ));
+            if function != *alias {
+                out.push_str(&format!("alias {alias}={function}\n"));
+            }
         }
     }
-    Ok(out)
+    Ok(EnvScript {
+        text: out,
+        warnings,
+    })
 }
