@@ -8,17 +8,19 @@
 # Images run with docker where an engine answers, otherwise umoci + runc.
 #
 # Environment: OUT (default target/demo) holds everything it writes;
-# STRATA_STORE (default $OUT/store); STRATA_BIN, a strata already built (else
-# it builds one with cargo); DEMO_TAG, the tag of the images it loads into
+# STRATA_STORE (default $OUT/store); STRATA (or STRATA_BIN), a strata already
+# built (else it builds one with cargo); DEMO_TAG, the tag of the images it loads into
 # docker (default latest), removed again at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/deps.sh busybox-static umoci runc ca-certificates gcc pkg-config
-if [ -z "${STRATA_BIN:-}" ]; then
+STRATA_BIN=${STRATA:-${STRATA_BIN:-}}
+if [ -z "$STRATA_BIN" ]; then
   cargo build --release --quiet
 fi
 strata=${STRATA_BIN:-target/release/strata}
+echo "== using $strata"
 
 OUT=${OUT:-target/demo}
 mkdir -p "$OUT"

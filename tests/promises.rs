@@ -350,7 +350,7 @@ fn the_demo_script_runs() {
     let env = Env::new();
     let out = Command::new("bash")
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/demo.sh"))
-        .env("STRATA_BIN", env!("CARGO_BIN_EXE_strata"))
+        .env("STRATA", env!("CARGO_BIN_EXE_strata"))
         .env("OUT", env.path("out"))
         .env("STRATA_STORE", env.store())
         .env(
@@ -369,6 +369,10 @@ fn the_demo_script_runs() {
         out.status.success(),
         "{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(&format!("== using {}\n", env!("CARGO_BIN_EXE_strata"))),
+        "the binary given, not one cargo builds: {stdout}"
     );
     assert!(stdout.contains("hello from strata: "), "{stdout}");
     assert!(stdout.contains("licenses: "), "{stdout}");

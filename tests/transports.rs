@@ -575,6 +575,37 @@ fn every_command_has_help() {
         build.contains("--refresh") && build.contains("--attach-sbom"),
         "{build}"
     );
+    // Registry flags are in the help of commands that reach a registry
+    // only, and still accepted (and validated) anywhere.
+    for cmd in [["copy"], ["build"], ["tags"], ["plan"]] {
+        let help = env.ok(&[cmd[0], "--help"]);
+        assert!(
+            help.contains("--jobs") && help.contains("--stall-timeout"),
+            "{cmd:?}: {help}"
+        );
+    }
+    for cmd in [
+        vec!["graph"],
+        vec!["sbom"],
+        vec!["store", "gc"],
+        vec!["tag"],
+    ] {
+        let help = env.ok(&[cmd.as_slice(), &["--help"]].concat());
+        assert!(
+            !help.contains("--jobs")
+                && !help.contains("--stall-timeout")
+                && !help.contains("--insecure-registry")
+                && help.contains("--store"),
+            "{cmd:?}: {help}"
+        );
+    }
+    let help = env.ok(&["env", "--help"]);
+    assert!(
+        !help.contains("--jobs") && help.contains("--stall-timeout"),
+        "{help}"
+    );
+    let err = env.fails(&["graph", "--stall-timeout", "0"]);
+    assert!(err.contains("--stall-timeout must be"), "{err}");
 }
 
 #[test]

@@ -117,9 +117,58 @@ fn stall_timeout(secs: f64) -> Result<std::time::Duration> {
     Ok(std::time::Duration::from_secs_f64(secs))
 }
 
+/// The global flags that only matter where a registry is reached.
+const REGISTRY_FLAGS: &[&str] = &["insecure", "ca_file", "jobs", "chunk_size", "stall_timeout"];
+
+/// Commands that never reach a registry, and the global flags their
+/// `--help` leaves out (they are still accepted, as globals are anywhere).
+const NO_REGISTRY: &[(&[&str], &[&str])] = &[
+    (&["graph"], REGISTRY_FLAGS),
+    (&["sbom"], REGISTRY_FLAGS),
+    (&["store"], REGISTRY_FLAGS),
+    (&["store", "fsck"], REGISTRY_FLAGS),
+    (&["store", "gc"], REGISTRY_FLAGS),
+    (&["store", "ls"], REGISTRY_FLAGS),
+    (&["store", "rm"], REGISTRY_FLAGS),
+    (&["store", "caches"], REGISTRY_FLAGS),
+    (&["tag"], REGISTRY_FLAGS),
+    // env reads base images and Debian indexes only to expand {content};
+    // it never moves blobs.
+    (&["env"], &["jobs", "chunk_size"]),
+    (&["login"], &["jobs", "chunk_size"]),
+    (&["logout"], REGISTRY_FLAGS),
+];
+
+/// The command line definition, with registry flags hidden from the help
+/// of the commands that never reach a registry.
+pub fn command() -> clap::Command {
+    use clap::CommandFactory;
+    let mut cmd = Cli::command();
+    for (path, flags) in NO_REGISTRY {
+        // A subcommand that has its own copy of a global flag does not get
+        // the root's: give it a hidden copy (still global, so still parsed
+        // anywhere on the line and read from the root's matches).
+        let hidden: Vec<clap::Arg> = cmd
+            .get_arguments()
+            .filter(|a| flags.contains(&a.get_id().as_str()))
+            .map(|a| a.clone().hide(true))
+            .collect();
+        cmd = add_to(cmd, path, hidden);
+    }
+    cmd
+}
+
+fn add_to(cmd: clap::Command, path: &[&str], args: Vec<clap::Arg>) -> clap::Command {
+    match path {
+        [] => cmd.args(args),
+        [first, rest @ ..] => cmd.mut_subcommand(*first, |sub| add_to(sub, rest, args)),
+    }
+}
+
 /// Parses the command line and runs the command.
 pub fn run() -> Result<()> {
-    let cli = Cli::parse();
+    use clap::FromArgMatches;
+    let cli = Cli::from_arg_matches(&command().get_matches())?;
     let store_path = match cli.store {
         Some(p) => p,
         None => Store::default_path()?,
