@@ -123,3 +123,72 @@ fn names_strata_would_refuse_to_read_are_refused_when_written() {
     );
     assert!(env.fails(&["inspect", "t:1"]).contains("t:1"));
 }
+
+/// A fresh clone where two layers' inputs are not made yet: images that do
+/// not need them build, graph and env work, and a command that needs them
+/// names every missing input at once. A source that would climb out of the
+/// project is still refused on load, existing or not.
+#[test]
+fn a_missing_input_blocks_only_the_images_that_need_it() {
+    let env = Env::new();
+    let root = project(
+        &env,
+        "",
+        "[images.img]\nlayers = [\"x\"]\n\n[images.full]\nlayers = [\"x\", \"gen\", \"dist\"]\n",
+    );
+    write(
+        &root,
+        "layers/gen/layer.toml",
+        "[layer]\nname = \"gen\"\n\n[[source.copy]]\nfrom = \"out/generated\"\nto = \"/gen\"\n",
+    );
+    write(
+        &root,
+        "layers/dist/layer.toml",
+        "[layer]\nname = \"dist\"\n\n[source.tar]\npath = \"dist.tar\"\n",
+    );
+    let p = root.to_str().unwrap();
+    env.ok(&["build", "-C", p, "img"]);
+    env.ok(&["plan", "-C", p, "img"]);
+    env.ok(&["check", "-C", p, "img"]);
+    let graph = env.ok(&["graph", "-C", p]);
+    assert!(graph.contains("gen") && graph.contains("dist"), "{graph}");
+    env.ok(&["env", "-C", p, "img"]);
+    for cmd in [
+        vec!["build", "-C", p, "full"],
+        vec!["plan", "-C", p, "full"],
+        vec!["check", "-C", p],
+        vec!["build", "-C", p],
+    ] {
+        let err = env.fails(&cmd);
+        assert!(
+            err.contains("2 input(s)")
+                && err.contains("layers/gen/layer.toml key source.copy.from: \"out/generated\"")
+                && err.contains("layers/dist/layer.toml key source.tar.path: \"dist.tar\""),
+            "{cmd:?}: {err}"
+        );
+    }
+    assert!(env.fails(&["inspect", "m/full:latest"]).contains("full"));
+    // Made: now it builds.
+    write(&root, "layers/gen/out/generated/a", "a");
+    common::run(
+        std::process::Command::new("tar")
+            .arg("-cf")
+            .arg(root.join("layers/dist/dist.tar"))
+            .arg("-C")
+            .arg(root.join("layers/x"))
+            .arg("files"),
+    );
+    env.ok(&["build", "-C", p, "full"]);
+    env.ok(&["inspect", "m/full:latest"]);
+    // Climbing out of the project is refused on load, missing or not.
+    write(
+        &root,
+        "layers/gen/layer.toml",
+        "[layer]\nname = \"gen\"\n\n[[source.copy]]\nfrom = \"nothere/../../../../etc\"\nto = \"/gen\"\n",
+    );
+    let err = env.fails(&["graph", "-C", p]);
+    assert!(
+        err.contains("layers/gen/layer.toml key source.copy.from"),
+        "{err}"
+    );
+}

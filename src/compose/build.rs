@@ -255,7 +255,7 @@ pub(super) fn needed_layers<'p>(
     graph: &Graph<'p>,
     plans: &[(String, Vec<&'p str>, Vec<String>)],
     extra: &[&'p str],
-) -> std::collections::BTreeSet<&'p str> {
+) -> Result<std::collections::BTreeSet<&'p str>> {
     let mut all: Vec<&'p str> = plans
         .iter()
         .flat_map(|(_, ls, _)| ls.iter().copied())
@@ -263,7 +263,12 @@ pub(super) fn needed_layers<'p>(
         .collect();
     all.sort_unstable();
     all.dedup();
-    graph.with_step_stacks(&all).into_iter().collect()
+    let needed: std::collections::BTreeSet<&'p str> =
+        graph.with_step_stacks(&all).into_iter().collect();
+    // Checked here, for these layers only: a missing input elsewhere in
+    // the project blocks nothing.
+    graph.project().check_inputs(needed.iter().copied())?;
+    Ok(needed)
 }
 
 /// Builds layer `name` whose key is `key` (or takes it from the cache)
@@ -318,7 +323,7 @@ fn key_layers<'p>(
         keys: BTreeMap::new(),
         records: Vec::new(),
     };
-    let needed = needed_layers(graph, plans, extra);
+    let needed = needed_layers(graph, plans, extra)?;
     // The record explains the next rebuild; a cache hit means the recorded
     // inputs are these already.
     let want = |l: &str, k: &Digest| cache.get(k).is_none() || !cache.has_inputs(l);

@@ -96,6 +96,11 @@ pub struct Graph<'p> {
 }
 
 impl<'p> Graph<'p> {
+    /// The project this graph is of.
+    pub fn project(&self) -> &'p Project {
+        self.project
+    }
+
     /// Resolves every reference and orders the layers.
     pub fn new(project: &'p Project) -> Result<Self> {
         let mut edges = BTreeMap::new();

@@ -93,7 +93,7 @@ pub fn plan(
         image_layers.insert(n.clone(), ls);
     }
     // What the images' build steps run over is built too.
-    let wanted = super::build::needed_layers(&graph, &[], &all);
+    let wanted = super::build::needed_layers(&graph, &[], &all)?;
     let mut layers = Vec::new();
     let mut building = BTreeSet::new();
     // The inputs record only explains a rebuild.
@@ -218,7 +218,7 @@ pub fn image_keys<'p>(
     for n in images {
         all.extend(graph.image_layers(n)?);
     }
-    let wanted = super::build::needed_layers(graph, &[], &all);
+    let wanted = super::build::needed_layers(graph, &[], &all)?;
     let mut stat = StatCache::load(&deb.context().store)?;
     let keyed = layer_keys(
         project,

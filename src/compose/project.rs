@@ -652,6 +652,39 @@ impl Project {
         Ok(project)
     }
 
+    /// Every input of `layers` that does not exist, all at once: an error
+    /// naming each layer.toml key and path, or Ok when all exist.
+    pub fn check_inputs<'a>(&self, layers: impl IntoIterator<Item = &'a str>) -> Result<()> {
+        let mut missing = Vec::new();
+        for name in layers {
+            let Some(def) = self.layers.get(name) else {
+                continue;
+            };
+            for (key, p) in def.input_paths() {
+                let full = def.dir.join(p);
+                if std::fs::symlink_metadata(&full).is_err() {
+                    missing.push(format!(
+                        "  {} key {key}: {p:?} ({})",
+                        def.rel,
+                        full.strip_prefix(&self.root).unwrap_or(&full).display()
+                    ));
+                }
+            }
+        }
+        if missing.is_empty() {
+            return Ok(());
+        }
+        Err(Error::invalid(
+            "project",
+            self.root.display().to_string(),
+            format!(
+                "{} input(s) of the layers asked for do not exist:\n{}\ncreate them, or leave out the images that need these layers",
+                missing.len(),
+                missing.join("\n")
+            ),
+        ))
+    }
+
     /// Copy and tar sources must stay inside the project; destinations must
     /// be absolute; every layer has exactly one kind of source (or none).
     fn check_sources(&self) -> Result<()> {
@@ -675,25 +708,14 @@ impl Project {
                     ),
                 ));
             }
-            let mut paths: Vec<(&str, String)> = s
-                .copy
-                .iter()
-                .map(|c| ("source.copy.from", c.from.clone()))
-                .collect();
-            if let Some(t) = &s.tar {
-                paths.push(("source.tar.path", t.path.clone()));
-            }
             if let Some(r) = &s.run {
-                paths.extend(
-                    r.inputs
-                        .iter()
-                        .map(|i| ("source.run.inputs.from", i.from.clone())),
-                );
                 super::step::check_definition(def, r)?;
             }
-            for (key, p) in paths {
-                let full = def.dir.join(&p);
-                let canon = full.canonicalize().map_err(|e| {
+            for (key, p) in def.input_paths() {
+                // A missing input is reported when its layer is planned or
+                // built (Project::check_inputs), not here: one layer whose
+                // input is not made yet must not block the project.
+                let canon = resolve_within(&def.dir.join(p)).map_err(|e| {
                     Error::invalid(
                         "layer",
                         format!("{} key {key}", def.rel),
@@ -733,4 +755,60 @@ impl Project {
         }
         Ok(())
     }
+}
+
+impl LayerDef {
+    /// The project paths this layer's source reads, with the layer.toml
+    /// key each comes from.
+    pub fn input_paths(&self) -> Vec<(&'static str, &str)> {
+        let s = &self.file.source;
+        let mut paths: Vec<(&'static str, &str)> = s
+            .copy
+            .iter()
+            .map(|c| ("source.copy.from", c.from.as_str()))
+            .collect();
+        if let Some(t) = &s.tar {
+            paths.push(("source.tar.path", t.path.as_str()));
+        }
+        if let Some(r) = &s.run {
+            paths.extend(
+                r.inputs
+                    .iter()
+                    .map(|i| ("source.run.inputs.from", i.from.as_str())),
+            );
+        }
+        paths
+    }
+}
+
+/// `path` with its symlinks resolved; for a path that does not exist
+/// (yet), its nearest existing ancestor resolved and the rest appended,
+/// which may not climb with `..`.
+fn resolve_within(path: &Path) -> std::io::Result<PathBuf> {
+    match path.canonicalize() {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        other => return other,
+    }
+    let mut rest = Vec::new();
+    let mut base = path;
+    while let Some(parent) = base.parent() {
+        rest.push(base.file_name().map(|n| n.to_os_string()));
+        base = parent;
+        if base.exists() {
+            break;
+        }
+    }
+    let mut out = base.canonicalize()?;
+    for part in rest.into_iter().rev() {
+        match part {
+            Some(n) => out.push(n),
+            None => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "does not exist and climbs with '..'",
+                ));
+            }
+        }
+    }
+    Ok(out)
 }
