@@ -28,6 +28,8 @@ pub struct SbomLayer {
     pub name: String,
     /// Its version.
     pub version: Option<String>,
+    /// Its description (layer.toml `[layer] description`).
+    pub description: Option<String>,
     /// The layer blob's digest.
     pub digest: Digest,
     /// Where it came from (the `dev.strata.layer.source` annotation).
@@ -101,6 +103,9 @@ pub fn spdx(
         });
         if let Some(v) = &l.version {
             p["versionInfo"] = Value::String(v.clone());
+        }
+        if let Some(d) = &l.description {
+            p["description"] = Value::String(d.clone());
         }
         pkgs.push(p);
         rels.push(json!({
@@ -181,6 +186,7 @@ pub fn inputs_key(
     for l in layers {
         put(l.name.as_bytes());
         put(l.version.as_deref().unwrap_or("\0").as_bytes());
+        put(l.description.as_deref().unwrap_or("\0").as_bytes());
         put(l.digest.to_string().as_bytes());
         put(l.source.as_bytes());
     }

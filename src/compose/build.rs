@@ -598,7 +598,7 @@ fn write_images(
             ctx.store.set_tag(t, &desc)?;
         }
         let (sb_layers, sb_packages) =
-            super::publish::sbom_parts(&image, &layers, run.built, run.resolutions, spec)?;
+            super::publish::sbom_parts(&image, &layers, run.built, run.resolutions, project, spec)?;
         let packages = sb_packages.len();
         let epoch = run.settings.epoch;
         let inputs = crate::sbom::inputs_key(&name, &digest, epoch, &sb_layers, &sb_packages);

@@ -25,12 +25,14 @@ pub enum Kind {
 }
 
 /// A path in a layer.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct FileInfo {
     /// Its kind.
     pub kind: Kind,
     /// Permission bits.
     pub mode: u32,
+    /// A symlink's target, as written in the layer.
+    pub target: Option<Box<str>>,
 }
 
 fn list_tar(
@@ -51,11 +53,18 @@ fn list_tar(
         // A whiteout (a build step's removal) is no file of the layer.
         let base = name.rsplit('/').next().unwrap_or(name);
         if !name.is_empty() && !base.starts_with(".wh.") {
+            let target = match kind {
+                Kind::Symlink => e
+                    .link_name_bytes()
+                    .map(|t| String::from_utf8_lossy(&t).into()),
+                _ => None,
+            };
             out.insert(
                 name.to_string(),
                 FileInfo {
                     kind,
                     mode: h.mode().unwrap_or(0),
+                    target,
                 },
             );
         }
@@ -76,14 +85,20 @@ fn list_known(def: &LayerDef, deb: &DebPlanner<'_>) -> Result<Option<BTreeMap<St
     let mut visit = |c: Content<'_>| match c {
         Content::Entries(entries) => {
             for e in entries {
-                let kind = match e.kind {
-                    EntryKind::Dir => Kind::Dir,
-                    EntryKind::Symlink(_) => Kind::Symlink,
-                    EntryKind::File { .. } | EntryKind::Hardlink(_) => Kind::File,
+                let (kind, target) = match &e.kind {
+                    EntryKind::Dir => (Kind::Dir, None),
+                    EntryKind::Symlink(t) => {
+                        (Kind::Symlink, Some(String::from_utf8_lossy(t).into()))
+                    }
+                    EntryKind::File { .. } | EntryKind::Hardlink(_) => (Kind::File, None),
                 };
                 out.insert(
                     String::from_utf8_lossy(&e.path).into_owned(),
-                    FileInfo { kind, mode: e.mode },
+                    FileInfo {
+                        kind,
+                        mode: e.mode,
+                        target,
+                    },
                 );
             }
             Ok(())
@@ -112,6 +127,37 @@ fn list_cached_blob(
     Ok(Some(out))
 }
 
+/// The `[provides]` findings of the listed layers over the image's merged
+/// files. With some layer's files unknown (a step not built), a binary or
+/// library not found may be in it: then it is a warning.
+fn provides_findings(
+    project: &Project,
+    name: &str,
+    layers: &[&str],
+    listed: &[(&str, Listing)],
+    owner: &HashMap<&str, (&str, &FileInfo)>,
+    complete: bool,
+    push: &mut impl FnMut(&'static str, String),
+) -> Result<()> {
+    let merged: super::provides::Merged<'_> = owner.iter().map(|(p, (_, i))| (*p, *i)).collect();
+    let defs: Vec<&LayerDef> = layers.iter().map(|l| &project.layers[*l]).collect();
+    let arch = project.file.images[name].platform()?.architecture;
+    let lib_dirs = super::provides::library_dirs(&arch, &defs);
+    for (l, _) in listed {
+        for m in super::provides::check_layer(l, &project.layers[*l], &merged, &lib_dirs) {
+            if complete {
+                push("error", m);
+            } else {
+                push(
+                    "warning",
+                    format!("{m} (not certain: some layers' files are known only once built)"),
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
 /// One finding of a check.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Finding {
@@ -122,6 +168,11 @@ pub struct Finding {
     /// What is wrong, naming layers and paths.
     pub message: String,
 }
+
+/// The first line of a listing file: its format version (a file of
+/// another version is listed again and rewritten). Lines are `KIND MODE
+/// PATH`, a symlink's `PATH` followed by NUL and its target.
+const LISTING_HEADER: &str = "strata-listing 2\n";
 
 /// Where a layer's file listing is cached, by layer key.
 fn listing_path(ctx: &Context, key: &crate::digest::Digest) -> std::path::PathBuf {
@@ -168,23 +219,29 @@ fn list_layer_keyed(
 ) -> Result<Option<BTreeMap<String, FileInfo>>> {
     let ctx = deb.context();
     let path = listing_path(ctx, key);
-    if let Ok(text) = std::fs::read_to_string(&path) {
+    if let Ok(text) = std::fs::read_to_string(&path)
+        && let Some(body) = text.strip_prefix(LISTING_HEADER)
+    {
         let mut out = BTreeMap::new();
-        for line in text.lines() {
+        for line in body.lines() {
             let mut parts = line.splitn(3, ' ');
-            let (Some(k), Some(m), Some(p)) = (parts.next(), parts.next(), parts.next()) else {
+            let (Some(k), Some(m), Some(rest)) = (parts.next(), parts.next(), parts.next()) else {
                 continue;
             };
-            let kind = match k {
-                "d" => Kind::Dir,
-                "l" => Kind::Symlink,
-                _ => Kind::File,
+            let (kind, p, target) = match k {
+                "d" => (Kind::Dir, rest, None),
+                "l" => {
+                    let (p, t) = rest.split_once('\0').unwrap_or((rest, ""));
+                    (Kind::Symlink, p, Some(t.into()))
+                }
+                _ => (Kind::File, rest, None),
             };
             out.insert(
                 p.to_string(),
                 FileInfo {
                     kind,
                     mode: u32::from_str_radix(m, 8).unwrap_or(0),
+                    target,
                 },
             );
         }
@@ -197,17 +254,17 @@ fn list_layer_keyed(
             None => return Ok(None),
         },
     };
-    let mut text = String::new();
+    let mut text = String::from(LISTING_HEADER);
     for (p, f) in &files {
-        if p.contains('\n') {
+        let target = f.target.as_deref().unwrap_or("");
+        if p.contains(['\n', '\0']) || target.contains(['\n', '\0']) {
             return Ok(Some(files));
         }
-        let k = match f.kind {
-            Kind::Dir => 'd',
-            Kind::Symlink => 'l',
-            Kind::File => 'f',
-        };
-        text.push_str(&format!("{k} {:o} {p}\n", f.mode));
+        match f.kind {
+            Kind::Dir => text.push_str(&format!("d {:o} {p}\n", f.mode)),
+            Kind::Symlink => text.push_str(&format!("l {:o} {p}\0{target}\n", f.mode)),
+            Kind::File => text.push_str(&format!("f {:o} {p}\n", f.mode)),
+        }
     }
     // Only a cache: a failed write costs a walk next time, nothing more.
     let _ = crate::store::write_file_atomic(&path, text.as_bytes());
@@ -260,32 +317,10 @@ pub fn check_image_listed<'p>(
         }
     }
     // Paths borrowed from the listings: no copy of a large layer's names.
-    let mut owner: HashMap<&str, (&str, FileInfo)> = HashMap::new();
+    let mut owner: HashMap<&str, (&str, &FileInfo)> = HashMap::new();
     for (l, files) in &listed {
-        let (l, def) = (*l, &project.layers[*l]);
-        for b in &def.file.provides.binaries {
-            let found = def.file.provides.paths.iter().any(|p| {
-                let path = format!("{}/{b}", p.trim_matches('/'));
-                files.get(path.trim_start_matches('/')).is_some_and(|f| {
-                    f.kind == Kind::Symlink || (f.kind == Kind::File && f.mode & 0o111 != 0)
-                })
-            });
-            if !found {
-                push(
-                    "error",
-                    format!(
-                        "{} key provides.binaries: {b:?} is not an executable file under {} in layer {l}",
-                        def.rel,
-                        if def.file.provides.paths.is_empty() {
-                            "any of provides.paths (none given)".to_string()
-                        } else {
-                            def.file.provides.paths.join(", ")
-                        }
-                    ),
-                );
-            }
-        }
-        for (path, &info) in files.iter() {
+        let l = *l;
+        for (path, info) in files.iter() {
             if let Some((prev, prev_info)) = owner.get(path.as_str()) {
                 let both_dirs = info.kind == Kind::Dir && prev_info.kind == Kind::Dir;
                 if !both_dirs {
@@ -319,6 +354,15 @@ pub fn check_image_listed<'p>(
             owner.insert(path.as_str(), (l, info));
         }
     }
+    provides_findings(
+        project,
+        name,
+        &layers,
+        &listed,
+        &owner,
+        unknown.is_empty(),
+        &mut push,
+    )?;
     if let Some(r) = project.base_ref(name)? {
         let base = transport::open(&r, ctx)?;
         let have = base.config()?.platform();

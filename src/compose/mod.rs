@@ -14,6 +14,7 @@ pub mod layertest;
 pub mod lock;
 pub mod plan;
 pub mod project;
+pub mod provides;
 mod publish;
 pub mod repro;
 pub mod source;

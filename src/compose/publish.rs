@@ -107,6 +107,7 @@ pub(super) fn sbom_parts(
     layers: &[&str],
     built: &BTreeMap<&str, Built>,
     resolutions: &BTreeMap<&str, Arc<Resolution>>,
+    project: &super::project::Project,
     spec: &super::project::ImageSpec,
 ) -> Result<(Vec<crate::sbom::SbomLayer>, Vec<crate::sbom::SbomPackage>)> {
     use crate::sbom::{SbomLayer, SbomPackage};
@@ -115,12 +116,17 @@ pub(super) fn sbom_parts(
         .iter()
         .map(|l| {
             let d = l.descriptor();
+            let name = d
+                .annotations
+                .get(annotations::NAME)
+                .cloned()
+                .unwrap_or_else(|| "base".into());
             SbomLayer {
-                name: d
-                    .annotations
-                    .get(annotations::NAME)
-                    .cloned()
-                    .unwrap_or_else(|| "base".into()),
+                description: project
+                    .layers
+                    .get(&name)
+                    .and_then(|def| def.file.layer.description.clone()),
+                name,
                 version: d.annotations.get(annotations::VERSION).cloned(),
                 source: d
                     .annotations

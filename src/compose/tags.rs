@@ -33,8 +33,8 @@ impl TagVars {
 
     /// Whether any image's tag pattern has `{content}`.
     pub fn needs_content(project: &Project) -> bool {
-        project.file.images.values().any(|i| {
-            i.tags
+        project.file.images.iter().any(|(name, i)| {
+            tag_patterns(project, name)
                 .iter()
                 .chain(&i.stable_tags)
                 .any(|t| t.contains("{content}"))
@@ -168,15 +168,24 @@ fn expand_tag(pattern: &str, project: &Project, image: &str, vars: &TagVars) -> 
     })
 }
 
-/// The tags image `name` gets: its `tags` (or `{project}/{image}:latest`)
-/// and `stable_tags`, expanded and checked.
+/// The tag patterns of image `name`: its `tags`, else `[defaults] tags`,
+/// else `{project}/{image}:latest`.
+fn tag_patterns(project: &Project, name: &str) -> Vec<String> {
+    let spec = &project.file.images[name];
+    if !spec.tags.is_empty() {
+        spec.tags.clone()
+    } else if !project.file.defaults.tags.is_empty() {
+        project.file.defaults.tags.clone()
+    } else {
+        vec!["{project}/{image}:latest".to_string()]
+    }
+}
+
+/// The tags image `name` gets: its tag patterns (see `tag_patterns`) and
+/// `stable_tags`, expanded and checked.
 pub fn image_tags(project: &Project, name: &str, vars: &TagVars) -> Result<Vec<String>> {
     let spec = &project.file.images[name];
-    let mut patterns = if spec.tags.is_empty() {
-        vec!["{project}/{image}:latest".to_string()]
-    } else {
-        spec.tags.clone()
-    };
+    let mut patterns = tag_patterns(project, name);
     patterns.extend(spec.stable_tags.iter().cloned());
     patterns
         .iter()
@@ -189,14 +198,13 @@ pub fn image_tags(project: &Project, name: &str, vars: &TagVars) -> Result<Vec<S
 /// timestamp names one build, not the image), else the first.
 pub fn shown_tag(project: &Project, name: &str, vars: &TagVars) -> Result<String> {
     let spec = &project.file.images[name];
-    let pattern = spec
-        .tags
+    let tags = tag_patterns(project, name);
+    let pattern = tags
         .iter()
         .chain(&spec.stable_tags)
         .find(|p| !p.contains("{timestamp}"))
-        .or(spec.tags.first())
-        .cloned()
-        .unwrap_or_else(|| "{project}/{image}:latest".to_string());
+        .unwrap_or(&tags[0])
+        .clone();
     expand_tag(&pattern, project, name, vars)
 }
 
