@@ -269,6 +269,12 @@ fn conflicts_follow_the_image_policy() {
     // app also ships /bin/busybox: a conflict with base.
     fs::create_dir_all(root.join("layers/app/bin")).unwrap();
     fs::write(root.join("layers/app/bin/busybox"), "not really").unwrap();
+    // Executable: base's sh -> busybox must still resolve to a program.
+    fs::set_permissions(
+        root.join("layers/app/bin/busybox"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
     replace(
         &root,
         "layers/app/layer.toml",
@@ -326,7 +332,16 @@ fn a_file_versus_directory_clash_is_an_error_unless_named_in_overrides() {
         "conflicts = \"allow\"",
         "conflicts = \"allow\"\noverrides = [\"app:/bin/sh\"]",
     );
-    env.ok(&["check", "-C", root.to_str().unwrap(), "runtime"]);
+    // The clash is allowed; what base declares it provides is still
+    // checked in the image as it ends up.
+    let err = env.fails(&["check", "-C", root.to_str().unwrap(), "runtime"]);
+    assert!(
+        !err.contains("file-vs-directory")
+            && err.contains(
+                "layers/base/layer.toml key provides.binaries: \"sh\" is not an executable file"
+            ),
+        "{err}"
+    );
 }
 
 #[test]
