@@ -192,3 +192,39 @@ fn a_missing_input_blocks_only_the_images_that_need_it() {
         "{err}"
     );
 }
+
+/// An image's layers follow the graph, ties broken by the order
+/// `images.NAME.layers` and each layer's lists give, not by name.
+#[test]
+fn layer_order_follows_the_listed_order_where_the_graph_leaves_it_open() {
+    let env = Env::new();
+    let root = project(
+        &env,
+        "",
+        "[images.img]\nlayers = [\"zeta\", \"alpha\"]\n\n[images.rev]\nlayers = [\"alpha\", \"zeta\"]\n\n[images.tool]\nlayers = [\"mid\"]\nkind = \"builder\"\n",
+    );
+    for (name, needs) in [("zeta", "x"), ("alpha", "x"), ("mid", "zeta")] {
+        write(
+            &root,
+            &format!("layers/{name}/layer.toml"),
+            &format!(
+                "[layer]\nname = \"{name}\"\n\n[requires]\nlayers = [\"{needs}\", \"alpha\"]\n\n[runtime]\nlayers = [\"{needs}\"]\n"
+            ),
+        );
+    }
+    // alpha may not need itself.
+    write(
+        &root,
+        "layers/alpha/layer.toml",
+        "[layer]\nname = \"alpha\"\n\n[runtime]\nlayers = [\"x\"]\n",
+    );
+    let graph = env.ok(&["graph", "-C", root.to_str().unwrap()]);
+    for line in [
+        "image img (Runtime): x → zeta → alpha",
+        "image rev (Runtime): x → alpha → zeta",
+        // mid needs zeta then alpha; zeta needs x then alpha.
+        "image tool (Builder): x → alpha → zeta → mid",
+    ] {
+        assert!(graph.contains(line), "{line}\n{graph}");
+    }
+}

@@ -312,34 +312,44 @@ impl<'p> Graph<'p> {
                     ),
                 },
             })?;
-        let mut want: BTreeSet<&str> = BTreeSet::new();
-        let mut stack = Vec::new();
+        // Depth first from the listed layers in their listed order, each
+        // layer after what it needs ([requires] for builders, then
+        // [runtime], in the order layer.toml lists them): the listed order
+        // breaks every tie the graph leaves open.
+        let mut out = Vec::new();
+        let mut seen: BTreeSet<&str> = BTreeSet::new();
         for r in &spec.layers {
-            stack.push(
-                resolve(
-                    self.project,
-                    r,
-                    &format!("strata.toml key images.{name}.layers"),
-                )?
-                .0,
-            );
+            let (n, _) = resolve(
+                self.project,
+                r,
+                &format!("strata.toml key images.{name}.layers"),
+            )?;
+            self.visit(n, spec.kind, &mut seen, &mut out);
         }
-        while let Some(n) = stack.pop() {
-            if !want.insert(n) {
-                continue;
-            }
-            let (req, run) = &self.edges[n];
-            stack.extend(run.iter().copied());
-            if spec.kind == ImageKind::Builder {
-                stack.extend(req.iter().copied());
-            }
+        Ok(out)
+    }
+
+    /// Adds `n` to `out` after the layers it needs (post-order; the graph
+    /// has no cycle, checked when it was made).
+    fn visit(
+        &self,
+        n: &'p str,
+        kind: ImageKind,
+        seen: &mut BTreeSet<&'p str>,
+        out: &mut Vec<&'p str>,
+    ) {
+        if !seen.insert(n) {
+            return;
         }
-        Ok(self
-            .order
-            .iter()
-            .copied()
-            .filter(|n| want.contains(n))
-            .collect())
+        let (req, run) = &self.edges[n];
+        let deps = match kind {
+            ImageKind::Builder => req.iter().chain(run.iter()),
+            ImageKind::Runtime => [].iter().chain(run.iter()),
+        };
+        for d in deps {
+            self.visit(d, kind, seen, out);
+        }
+        out.push(n);
     }
 
     /// A text tree of what needs what, from the layers nothing needs.
