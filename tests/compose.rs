@@ -415,6 +415,33 @@ indexes = [3]
         err.contains("/bin/busybox is in layers base and extra"),
         "{err}"
     );
+    assert!(!err.contains("key source.image:"), "same platform: {err}");
+    // A layer of an image of another platform is an error naming both.
+    let arm = env.path("arm");
+    env.ok(&[
+        "new",
+        "--platform",
+        "linux/arm64",
+        "--add",
+        &format!("{}:/x", root.join("layers/base/layer.toml").display()),
+        "--tag",
+        "armdonor:1",
+    ]);
+    env.ok(&["copy", "armdonor:1", &format!("oci:{}:d", arm.display())]);
+    replace(
+        &root,
+        "layers/extra/layer.toml",
+        &format!("oci:{}:d", layout.display()),
+        &format!("oci:{}:d", arm.display()),
+    );
+    let err = env.fails(&["check", "-C", root.to_str().unwrap(), "runtime"]);
+    assert!(
+        err.contains("layers/extra/layer.toml key source.image: layer extra comes from")
+            && err.contains("which is linux/arm64, but image runtime is for linux/"),
+        "{err}"
+    );
+    let err = env.fails(&["build", "-C", root.to_str().unwrap(), "runtime"]);
+    assert!(err.contains("which is linux/arm64"), "{err}");
 }
 
 #[test]
@@ -1123,6 +1150,30 @@ fn the_example_project_builds_and_its_runtime_image_runs() {
             .as_str()
             .unwrap()
             .starts_with("image:oci-archive:licenses.oci.tar:licenses@sha256:")
+    );
+    // The audit trail names the manifest the reference resolved to, then
+    // the layer.
+    let source = v["layers"][2]["annotations"]["dev.strata.layer.source"]
+        .as_str()
+        .unwrap();
+    let manifest = serde_json::from_str::<serde_json::Value>(&env.ok(&[
+        "inspect",
+        "--json",
+        &format!(
+            "oci-archive:{}:licenses",
+            root.join("layers/licenses/licenses.oci.tar").display()
+        ),
+    ]))
+    .unwrap()["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        source,
+        format!(
+            "image:oci-archive:licenses.oci.tar:licenses@{manifest} layer {}",
+            v["layers"][2]["digest"].as_str().unwrap()
+        )
     );
     let expected = "hello, strata\nlicenses: LICENSE NOTICE";
     if common::have("umoci") && common::have("runc") {

@@ -363,6 +363,26 @@ pub fn check_image_listed<'p>(
         unknown.is_empty(),
         &mut push,
     )?;
+    let want = spec.platform()?;
+    for &l in &layers {
+        if let Some(have) = super::source::source_platform(&project.layers[l], ctx)?
+            && !want.matches(&have)
+        {
+            push(
+                "error",
+                format!(
+                    "{} key source.image: layer {l} comes from {} which is {have}, but image {name} is for {want}; take it from an image of {want}",
+                    project.layers[l].rel,
+                    project.layers[l]
+                        .file
+                        .source
+                        .image
+                        .as_ref()
+                        .map_or("", |i| i.reference.as_str()),
+                ),
+            );
+        }
+    }
     if let Some(r) = project.base_ref(name)? {
         let base = transport::open(&r, ctx)?;
         let have = base.config()?.platform();

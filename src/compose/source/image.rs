@@ -55,6 +55,7 @@ impl LayerSource for ImageSource<'_> {
     fn build(&self, def: &LayerDef, cx: BuildCx<'_>) -> Result<Made> {
         let r = self.reference(def)?;
         let image = transport::open(&r, cx.ctx)?;
+        let manifest = image.digest()?;
         let mut status = Status::Cached;
         let mut out: Vec<Arc<dyn Layer>> = Vec::new();
         for l in select_image_layers(def, image.as_ref())? {
@@ -68,7 +69,8 @@ impl LayerSource for ImageSource<'_> {
                 )?;
                 status = Status::Imported;
             }
-            let source = format!("image:{}@{}", self.0.reference, d.digest);
+            // The reference as written and the manifest it named then.
+            let source = format!("image:{}@{} layer {}", self.0.reference, manifest, d.digest);
             d.annotations = audit(def, cx.name, source);
             out.push(Arc::new(StoreLayer::new(
                 cx.ctx.store.clone(),
@@ -150,4 +152,16 @@ pub fn select_image_layers(def: &LayerDef, image: &dyn Image) -> Result<Vec<Arc<
         ));
     }
     Ok(out)
+}
+
+/// The platform of the image a `[source.image]` layer comes from, when it
+/// says (its config's os and architecture).
+pub fn source_platform(def: &LayerDef, ctx: &Context) -> Result<Option<crate::spec::Platform>> {
+    let Some(img) = &def.file.source.image else {
+        return Ok(None);
+    };
+    let r = ImageSource(img).reference(def)?;
+    let image = transport::open(&r, ctx)?;
+    let p = image.config()?.platform();
+    Ok((!p.architecture.is_empty()).then_some(p))
 }

@@ -37,7 +37,7 @@ use crate::layer::{
 use crate::transport::Context;
 
 pub use copy::copy_mappings;
-pub use image::select_image_layers;
+pub use image::{select_image_layers, source_platform};
 
 /// Annotation keys of the audit trail on every layer descriptor.
 pub mod annotations {
