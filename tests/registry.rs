@@ -181,6 +181,17 @@ fn chunked_uploads_are_read_back_intact() {
         &["--chunk-size", "1000000"],
     );
     assert_eq!(v["push"]["pushed"], 4);
+    // Bytes sent are the blobs' sizes, not the chunks' offsets summed.
+    let inspect: Value = serde_json::from_str(&env.ok(&["inspect", "--json", "big:1"])).unwrap();
+    let sizes: u64 = inspect["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["size"].as_u64().unwrap())
+        .sum::<u64>()
+        + inspect["manifest"]["config"]["size"].as_u64().unwrap();
+    assert!(sizes > 2_000_000, "several chunks per layer: {sizes}");
+    assert_eq!(v["push"]["bytes"], sizes, "{v}");
     let pulled = Env::new();
     assert_eq!(
         pulled.ok(&["copy", &reg.r("chunked/big:1"), "x:1"]).trim(),

@@ -20,8 +20,9 @@ const MAX_CHUNK_RESUMES: u64 = 5;
 
 const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json";
 
-/// Opens a blob's content for (re-)reading from offset 0.
-pub type Opener<'a> = dyn Fn() -> Result<Box<dyn Read + Send>> + Sync + 'a;
+/// Opens a blob's content for (re-)reading from the given offset (the
+/// bytes before it are skipped, not counted as sent).
+pub type Opener<'a> = dyn Fn(u64) -> Result<Box<dyn Read + Send>> + Sync + 'a;
 
 /// A repository on a registry, with the client to reach it.
 #[derive(Clone, Copy)]
@@ -472,7 +473,7 @@ impl<'a> Repo<'a> {
                 url,
                 Self::upload_headers(),
                 size,
-                open,
+                &|| open(0),
             )?
             .check(self.host(), &what)
             .map(|_| ())
@@ -518,12 +519,7 @@ impl<'a> Repo<'a> {
                     .parse()
                     .expect("valid"),
             );
-            let part = || -> Result<Box<dyn Read + Send>> {
-                let mut r = open()?;
-                std::io::copy(&mut (&mut r).take(start), &mut std::io::sink())
-                    .map_err(|e| Error::from_pipeline("blob", e))?;
-                Ok(Box::new(r.take(len)))
-            };
+            let part = || -> Result<Box<dyn Read + Send>> { Ok(Box::new(open(start)?.take(len))) };
             let answer = self.client.send_streamed(
                 self.host(),
                 self.r.auth_key(),

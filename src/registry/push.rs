@@ -281,12 +281,19 @@ fn push_blob(
             size: desc.size,
         });
     }
-    let open = || -> Result<Box<dyn std::io::Read + Send>> {
-        let inner: Box<dyn std::io::Read + Send> = match item {
+    let open = |skip: u64| -> Result<Box<dyn std::io::Read + Send>> {
+        let mut inner: Box<dyn std::io::Read + Send> = match item {
             // The registry checks the digest of what it receives.
             Item::Layer(l) => l.open_for_push()?,
             Item::Bytes(b, _) => Box::new(std::io::Cursor::new(b.to_vec())),
         };
+        // A later chunk starts past what earlier chunks sent: skipped
+        // here, below the counting reader.
+        std::io::copy(
+            &mut std::io::Read::take(&mut inner, skip),
+            &mut std::io::sink(),
+        )
+        .map_err(|e| Error::from_pipeline("blob", e))?;
         Ok(Box::new(ProgressReader {
             inner,
             sent: 0,

@@ -89,7 +89,7 @@ pub fn record(client: &Client, repo: &RegistryRef, tags: &[String], now: u64) ->
     let d = Digest::of(EMPTY);
     if api.blob_size(&d)?.is_none() {
         let (location, _) = api.start_upload()?;
-        api.upload_monolithic(&location, &d, EMPTY.len() as u64, &|| {
+        api.upload_monolithic(&location, &d, EMPTY.len() as u64, &|_| {
             Ok(Box::new(std::io::Cursor::new(EMPTY)))
         })?;
     }
