@@ -1387,9 +1387,31 @@ fn build_push_sends_every_tag_and_moves_stable_tags() {
         "version = \"0.1\"",
         "version = \"0.2\"",
     );
+    // What the push moved: every blob the first time (4 layers and the
+    // config), with their bytes.
+    let push = &report["images"][0]["push"];
+    let size = report["images"][0]["size"].as_u64().unwrap();
+    assert_eq!(push["pushed"], 5, "{push}");
+    assert_eq!(
+        (push["skipped"].as_u64(), push["mounted"].as_u64()),
+        (Some(0), Some(0))
+    );
+    assert!(push["bytes"].as_u64().unwrap() > size, "{push} vs {size}");
     let report2 = build_json(&env, &root, &["runtime", "--push"]);
     let digest2 = report2["images"][0]["digest"].as_str().unwrap().to_string();
     assert_ne!(digest, digest2);
+    // The second: the new app layer and config; the three others are there.
+    let push = &report2["images"][0]["push"];
+    assert_eq!(
+        (push["pushed"].as_u64(), push["skipped"].as_u64()),
+        (Some(2), Some(3)),
+        "{push}"
+    );
+    let text = env.ok(&["build", "-C", root.to_str().unwrap(), "runtime", "--push"]);
+    assert!(
+        text.contains("pushed 0 blob(s), 0 B; 5 already there, 0 mounted: "),
+        "{text}"
+    );
     let stable: serde_json::Value = serde_json::from_str(&env.ok(&[
         "inspect",
         "--json",

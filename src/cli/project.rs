@@ -241,6 +241,17 @@ pub fn build(ctx: &Ctx, a: BuildArgs) -> Result<()> {
             i.tags.join(" ")
         );
         println!("      {:<24} SBOM {} ({} packages)", "", i.sbom, i.packages);
+        if let Some(p) = &i.push {
+            println!(
+                "      {:<24} pushed {} blob(s), {}; {} already there, {} mounted: {}",
+                "",
+                p.pushed,
+                human(p.bytes),
+                p.skipped,
+                p.mounted,
+                i.pushed.join(" ")
+            );
+        }
     }
     for w in &report.warnings {
         eprintln!("warning: {w}");

@@ -74,6 +74,9 @@ pub struct ImageReport {
     pub tags: Vec<String>,
     /// Registry references pushed (with `--push`).
     pub pushed: Vec<String>,
+    /// What the push moved (with `--push`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub push: Option<super::publish::PushStats>,
     /// Store tag of the image's SPDX SBOM.
     pub sbom: String,
     /// Packages the SBOM lists.
@@ -623,10 +626,11 @@ fn write_images(
                 a
             }
         };
-        let mut pushed = Vec::new();
+        let (mut pushed, mut push) = (Vec::new(), None);
         if sel.push {
             let attach = sel.attach_sbom.then_some((&artifact, &digest));
-            pushed = super::publish::push_image(project, ctx, &image, &tags, attach)?;
+            let (refs, stats) = super::publish::push_image(project, ctx, &image, &tags, attach)?;
+            (pushed, push) = (refs, Some(stats));
         }
         images.push(ImageReport {
             name,
@@ -635,6 +639,7 @@ fn write_images(
             previous_size,
             tags,
             pushed,
+            push,
             sbom: sbom_tag,
             packages,
         });

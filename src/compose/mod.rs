@@ -25,3 +25,4 @@ mod verify;
 
 pub use graph::Graph;
 pub use project::Project;
+pub use publish::PushStats;

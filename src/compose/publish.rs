@@ -21,7 +21,7 @@ pub(super) fn push_image(
     image: &ImageBuilder,
     tags: &[String],
     sbom: Option<(&crate::sbom::Artifact, &Digest)>,
-) -> Result<Vec<String>> {
+) -> Result<(Vec<String>, PushStats)> {
     let registry = project.file.defaults.registry.as_deref().ok_or_else(|| {
         Error::bad_input(
             "--push",
@@ -38,6 +38,7 @@ pub(super) fn push_image(
             .push(tag.to_string());
     }
     let mut pushed = Vec::new();
+    let mut stats = PushStats::default();
     for (name, repo_tags) in by_repo {
         let target = crate::registry::RegistryRef::parse(&format!(
             "{}/{name}:{}",
@@ -51,7 +52,7 @@ pub(super) fn push_image(
                 e.to_string(),
             )
         })?;
-        crate::registry::push::push(
+        let report = crate::registry::push::push(
             &client,
             image,
             &target,
@@ -59,6 +60,10 @@ pub(super) fn push_image(
             &[],
             ctx.progress.clone(),
         )?;
+        stats.pushed += report.pushed;
+        stats.skipped += report.skipped;
+        stats.mounted += report.mounted;
+        stats.bytes += report.bytes;
         pushed.extend(repo_tags.iter().map(|t| target.with_tag(t).to_string()));
         if let Some((artifact, subject)) = sbom {
             crate::registry::referrers::attach(
@@ -75,7 +80,21 @@ pub(super) fn push_image(
             ));
         }
     }
-    Ok(pushed)
+    Ok((pushed, stats))
+}
+
+/// What pushing one image moved, over all its repositories (the image's
+/// blobs and config; the SBOM is not counted).
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct PushStats {
+    /// Blobs uploaded.
+    pub pushed: usize,
+    /// Blobs the registry had.
+    pub skipped: usize,
+    /// Blobs mounted from another repository.
+    pub mounted: usize,
+    /// Blob bytes uploaded.
+    pub bytes: u64,
 }
 
 /// Removes SBOM tags (`REPO:sha256-HEX.spdx`) whose image no other tag of
