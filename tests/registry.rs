@@ -198,6 +198,24 @@ fn chunked_uploads_are_read_back_intact() {
         digest
     );
     pulled.ok(&["validate", "x:1"]);
+    // copy --json from a registry reports what it fetched: everything
+    // into a fresh store, nothing the second time.
+    let again = Env::new();
+    let v = push_json(&again, &reg.r("chunked/big:1"), "y:1", &[]);
+    assert_eq!(v["pull"]["fetched"], 4, "{v}");
+    assert_eq!(v["pull"]["present"], 0, "{v}");
+    assert_eq!(v["pull"]["bytes"], sizes, "{v}");
+    assert!(v.get("push").is_none(), "{v}");
+    let v = push_json(&again, &reg.r("chunked/big:1"), "y:2", &[]);
+    assert_eq!(
+        (
+            v["pull"]["fetched"].as_u64(),
+            v["pull"]["present"].as_u64(),
+            v["pull"]["bytes"].as_u64()
+        ),
+        (Some(0), Some(4), Some(0)),
+        "{v}"
+    );
 }
 
 #[test]

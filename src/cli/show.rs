@@ -27,8 +27,9 @@ pub struct CopyArgs {
     /// Platform to pick from a multi-platform source.
     #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
     platform: Option<String>,
-    /// Print a JSON summary (digest; for registries: blobs pushed, skipped,
-    /// mounted, bytes, seconds).
+    /// Print a JSON summary: the digest; pushing to a registry, blobs
+    /// pushed, skipped, mounted, bytes, seconds ("push"); writing into the
+    /// store, blobs fetched, already present, bytes, seconds ("pull").
     #[arg(long)]
     json: bool,
 }
@@ -50,6 +51,12 @@ pub fn copy(ctx: &Ctx, a: CopyArgs) -> Result<()> {
             eprintln!(
                 "pushed {} blobs ({} bytes), skipped {}, mounted {} in {:.2}s",
                 p.pushed, p.bytes, p.skipped, p.mounted, p.seconds
+            );
+        }
+        if let (Some(p), ImageRef::Registry(_)) = (&written.pull, &src) {
+            eprintln!(
+                "fetched {} blobs ({} bytes), {} already in the store, in {:.2}s",
+                p.fetched, p.bytes, p.present, p.seconds
             );
         }
     }

@@ -72,7 +72,40 @@ pub struct Written {
     /// The manifest digest.
     pub digest: Digest,
     /// For registry destinations, the push summary.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub push: Option<PushReport>,
+    /// For a store destination, what reading the image fetched (blobs the
+    /// store already had are not read again).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pull: Option<PullReport>,
+}
+
+/// What writing an image into the store fetched from its source.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct PullReport {
+    /// Blobs (layers and config) fetched.
+    pub fetched: usize,
+    /// Blobs the store already had.
+    pub present: usize,
+    /// Bytes of the blobs fetched.
+    pub bytes: u64,
+    /// Wall time in seconds.
+    pub seconds: f64,
+}
+
+/// The image's blobs (layers, then config) the store has and lacks.
+fn blobs_present(image: &dyn Image, store: &Store) -> Result<Vec<(u64, bool)>> {
+    let mut out: Vec<(u64, bool)> = image
+        .layers()?
+        .iter()
+        .map(|l| {
+            let d = l.descriptor();
+            (d.size, store.has_blob(&d.digest))
+        })
+        .collect();
+    let config = image.manifest()?.config;
+    out.push((config.size, store.has_blob(&config.digest)));
+    Ok(out)
 }
 
 /// A parsed image reference in one of the transports.
@@ -310,6 +343,11 @@ pub fn open(r: &ImageRef, ctx: &Context) -> Result<Arc<dyn Image>> {
 /// Writes `image` to `r`; returns the manifest digest.
 pub fn write(image: &dyn Image, r: &ImageRef, ctx: &Context) -> Result<Written> {
     let store = &ctx.store;
+    let into_store = matches!(r, ImageRef::Store(_) | ImageRef::StoreDigest(_));
+    let before = into_store
+        .then(|| blobs_present(image, store))
+        .transpose()?;
+    let started = std::time::Instant::now();
     let digest = match r {
         ImageRef::Store(name) => {
             oci::write_image_with(image, store, Some(name), ctx.progress.as_ref())
@@ -349,10 +387,30 @@ pub fn write(image: &dyn Image, r: &ImageRef, ctx: &Context) -> Result<Written> 
             return Ok(Written {
                 digest: report.digest.clone().expect("set by push"),
                 push: Some(report),
+                pull: None,
             });
         }
     }?;
-    Ok(Written { digest, push: None })
+    let pull = before.map(|blobs| {
+        let mut p = PullReport {
+            seconds: started.elapsed().as_secs_f64(),
+            ..Default::default()
+        };
+        for (size, had) in blobs {
+            if had {
+                p.present += 1;
+            } else {
+                p.fetched += 1;
+                p.bytes += size;
+            }
+        }
+        p
+    });
+    Ok(Written {
+        digest,
+        push: None,
+        pull,
+    })
 }
 
 #[cfg(test)]
