@@ -1089,6 +1089,27 @@ fn the_lock_pins_bytes_and_locked_builds_fail_on_drift_without_writing() {
             .unwrap()
             .contains("version = \"0.2\"")
     );
+    // An app that changes on every commit turns the warning off; the lock
+    // still records its bytes.
+    replace(
+        &root,
+        "layers/app/layer.toml",
+        "version = \"0.2\"",
+        "version = \"0.2\"\nwarn_unbumped = false",
+    );
+    fs::write(root.join("layers/app/src/app.sh"), "#!/bin/sh\necho v3\n").unwrap();
+    let before = fs::read_to_string(root.join("strata.lock")).unwrap();
+    let out = env.strata(&["build", "-C", p]);
+    assert!(
+        out.status.success()
+            && !String::from_utf8_lossy(&out.stderr).contains("without a version bump"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_ne!(
+        fs::read_to_string(root.join("strata.lock")).unwrap(),
+        before
+    );
 }
 
 /// Copies examples/project to a temp dir with busybox staged, as the demo does.

@@ -79,10 +79,24 @@ pub fn check(ctx: &Ctx, a: CheckArgs) -> Result<()> {
     build::check_tag_clashes(&project, &names, &vars)?;
     let read = check::Listings::default();
     let mut findings = Vec::new();
+    let mut said = std::collections::BTreeSet::new();
     for name in &names {
         findings.extend(check::check_image_keyed(
             &project, &g, name, &deb, &keys, &read,
         )?);
+        // What a build says only when it builds the layer, said here
+        // every time (once per layer).
+        for l in g.image_layers(name)? {
+            if said.insert(l) {
+                findings.extend(check::layer_warnings(&project, l, &deb)?.into_iter().map(
+                    |message| check::Finding {
+                        level: "warning",
+                        image: name.clone(),
+                        message,
+                    },
+                ));
+            }
+        }
     }
     if a.json {
         println!("{}", serde_json::to_string_pretty(&findings)?);

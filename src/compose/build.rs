@@ -488,7 +488,9 @@ pub fn build(project: &Project, ctx: &Context, sel: &Selection) -> Result<BuildR
     stat.save()?;
     if !sel.locked && !sel.tests_only {
         for (&name, b) in &built {
-            if let Some(w) = lock.record(super::verify::pin_of(project, name, &b.layers)) {
+            if let Some(w) = lock.record(super::verify::pin_of(project, name, &b.layers))
+                && project.layers[name].file.layer.warn_unbumped
+            {
                 warnings.push(w);
             }
         }

@@ -158,6 +158,14 @@ fn provides_findings(
     Ok(())
 }
 
+/// Warnings about layer `name` that a build gives only when it builds the
+/// layer (a deb layer whose maintainer scripts do not run).
+pub fn layer_warnings(project: &Project, name: &str, deb: &DebPlanner<'_>) -> Result<Vec<String>> {
+    let def = &project.layers[name];
+    let settings = super::build::settings(project)?;
+    super::source::of(def).check_warnings(def, name, deb, settings)
+}
+
 /// One finding of a check.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Finding {

@@ -203,6 +203,11 @@ pub struct LayerSection {
     /// Description.
     #[serde(default)]
     pub description: Option<String>,
+    /// Whether a build warns when the layer's bytes change and its version
+    /// does not (default true; false for a layer that changes on every
+    /// commit, such as an app).
+    #[serde(default = "yes")]
+    pub warn_unbumped: bool,
 }
 
 /// `[provides]`.

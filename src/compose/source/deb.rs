@@ -118,16 +118,11 @@ impl LayerSource for Deb<'_> {
         let data_key = data_key(def, cx.settings, &res);
         let (mut layers, mut status) = self.data(def, &cx, &res, &data_key)?;
         if !self.0.configure {
-            let warnings = debsrc::script_warnings(cx.ctx, &res, &data_key)
-                .map(|w| {
-                    format!(
-                        "layer {}: maintainer scripts did not run (configure = true in [source.deb] runs them): {}",
-                        cx.name,
-                        w.join("; ")
-                    )
-                })
-                .into_iter()
-                .collect();
+            // Said when the layer is built; `check` says it every time.
+            let warnings = match status {
+                Status::Cached => Vec::new(),
+                _ => unconfigured(cx.ctx, cx.name, &res, &data_key),
+            };
             return Ok(Made {
                 layers,
                 status,
@@ -180,6 +175,21 @@ impl LayerSource for Deb<'_> {
             output: echo.into_lines(),
             log: log.is_file().then_some(log),
         })
+    }
+
+    fn check_warnings(
+        &self,
+        def: &LayerDef,
+        name: &str,
+        deb: &DebPlanner<'_>,
+        settings: Settings,
+    ) -> Result<Vec<String>> {
+        if self.0.configure {
+            return Ok(Vec::new());
+        }
+        let res = deb.resolve(name)?;
+        let data_key = data_key(def, settings, &res);
+        Ok(unconfigured(deb.context(), name, &res, &data_key))
     }
 
     fn cached(&self, def: &LayerDef, cx: &BuildCx<'_>) -> Option<Vec<Arc<dyn Layer>>> {
@@ -248,4 +258,17 @@ pub(super) fn data_key(def: &LayerDef, s: Settings, res: &Resolution) -> Digest 
         put(&mut h, p.sha256.hex().as_bytes());
     }
     h.finish()
+}
+
+/// The warning for a layer whose packages' maintainer scripts do not run.
+fn unconfigured(ctx: &Context, name: &str, res: &Resolution, data_key: &Digest) -> Vec<String> {
+    debsrc::script_warnings(ctx, res, data_key)
+        .map(|w| {
+            format!(
+                "layer {name}: maintainer scripts did not run (configure = true in [source.deb] runs them): {}",
+                w.join("; ")
+            )
+        })
+        .into_iter()
+        .collect()
 }

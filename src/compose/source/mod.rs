@@ -319,6 +319,18 @@ pub trait LayerSource {
         Vec::new()
     }
 
+    /// Warnings about what building it made (or would make) that `check`
+    /// lists every time; a build says them only when it builds the layer.
+    fn check_warnings(
+        &self,
+        _def: &LayerDef,
+        _name: &str,
+        _deb: &DebPlanner<'_>,
+        _settings: Settings,
+    ) -> Result<Vec<String>> {
+        Ok(Vec::new())
+    }
+
     /// The packages it resolves to, as `plan` shows them.
     fn packages(&self, _name: &str, _deb: &DebPlanner<'_>) -> Result<Vec<String>> {
         Ok(Vec::new())
