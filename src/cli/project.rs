@@ -345,6 +345,9 @@ pub fn plan(ctx: &Ctx, a: PlanArgs) -> Result<()> {
         for w in &l.warnings {
             eprintln!("warning: {w}");
         }
+        if !l.suites.is_empty() {
+            println!("    from: {}", l.suites.join(", "));
+        }
         if !l.packages.is_empty() {
             println!(
                 "    {} packages: {}",

@@ -429,7 +429,11 @@ pub fn repositories(def: &LayerDef, deb: &DebSource) -> Result<Vec<Repository>> 
     let all = system_repositories(&apt)?;
     let mut out: Vec<Repository> = all
         .iter()
-        .filter(|r| deb.suite.as_ref().is_none_or(|s| *s == r.suite))
+        .filter(|r| {
+            deb.suite
+                .as_ref()
+                .is_none_or(|s| in_suite(&r.suite, s, deb.updates))
+        })
         .cloned()
         .map(|mut r| {
             if let Some(c) = &deb.components {
@@ -463,6 +467,17 @@ pub fn repositories(def: &LayerDef, deb: &DebSource) -> Result<Vec<Repository>> 
     }
     out.dedup();
     Ok(out)
+}
+
+/// Whether an apt entry of suite `entry` belongs to `suite`: the suite
+/// itself, and with `updates` its update and security pockets (`-updates`,
+/// `-security`, and the older `SUITE/updates` security layout).
+fn in_suite(entry: &str, suite: &str, updates: bool) -> bool {
+    entry == suite
+        || updates
+            && entry
+                .strip_prefix(suite)
+                .is_some_and(|rest| ["-updates", "-security", "/updates"].contains(&rest))
 }
 
 /// Downloads the .debs of `packages` that the cache lacks (4 at a time),
@@ -729,4 +744,33 @@ pub fn status_layer(
         },
     )?;
     Ok(Some(layer))
+}
+
+#[cfg(test)]
+mod suite_tests {
+    use super::in_suite;
+
+    #[test]
+    fn a_release_suite_takes_its_update_and_security_pockets_unless_told_not_to() {
+        for e in [
+            "bookworm",
+            "bookworm-updates",
+            "bookworm-security",
+            "bookworm/updates",
+        ] {
+            assert!(in_suite(e, "bookworm", true), "{e}");
+        }
+        assert!(in_suite("bookworm", "bookworm", false));
+        for e in ["bookworm-updates", "bookworm-security"] {
+            assert!(!in_suite(e, "bookworm", false), "{e}");
+        }
+        for e in [
+            "bookworm-backports",
+            "trixie",
+            "bookworm-proposed-updates",
+            "bookwormx",
+        ] {
+            assert!(!in_suite(e, "bookworm", true), "{e}");
+        }
+    }
 }

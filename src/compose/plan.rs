@@ -29,6 +29,9 @@ pub struct LayerPlan {
     /// A deb layer's resolved packages (`name=version`), dependencies first.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub packages: Vec<String>,
+    /// A deb layer's repositories (`URI SUITE`) it resolved against.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub suites: Vec<String>,
     /// Warnings about the layer (a build step with network access, whose
     /// downloads its key does not cover).
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -133,6 +136,7 @@ pub fn plan(
             action: if cached { "reuse" } else { "build" },
             reasons,
             packages,
+            suites: source.suites(def)?,
             warnings: source.plan_warnings(def),
         });
     }

@@ -401,8 +401,13 @@ pub struct DebSource {
     /// Packages (`name` or `name=version`); their dependencies are added
     /// unless a layer beneath has them.
     pub packages: Vec<String>,
-    /// Use only the machine's apt entries of this suite.
+    /// Use only the machine's apt entries of this suite and, with
+    /// `updates` (the default), of its `-updates` and `-security` pockets.
     pub suite: Option<String>,
+    /// With `suite`: also its `SUITE-updates` and `SUITE-security`
+    /// entries (default true; false takes the release pocket alone).
+    #[serde(default = "yes")]
+    pub updates: bool,
     /// Use only these components of the machine's apt entries.
     pub components: Option<Vec<String>>,
     /// Debian architecture (default: the host's, e.g. amd64).

@@ -229,6 +229,13 @@ impl LayerSource for Deb<'_> {
         deb.resolve(name).map(Some)
     }
 
+    fn suites(&self, def: &LayerDef) -> Result<Vec<String>> {
+        Ok(debsrc::repositories(def, self.0)?
+            .iter()
+            .map(|r| format!("{} {}", r.uri, r.suite))
+            .collect())
+    }
+
     fn packages(&self, name: &str, deb: &DebPlanner<'_>) -> Result<Vec<String>> {
         Ok(deb
             .resolve(name)?

@@ -331,6 +331,12 @@ pub trait LayerSource {
         Ok(Vec::new())
     }
 
+    /// The package repositories it resolves against (`URI SUITE`), as
+    /// `plan` shows them.
+    fn suites(&self, _def: &LayerDef) -> Result<Vec<String>> {
+        Ok(Vec::new())
+    }
+
     /// The packages it resolves to, as `plan` shows them.
     fn packages(&self, _name: &str, _deb: &DebPlanner<'_>) -> Result<Vec<String>> {
         Ok(Vec::new())
