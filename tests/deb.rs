@@ -962,3 +962,65 @@ fn check_after_a_build_reads_no_deb() {
         "{err}"
     );
 }
+
+/// Sibling deb layers that each install the same package: check says so
+/// once per package, with the dependency that fixes it, instead of one
+/// conflict per file; the suggested layer beneath them fixes it.
+#[test]
+fn a_package_in_sibling_deb_layers_is_one_finding_with_the_fix() {
+    let env = Env::new();
+    let r = repo(&env);
+    let root = project(&env, &r, &["hello"], false, &r.keyring);
+    write(
+        &root,
+        "layers/other/layer.toml",
+        &format!(
+            "[layer]\nname = \"other\"\n\n[source.deb]\npackages = [\"libgreet\"]\n\n{}",
+            r.toml(&r.keyring)
+        ),
+    );
+    replace(
+        &root,
+        "strata.toml",
+        "layers = [\"pkgs\"]",
+        "layers = [\"pkgs\", \"other\"]",
+    );
+    let p = root.to_str().unwrap();
+    let err = env.fails(&["check", "-C", p]);
+    assert!(
+        err.contains("layers pkgs, other each install libgreet (")
+            && err.contains("conflicting file(s)); install it once, beneath them: a layer with [source.deb] packages = [\"libgreet\"] that pkgs and other require"),
+        "{err}"
+    );
+    assert_eq!(err.matches("each install").count(), 1, "{err}");
+    assert!(!err.contains("/usr/lib/greet.txt is in layers"), "{err}");
+    // The fix it suggests: libgreet once, in a layer both stand on.
+    write(
+        &root,
+        "layers/greetlib/layer.toml",
+        &format!(
+            "[layer]\nname = \"greetlib\"\n\n[source.deb]\npackages = [\"libgreet\"]\n\n{}",
+            r.toml(&r.keyring)
+        ),
+    );
+    replace(
+        &root,
+        "layers/other/layer.toml",
+        "packages = [\"libgreet\"]",
+        "packages = [\"postfix\"]",
+    );
+    for l in ["pkgs", "other"] {
+        replace(
+            &root,
+            &format!("layers/{l}/layer.toml"),
+            "[source.deb]",
+            "[requires]\nlayers = [\"greetlib\"]\n\n[runtime]\nlayers = [\"greetlib\"]\n\n[source.deb]",
+        );
+    }
+    let err = env.fails(&["check", "-C", p]);
+    assert!(!err.contains("libgreet"), "{err}");
+    assert!(
+        err.contains("each install postfix"),
+        "now postfix is shared: {err}"
+    );
+}

@@ -158,6 +158,57 @@ fn provides_findings(
     Ok(())
 }
 
+/// Packages that more than one deb layer of the image installs, with the
+/// layers (in image order).
+fn shared_packages<'p>(
+    project: &Project,
+    layers: &[&'p str],
+    deb: &DebPlanner<'_>,
+) -> Result<BTreeMap<String, Vec<&'p str>>> {
+    let mut by_package: BTreeMap<String, Vec<&'p str>> = BTreeMap::new();
+    for &l in layers {
+        if project.layers[l].file.source.deb.is_none() {
+            continue;
+        }
+        for p in &deb.resolve(l)?.packages {
+            by_package.entry(p.name.clone()).or_default().push(l);
+        }
+    }
+    by_package.retain(|_, ls| ls.len() > 1);
+    Ok(by_package)
+}
+
+/// One message per set of layers that share packages: which packages,
+/// how many files conflict, and the dependency that fixes it.
+fn shared_messages(
+    shared: &BTreeMap<String, Vec<&str>>,
+    hidden: &BTreeMap<(&str, &str), usize>,
+) -> Vec<String> {
+    let mut groups: BTreeMap<&[&str], Vec<&str>> = BTreeMap::new();
+    for (p, ls) in shared {
+        groups.entry(ls.as_slice()).or_default().push(p);
+    }
+    groups
+        .into_iter()
+        .map(|(ls, pkgs)| {
+            let files: usize = hidden
+                .iter()
+                .filter(|((a, b), _)| ls.contains(a) && ls.contains(b))
+                .map(|(_, n)| n)
+                .sum();
+            let quoted: Vec<String> = pkgs.iter().map(|p| format!("{p:?}")).collect();
+            format!(
+                "layers {} each install {} ({files} conflicting file(s)); install {} once, beneath them: a layer with [source.deb] packages = [{}] that {} require (add it to their [requires] and [runtime] layers)",
+                ls.join(", "),
+                pkgs.join(", "),
+                if pkgs.len() == 1 { "it" } else { "them" },
+                quoted.join(", "),
+                ls.join(" and "),
+            )
+        })
+        .collect()
+}
+
 /// Warnings about layer `name` that a build gives only when it builds the
 /// layer (a deb layer whose maintainer scripts do not run).
 pub fn layer_warnings(project: &Project, name: &str, deb: &DebPlanner<'_>) -> Result<Vec<String>> {
@@ -324,12 +375,26 @@ pub fn check_image_listed<'p>(
             None => unknown.push(l),
         }
     }
+    // Deb layers that install the same package conflict on its files:
+    // said once per package (below), not once per file.
+    let shared = shared_packages(project, &layers, deb)?;
+    let mut hidden: BTreeMap<(&str, &str), usize> = BTreeMap::new();
     // Paths borrowed from the listings: no copy of a large layer's names.
     let mut owner: HashMap<&str, (&str, &FileInfo)> = HashMap::new();
     for (l, files) in &listed {
         let l = *l;
         for (path, info) in files.iter() {
             if let Some((prev, prev_info)) = owner.get(path.as_str()) {
+                let both_files = info.kind != Kind::Dir && prev_info.kind != Kind::Dir;
+                if both_files
+                    && shared
+                        .values()
+                        .any(|ls| ls.contains(prev) && ls.contains(&l))
+                {
+                    *hidden.entry((prev, l)).or_default() += 1;
+                    owner.insert(path.as_str(), (l, info));
+                    continue;
+                }
                 let both_dirs = info.kind == Kind::Dir && prev_info.kind == Kind::Dir;
                 if !both_dirs {
                     let clash = (info.kind == Kind::Dir) != (prev_info.kind == Kind::Dir);
@@ -360,6 +425,16 @@ pub fn check_image_listed<'p>(
                 }
             }
             owner.insert(path.as_str(), (l, info));
+        }
+    }
+    if policy != ConflictPolicy::Allow {
+        let level = if policy == ConflictPolicy::Error {
+            "error"
+        } else {
+            "warning"
+        };
+        for m in shared_messages(&shared, &hidden) {
+            push(level, m);
         }
     }
     provides_findings(
