@@ -139,12 +139,11 @@ fn provides_findings(
     complete: bool,
     push: &mut impl FnMut(&'static str, String),
 ) -> Result<()> {
-    let merged: super::provides::Merged<'_> = owner.iter().map(|(p, (_, i))| (*p, *i)).collect();
     let defs: Vec<&LayerDef> = layers.iter().map(|l| &project.layers[*l]).collect();
     let arch = project.file.images[name].platform()?.architecture;
     let lib_dirs = super::provides::library_dirs(&arch, &defs);
     for (l, _) in listed {
-        for m in super::provides::check_layer(l, &project.layers[*l], &merged, &lib_dirs) {
+        for m in super::provides::check_layer(l, &project.layers[*l], owner, &lib_dirs) {
             if complete {
                 push("error", m);
             } else {

@@ -13,8 +13,9 @@ use super::project::LayerDef;
 /// Symlinks followed at most, as Linux does (MAXSYMLINKS).
 const MAX_LINKS: usize = 40;
 
-/// The image's files: path (relative, no leading `/`) → what is there.
-pub type Merged<'a> = HashMap<&'a str, &'a FileInfo>;
+/// The image's files: path (relative, no leading `/`) → the layer it is
+/// from (the topmost) and what is there.
+pub type Merged<'a> = HashMap<&'a str, (&'a str, &'a FileInfo)>;
 
 /// What `path` (absolute or relative to the root) resolves to within the
 /// image, following symlinks of the path and its directories as the
@@ -35,7 +36,7 @@ pub fn resolve<'a>(files: &Merged<'a>, path: &str) -> Option<&'a FileInfo> {
         }
         at.push(c);
         let here = at.join("/");
-        let info = *files.get(here.as_str())?;
+        let info = files.get(here.as_str())?.1;
         if info.kind == Kind::Symlink {
             links += 1;
             if links > MAX_LINKS {
@@ -53,7 +54,7 @@ pub fn resolve<'a>(files: &Merged<'a>, path: &str) -> Option<&'a FileInfo> {
     if at.is_empty() {
         Some(&DIR)
     } else {
-        files.get(at.join("/").as_str()).copied()
+        files.get(at.join("/").as_str()).map(|(_, i)| *i)
     }
 }
 
@@ -183,7 +184,7 @@ mod tests {
             ("bin/loop", info(Kind::Symlink, Some("loop2"))),
             ("bin/loop2", info(Kind::Symlink, Some("/bin/loop"))),
         ];
-        let files: Merged<'_> = entries.iter().map(|(p, i)| (*p, i)).collect();
+        let files: Merged<'_> = entries.iter().map(|(p, i)| (*p, ("layer", i))).collect();
         let kind = |p: &str| resolve(&files, p).map(|f| f.kind);
         assert_eq!(kind("/lib/libz.so.1"), Some(Kind::File));
         assert_eq!(kind("lib/../lib/./libz.so.1"), Some(Kind::File));
