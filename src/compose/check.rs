@@ -166,10 +166,10 @@ fn shared_packages<'p>(
 ) -> Result<BTreeMap<String, Vec<&'p str>>> {
     let mut by_package: BTreeMap<String, Vec<&'p str>> = BTreeMap::new();
     for &l in layers {
-        if project.layers[l].file.source.deb.is_none() {
+        let Some(res) = super::source::of(&project.layers[l]).resolution(l, deb)? else {
             continue;
-        }
-        for p in &deb.resolve(l)?.packages {
+        };
+        for p in &res.packages {
             by_package.entry(p.name.clone()).or_default().push(l);
         }
     }
@@ -377,6 +377,15 @@ pub fn check_image_listed<'p>(
     // Deb layers that install the same package conflict on its files:
     // said once per package (below), not once per file.
     let shared = shared_packages(project, &layers, deb)?;
+    // The pairs of layers (lower, upper) that share a package.
+    let sharing: std::collections::BTreeSet<(&str, &str)> = shared
+        .values()
+        .flat_map(|ls| {
+            ls.iter()
+                .enumerate()
+                .flat_map(move |(i, a)| ls[i + 1..].iter().map(move |b| (*a, *b)))
+        })
+        .collect();
     let mut hidden: BTreeMap<(&str, &str), usize> = BTreeMap::new();
     // Paths borrowed from the listings: no copy of a large layer's names.
     let mut owner: HashMap<&str, (&str, &FileInfo)> = HashMap::new();
@@ -385,11 +394,7 @@ pub fn check_image_listed<'p>(
         for (path, info) in files.iter() {
             if let Some((prev, prev_info)) = owner.get(path.as_str()) {
                 let both_files = info.kind != Kind::Dir && prev_info.kind != Kind::Dir;
-                if both_files
-                    && shared
-                        .values()
-                        .any(|ls| ls.contains(prev) && ls.contains(&l))
-                {
+                if both_files && sharing.contains(&(*prev, l)) {
                     *hidden.entry((prev, l)).or_default() += 1;
                     owner.insert(path.as_str(), (l, info));
                     continue;
@@ -447,20 +452,15 @@ pub fn check_image_listed<'p>(
     )?;
     let want = spec.platform()?;
     for &l in &layers {
-        if let Some(have) = super::source::source_platform(&project.layers[l], ctx)?
+        let def = &project.layers[l];
+        if let Some((from, have)) = super::source::of(def).platform(def, ctx)?
             && !want.matches(&have)
         {
             push(
                 "error",
                 format!(
-                    "{} key source.image: layer {l} comes from {} which is {have}, but image {name} is for {want}; take it from an image of {want}",
-                    project.layers[l].rel,
-                    project.layers[l]
-                        .file
-                        .source
-                        .image
-                        .as_ref()
-                        .map_or("", |i| i.reference.as_str()),
+                    "{} key source.image: layer {l} comes from {from} which is {have}, but image {name} is for {want}; take it from an image of {want}",
+                    def.rel,
                 ),
             );
         }

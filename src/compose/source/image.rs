@@ -110,6 +110,18 @@ impl LayerSource for ImageSource<'_> {
     fn never_builds(&self) -> bool {
         true
     }
+
+    /// The image's reference as written and its config's platform, when
+    /// the config gives one.
+    fn platform(
+        &self,
+        def: &LayerDef,
+        ctx: &Context,
+    ) -> Result<Option<(String, crate::spec::Platform)>> {
+        let image = transport::open(&self.reference(def)?, ctx)?;
+        let p = image.config()?.platform();
+        Ok((!p.architecture.is_empty()).then(|| (self.0.reference.clone(), p)))
+    }
 }
 
 /// The layers `[source.image]` selects, refusing indexes out of range and
@@ -152,16 +164,4 @@ pub fn select_image_layers(def: &LayerDef, image: &dyn Image) -> Result<Vec<Arc<
         ));
     }
     Ok(out)
-}
-
-/// The platform of the image a `[source.image]` layer comes from, when it
-/// says (its config's os and architecture).
-pub fn source_platform(def: &LayerDef, ctx: &Context) -> Result<Option<crate::spec::Platform>> {
-    let Some(img) = &def.file.source.image else {
-        return Ok(None);
-    };
-    let r = ImageSource(img).reference(def)?;
-    let image = transport::open(&r, ctx)?;
-    let p = image.config()?.platform();
-    Ok((!p.architecture.is_empty()).then_some(p))
 }

@@ -37,7 +37,7 @@ use crate::layer::{
 use crate::transport::Context;
 
 pub use copy::copy_mappings;
-pub use image::{select_image_layers, source_platform};
+pub use image::select_image_layers;
 
 /// Annotation keys of the audit trail on every layer descriptor.
 pub mod annotations {
@@ -329,6 +329,16 @@ pub trait LayerSource {
         _settings: Settings,
     ) -> Result<Vec<String>> {
         Ok(Vec::new())
+    }
+
+    /// The platform of the image it takes its bytes from, with that
+    /// image's reference as written (image sources only).
+    fn platform(
+        &self,
+        _def: &LayerDef,
+        _ctx: &Context,
+    ) -> Result<Option<(String, crate::spec::Platform)>> {
+        Ok(None)
     }
 
     /// The package repositories it resolves against (`URI SUITE`), as
