@@ -9,7 +9,7 @@ unsafe extern "C" {
 use std::fs;
 use std::path::Path;
 
-use common::{BUSYBOX, Env, replace, write};
+use common::{BUSYBOX, Env, example_project, replace, write};
 
 /// base (busybox) ← tool (requires base, runtime base) ← app (requires
 /// tool, runtime base); a runtime and a builder image of app.
@@ -1110,20 +1110,6 @@ fn the_lock_pins_bytes_and_locked_builds_fail_on_drift_without_writing() {
         fs::read_to_string(root.join("strata.lock")).unwrap(),
         before
     );
-}
-
-/// Copies examples/project to a temp dir with busybox staged, as the demo does.
-fn example_project(env: &Env) -> std::path::PathBuf {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/project");
-    let dst = env.path("example");
-    common::run(
-        std::process::Command::new("cp")
-            .arg("-a")
-            .arg(&src)
-            .arg(&dst),
-    );
-    fs::copy(BUSYBOX, dst.join("layers/base/rootfs/bin/busybox")).unwrap();
-    dst
 }
 
 #[test]

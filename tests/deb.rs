@@ -512,11 +512,7 @@ fn unknown_key_in_source_deb() {
 #[test]
 fn debian_example_from_the_configured_archive() {
     let env = Env::new();
-    let root = env.path("debian");
-    run(std::process::Command::new("cp")
-        .arg("-r")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/debian"))
-        .arg(&root));
+    let root = common::copy_example(&env, "debian", "debian");
     replace(
         &root,
         "strata.toml",

@@ -8,16 +8,13 @@ use std::fs;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use common::{BUSYBOX, Env, replace};
+use common::{Env, replace};
 
 /// examples/project with three more aliases on its greet layer: one with a
 /// `-` (no POSIX function name), and two that would shadow the shell's own
 /// `sh` and the `id` the functions call.
 fn project(env: &Env) -> std::path::PathBuf {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/project");
-    let dst = env.path("example");
-    common::run(Command::new("cp").arg("-a").arg(&src).arg(&dst));
-    fs::copy(BUSYBOX, dst.join("layers/base/rootfs/bin/busybox")).unwrap();
+    let dst = common::example_project(env);
     replace(
         &dst,
         "layers/greet/layer.toml",

@@ -6,7 +6,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{Env, note, replace, run};
+use common::{Env, note, replace};
 
 fn plan_suites(env: &Env, root: &Path) -> Option<Vec<String>> {
     let out = env.strata(&["plan", "-C", root.to_str().unwrap(), "--json"]);
@@ -59,11 +59,7 @@ fn a_release_suite_includes_its_updates_and_security_pockets() {
         return;
     }
     let env = Env::new();
-    let root = env.path("debian");
-    run(std::process::Command::new("cp")
-        .arg("-r")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/debian"))
-        .arg(&root));
+    let root = common::copy_example(&env, "debian", "debian");
     replace(
         &root,
         "layers/ca-certificates/layer.toml",

@@ -103,6 +103,28 @@ pub fn write(root: &Path, rel: &str, text: &str) {
     fs::write(p, text).unwrap();
 }
 
+/// A copy of `examples/NAME` at `env.path(to)` (cp -a), for a test to
+/// change.
+pub fn copy_example(env: &Env, name: &str, to: &str) -> PathBuf {
+    let dst = env.path(to);
+    run(Command::new("cp")
+        .arg("-a")
+        .arg(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("examples")
+                .join(name),
+        )
+        .arg(&dst));
+    dst
+}
+
+/// A copy of examples/project with busybox staged, as the demo does.
+pub fn example_project(env: &Env) -> PathBuf {
+    let dst = copy_example(env, "project", "example");
+    fs::copy(BUSYBOX, dst.join("layers/base/rootfs/bin/busybox")).unwrap();
+    dst
+}
+
 /// Replaces the first `from` in `root/rel` by `to`, asserting it is there.
 pub fn replace(root: &Path, rel: &str, from: &str, to: &str) {
     let p = root.join(rel);
