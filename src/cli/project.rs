@@ -151,6 +151,11 @@ pub struct BuildArgs {
     /// (stable tags move to the new build).
     #[arg(long)]
     push: bool,
+    /// Load every built image into the Docker Engine (DOCKER_HOST or
+    /// /var/run/docker.sock) under all its tags, sending only the layers the
+    /// engine lacks.
+    #[arg(long)]
+    load: bool,
     /// Fetch the Release files and indexes of deb layers' repositories anew
     /// (else the ones fetched before are used, as apt uses its lists).
     #[arg(long)]
@@ -191,6 +196,7 @@ pub fn build(ctx: &Ctx, a: BuildArgs) -> Result<()> {
         profile: a.profile.clone(),
         locked: a.locked,
         push: a.push,
+        load: a.load,
         refresh: a.refresh,
         attach_sbom: a.attach_sbom,
         test: a.test,
@@ -264,6 +270,13 @@ pub fn build(ctx: &Ctx, a: BuildArgs) -> Result<()> {
                 p.skipped,
                 p.mounted,
                 i.pushed.join(" ")
+            );
+        }
+        if let Some(l) = &i.load {
+            println!(
+                "      {:<24} loaded into docker: {}",
+                "",
+                strata::transport::daemon::describe_load(l)
             );
         }
     }

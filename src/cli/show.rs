@@ -11,11 +11,16 @@ use super::{Ctx, human};
 #[derive(Args)]
 #[command(after_help = "\
 Transports: NAME[:TAG] (store), oci:DIR[:TAG], oci-archive:FILE[:TAG],
-docker-archive:FILE[:NAME:TAG] (reading also :@N), docker://HOST[:PORT]/REPO[:TAG|@DIGEST].
+docker-archive:FILE[:NAME:TAG] (reading also :@N), docker://HOST[:PORT]/REPO[:TAG|@DIGEST],
+docker-daemon:NAME[:TAG] (the Docker Engine on DOCKER_HOST=unix://PATH or
+/var/run/docker.sock; reading also docker-daemon:sha256:ID). Writing to
+docker-daemon: sends only the layers the engine lacks.
 
 Examples:
   strata copy app:1.0 oci:./out/layout:1.0
-  strata copy app:1.0 docker-archive:app.tar:app:1.0 && docker load -i app.tar
+  strata copy app:1.0 docker-daemon:app:1.0
+  strata copy docker-daemon:debian:bookworm base:bookworm
+  strata copy app:1.0 docker-archive:app.tar:app:1.0
   strata copy oci-archive:base.tar base:latest
   strata copy app:1.0 docker://registry.example.com/team/app:1.0
   strata copy docker://localhost:5000/app:1.0 app:1.0 --platform linux/arm64")]
@@ -29,7 +34,9 @@ pub struct CopyArgs {
     platform: Option<String>,
     /// Print a JSON summary: the digest; pushing to a registry, blobs
     /// pushed, skipped, mounted, bytes, seconds ("push"); writing into the
-    /// store, blobs fetched, already present, bytes, seconds ("pull").
+    /// store, blobs fetched, already present, bytes, seconds ("pull");
+    /// loading into docker-daemon:, layers sent and already there, bytes,
+    /// seconds ("load").
     #[arg(long)]
     json: bool,
 }
@@ -51,6 +58,13 @@ pub fn copy(ctx: &Ctx, a: CopyArgs) -> Result<()> {
             eprintln!(
                 "pushed {} blobs ({} bytes), skipped {}, mounted {} in {:.2}s",
                 p.pushed, p.bytes, p.skipped, p.mounted, p.seconds
+            );
+        }
+        if let Some(l) = &written.load {
+            eprintln!(
+                "loaded into docker in {:.2}s: {}",
+                l.seconds,
+                transport::daemon::describe_load(l)
             );
         }
         if let (Some(p), ImageRef::Registry(_)) = (&written.pull, &src) {

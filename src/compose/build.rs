@@ -77,6 +77,9 @@ pub struct ImageReport {
     /// What the push moved (with `--push`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub push: Option<super::publish::PushStats>,
+    /// What loading it into the Docker Engine sent (with `load`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub load: Option<transport::daemon::LoadReport>,
     /// Store tag of the image's SPDX SBOM.
     pub sbom: String,
     /// Packages the SBOM lists.
@@ -114,6 +117,9 @@ pub struct Selection {
     pub locked: bool,
     /// Push the built images to `[defaults] registry` under their tags.
     pub push: bool,
+    /// Load the built images into the Docker Engine under their tags,
+    /// sending only the layers it lacks.
+    pub load: bool,
     /// Fetch the Release files of deb layers' repositories anew.
     pub refresh: bool,
     /// With `push`, attach each image's SBOM in the registry (referrers
@@ -405,6 +411,15 @@ pub fn build(project: &Project, ctx: &Context, sel: &Selection) -> Result<BuildR
     let graph = Graph::new(project)?;
     let names = selected_images(project, sel)?;
     let settings = settings(project)?;
+    // An engine that cannot be reached fails the build before it starts.
+    let engine = sel
+        .load
+        .then(|| -> Result<_> {
+            let e = transport::daemon::Engine::from_env()?;
+            e.ping()?;
+            Ok(e)
+        })
+        .transpose()?;
     // Check every image's layer list before writing anything; tags are
     // filled in once the layer keys are known.
     let started_at = TagVars::now();
@@ -524,7 +539,7 @@ pub fn build(project: &Project, ctx: &Context, sel: &Selection) -> Result<BuildR
     let images = if sel.tests_only {
         Vec::new()
     } else {
-        write_images(&run, plans, sel)?
+        write_images(&run, plans, sel, engine.as_ref())?
     };
     let layers: Vec<LayerReport> = keyed
         .order
@@ -588,6 +603,7 @@ fn write_images(
     run: &Run<'_, '_>,
     plans: Vec<Plan<'_>>,
     sel: &Selection,
+    engine: Option<&transport::daemon::Engine>,
 ) -> Result<Vec<ImageReport>> {
     let (project, ctx) = (run.project, run.ctx);
     let mut images = Vec::new();
@@ -634,6 +650,10 @@ fn write_images(
             let (refs, stats) = super::publish::push_image(project, ctx, &image, &tags, attach)?;
             (pushed, push) = (refs, Some(stats));
         }
+        let load = match engine {
+            Some(e) => Some(transport::daemon::load(e, &image, &tags)?),
+            None => None,
+        };
         images.push(ImageReport {
             name,
             digest,
@@ -642,6 +662,7 @@ fn write_images(
             tags,
             pushed,
             push,
+            load,
             sbom: sbom_tag,
             packages,
         });

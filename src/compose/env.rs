@@ -146,9 +146,13 @@ pub fn env_script(
             // Said before the engine would go looking for the image on
             // Docker Hub (what `run` does with a name it lacks).
             let image = shell_quote(&image_ref);
-            let load = shell_quote(&format!(
-                "strata copy {image_ref} docker-archive:strata-load.tar:{image_ref} && {engine_cmd} load -i strata-load.tar"
-            ));
+            let load = shell_quote(&if engine == Engine::Docker {
+                format!("strata copy {image_ref} docker-daemon:{image_ref}")
+            } else {
+                format!(
+                    "strata copy {image_ref} docker-archive:strata-load.tar:{image_ref} && {engine_cmd} load -i strata-load.tar"
+                )
+            });
             out.push_str(&format!(
                 "; -it only when stdin is a terminal.\n\
                  __strata_run() {{\n\

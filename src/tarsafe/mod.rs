@@ -251,6 +251,12 @@ impl ArchiveIndex {
     /// Scans `path`. Every entry name is checked with [`safe_entry_name`].
     pub fn open(path: &Path) -> Result<Self> {
         let file = File::open(path).at(path)?;
+        Self::from_file(file, path)
+    }
+
+    /// Scans an open archive file (one with no path of its own, such as an
+    /// unlinked temp file); `path` names it in messages.
+    pub fn from_file(file: File, path: &Path) -> Result<Self> {
         let mut entries = HashMap::new();
         let mut links = HashMap::new();
         {

@@ -44,7 +44,7 @@ impl ArchiveWriter {
         })
     }
 
-    fn header(name: &str, size: u64, dir: bool) -> Result<tar::Header> {
+    pub(super) fn header(name: &str, size: u64, dir: bool) -> Result<tar::Header> {
         let mut h = tar::Header::new_ustar();
         h.set_path(name)
             .map_err(|e| Error::invalid("archive entry name", name, e.to_string()))?;

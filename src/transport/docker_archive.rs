@@ -75,7 +75,12 @@ pub enum Selector {
 /// their digests; uncompressed layers are checked against the config's
 /// diff_ids on the way.
 pub fn open(path: &Path, sel: &Selector) -> Result<ManifestImage> {
-    let index = ArchiveIndex::open(path)?;
+    from_index(ArchiveIndex::open(path)?, sel)
+}
+
+/// Opens an image of an already scanned docker-archive.
+pub fn from_index(index: ArchiveIndex, sel: &Selector) -> Result<ManifestImage> {
+    let path = &index.path().to_path_buf();
     let loc = format!("{}:manifest.json", path.display());
     let entries: Vec<Entry> =
         serde_json::from_slice(&index.read("manifest.json", MAX_MANIFEST_SIZE)?)

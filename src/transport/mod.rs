@@ -8,8 +8,10 @@
 //! | `oci:DIR[:TAG]` | an OCI image-layout directory |
 //! | `oci-archive:FILE[:TAG]` | an OCI layout in a tar file |
 //! | `docker-archive:FILE[:NAME:TAG \| :@N]` | `docker save` format |
+//! | `docker-daemon:NAME[:TAG]` | an image in the Docker Engine (reading also takes `docker-daemon:sha256:ID`) |
 
 mod archive_writer;
+pub mod daemon;
 pub mod docker_archive;
 pub mod oci;
 pub mod oci_archive;
@@ -78,6 +80,9 @@ pub struct Written {
     /// store already had are not read again).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pull: Option<PullReport>,
+    /// For a docker-daemon destination, what the load sent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub load: Option<daemon::LoadReport>,
 }
 
 /// What writing an image into the store fetched from its source.
@@ -138,6 +143,8 @@ pub enum ImageRef {
     },
     /// `docker://HOST[:PORT]/REPO[:TAG|@DIGEST]`.
     Registry(RegistryRef),
+    /// `docker-daemon:NAME:TAG` (normalized) or `docker-daemon:sha256:ID`.
+    DockerDaemon(String),
 }
 
 fn split_path(rest: &str) -> (&str, Option<&str>) {
@@ -216,11 +223,23 @@ impl ImageRef {
         if let Some(rest) = s.strip_prefix("docker://") {
             return Ok(ImageRef::Registry(RegistryRef::parse(rest)?));
         }
+        if let Some(rest) = s.strip_prefix("docker-daemon:") {
+            if rest.starts_with("sha256:") {
+                let d: Digest = rest.parse()?;
+                return Ok(ImageRef::DockerDaemon(d.to_string()));
+            }
+            if rest.is_empty() {
+                return Err(err(
+                    "docker-daemon: needs an image, e.g. docker-daemon:app:latest",
+                ));
+            }
+            return Ok(ImageRef::DockerDaemon(normalize_name(rest)?));
+        }
         if let Some((t, _)) = s.split_once(':')
-            && matches!(t, "dir" | "docker-daemon" | "containers-storage" | "docker")
+            && matches!(t, "dir" | "containers-storage" | "docker")
         {
             return Err(Error::Unsupported(format!(
-                "{s}: transport {t:?} is not supported; use oci:, oci-archive:, docker-archive: or a store name"
+                "{s}: transport {t:?} is not supported; use oci:, oci-archive:, docker-archive:, docker-daemon:, docker:// or a store name"
             )));
         }
         if let Some((name, digest)) = s.split_once('@') {
@@ -261,6 +280,7 @@ impl ImageRef {
                 _ => None,
             },
             ImageRef::Registry(r) => Some(r.to_string()),
+            ImageRef::DockerDaemon(n) => (!n.starts_with("sha256:")).then(|| n.clone()),
         }
     }
 }
@@ -284,6 +304,7 @@ impl fmt::Display for ImageRef {
                 }
             }
             ImageRef::Registry(r) => write!(f, "{r}"),
+            ImageRef::DockerDaemon(n) => write!(f, "docker-daemon:{n}"),
         }
     }
 }
@@ -337,6 +358,11 @@ pub fn open(r: &ImageRef, ctx: &Context) -> Result<Arc<dyn Image>> {
             platform,
             Some(ctx.store.clone()),
         )?),
+        ImageRef::DockerDaemon(name) => Arc::new(daemon::open(
+            &daemon::Engine::from_env()?,
+            name,
+            ctx.store.root(),
+        )?),
     })
 }
 
@@ -388,6 +414,26 @@ pub fn write(image: &dyn Image, r: &ImageRef, ctx: &Context) -> Result<Written> 
                 digest: report.digest.clone().expect("set by push"),
                 push: Some(report),
                 pull: None,
+                load: None,
+            });
+        }
+        ImageRef::DockerDaemon(name) => {
+            if name.starts_with("sha256:") {
+                return Err(Error::bad_input(
+                    "destination",
+                    "an image ID names an image to read; to write, give docker-daemon:NAME:TAG",
+                ));
+            }
+            let report = daemon::load(
+                &daemon::Engine::from_env()?,
+                image,
+                std::slice::from_ref(name),
+            )?;
+            return Ok(Written {
+                digest: Digest::of(&image.raw_manifest()?),
+                push: None,
+                pull: None,
+                load: Some(report),
             });
         }
     }?;
@@ -410,6 +456,7 @@ pub fn write(image: &dyn Image, r: &ImageRef, ctx: &Context) -> Result<Written> 
         digest,
         push: None,
         pull,
+        load: None,
     })
 }
 
@@ -437,11 +484,17 @@ mod tests {
                 select: docker_archive::Selector::Name("app:1".into())
             }
         );
+        assert_eq!(
+            ImageRef::parse("docker-daemon:app").unwrap(),
+            ImageRef::DockerDaemon("app:latest".into())
+        );
         for bad in [
             "oci:",
             "Bad:Ref",
             "oci:x:bad tag",
             "docker-archive:a.tar:@x",
+            "docker-daemon:",
+            "docker-daemon:Bad:Ref",
             "dir:/x",
         ] {
             assert!(ImageRef::parse(bad).is_err(), "{bad}");

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod apt;
+pub mod engine;
 pub mod fake;
 pub mod registry;
 pub mod token;
@@ -421,6 +422,13 @@ impl DockerImage {
         DockerImage { name }
     }
 
+    /// An image loaded some other way, removed from the engine on drop.
+    pub fn named(name: &str) -> Self {
+        DockerImage {
+            name: name.to_string(),
+        }
+    }
+
     /// The name [`DockerImage::load`] gives images of `env`.
     pub fn name_for(env: &Env) -> String {
         let unique = env.dir.path().file_name().unwrap().to_string_lossy();
@@ -429,8 +437,14 @@ impl DockerImage {
 
     /// `docker run --rm` of the image, asserting success; returns stdout.
     pub fn run(&self) -> String {
+        self.run_cmd(&[])
+    }
+
+    /// `docker run --rm IMAGE ARGS`, asserting success; returns stdout.
+    pub fn run_cmd(&self, args: &[&str]) -> String {
         let out = Command::new("docker")
             .args(["run", "--rm", &self.name])
+            .args(args)
             .output()
             .unwrap();
         assert!(
