@@ -39,6 +39,7 @@ pub mod image;
 pub mod json;
 pub mod layer;
 pub mod media;
+pub mod progress;
 pub mod reference;
 pub mod registry;
 pub mod sandbox;

@@ -1,6 +1,7 @@
 //! Command-line interface.
 
 mod build;
+mod progress;
 mod project;
 mod registry;
 mod run;
@@ -230,7 +231,7 @@ impl Ctx {
         let mut t = strata::transport::Context::new(self.store()?);
         t.platform = self::platform(platform)?;
         t.registry = self.registry.clone();
-        t.progress = registry::progress_bars();
+        t.progress = progress::registry_bars();
         Ok(t)
     }
 }

@@ -213,7 +213,10 @@ pub fn build(ctx: &Ctx, a: BuildArgs) -> Result<()> {
     if output.is_some() && build::selected_images(&project, &sel)?.len() != 1 {
         bail!("--output needs exactly one image; name it (strata build IMAGE --output ...)");
     }
-    let t = ctx.transport(&None)?;
+    let mut t = ctx.transport(&None)?;
+    if !a.json {
+        t.layer_progress = super::progress::layer_bars();
+    }
     let report = build::build(&project, &t, &sel)?;
     if let Some(out) = &output {
         let tag = &report.images[0].tags[0];
@@ -541,7 +544,10 @@ pub fn test(ctx: &Ctx, a: TestArgs) -> Result<()> {
         tests_only: true,
         ..Default::default()
     };
-    let t = ctx.transport(&None)?;
+    let mut t = ctx.transport(&None)?;
+    if !a.json {
+        t.layer_progress = super::progress::layer_bars();
+    }
     let report = build::build(&project, &t, &sel)?;
     if let Some(path) = &a.junit {
         std::fs::write(path, strata::compose::layertest::junit(&report.tests))

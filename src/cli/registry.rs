@@ -1,12 +1,9 @@
-//! `strata login`, `logout`, `tags`, `delete`, and registry progress bars.
+//! `strata login`, `logout`, `tags`, `delete`.
 
-use std::collections::HashMap;
-use std::io::{IsTerminal, Read};
-use std::sync::{Arc, Mutex};
+use std::io::Read;
 
 use anyhow::{Context as _, Result, bail};
 use clap::Args;
-use strata::registry::push::{BlobOutcome, Progress, ProgressFn};
 use strata::registry::{Client, Credential, RegistryRef, Secret, api::Repo, credentials};
 use strata::transport::ImageRef;
 
@@ -153,49 +150,6 @@ pub fn delete(ctx: &Ctx, a: DeleteArgs) -> Result<()> {
     repo.delete_manifest(&digest)?;
     println!("{digest}");
     Ok(())
-}
-
-/// Per-blob progress bars on stderr when it is a terminal; nothing otherwise.
-pub fn progress_bars() -> Option<ProgressFn> {
-    if !std::io::stderr().is_terminal() {
-        return None;
-    }
-    let multi = indicatif::MultiProgress::new();
-    let bars: Mutex<HashMap<String, indicatif::ProgressBar>> = Mutex::new(HashMap::new());
-    let style = indicatif::ProgressStyle::with_template(
-        "{prefix:.bold} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {msg}",
-    )
-    .expect("valid template")
-    .progress_chars("=> ");
-    Some(Arc::new(move |p: &Progress| {
-        let mut bars = bars.lock().expect("lock");
-        match p {
-            Progress::Start { digest, size } => {
-                let bar = multi.add(indicatif::ProgressBar::new(*size));
-                bar.set_style(style.clone());
-                bar.set_prefix(digest.hex()[..12].to_string());
-                bars.insert(digest.to_string(), bar);
-            }
-            Progress::Bytes { digest, sent } => {
-                if let Some(b) = bars.get(&digest.to_string()) {
-                    b.set_position(*sent);
-                }
-            }
-            Progress::Done { digest, outcome } => {
-                let msg = match outcome {
-                    BlobOutcome::Pushed => "done",
-                    BlobOutcome::Skipped => "exists",
-                    BlobOutcome::Mounted => "mounted",
-                };
-                match bars.remove(&digest.to_string()) {
-                    Some(b) => b.finish_with_message(msg),
-                    None => {
-                        let _ = multi.println(format!("{} {msg}", &digest.hex()[..12]));
-                    }
-                }
-            }
-        }
-    }))
 }
 
 #[derive(Args)]

@@ -286,7 +286,10 @@ fn build_layer(project: &Project, cx: BuildCx<'_>) -> Result<Built> {
     let started = Instant::now();
     let def = &project.layers[cx.name];
     let (name, key) = (cx.name.to_string(), cx.key.clone());
-    let made = super::source::of(def).build(def, cx)?;
+    let progress = cx.progress();
+    let made = super::source::of(def).build(def, cx);
+    progress.done();
+    let made = made?;
     let report = LayerReport {
         name,
         version: def.file.layer.version.clone(),

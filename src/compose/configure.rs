@@ -127,7 +127,7 @@ pub struct ConfigureContext<'a> {
 /// write. `None` when no package has a `preinst` or `postinst`.
 pub fn configure(res: &Resolution, cx: &ConfigureContext<'_>) -> Result<Option<StoreLayer>> {
     let cache = DebCache::new(cx.store)?;
-    super::debsrc::fetch_all(&cache, &res.packages)?;
+    super::debsrc::fetch_all(&cache, &res.packages, &Default::default())?;
     let work = crate::sandbox::work_dir(cx.store.root())?;
     let staged = tempfile::Builder::new()
         .prefix(".tmp-dpkg-info-")

@@ -221,18 +221,12 @@ impl<'a> DebPlanner<'a> {
         {
             Some(p) => p,
             None => {
-                let releases = releases
-                    .iter()
-                    .map(|(repo, _)| self.release(&cache, repo))
-                    .collect::<Result<Vec<_>>>()?;
-                let db = self.db(&cache, db_key, releases, &arch)?;
-                let got = resolve(&db, &deb.packages, &below).map_err(|e| {
-                    Error::invalid(
-                        "Debian packages",
-                        format!("{} key source.deb.packages", def.rel),
-                        e,
-                    )
-                })?;
+                let progress =
+                    crate::progress::LayerProgress::new(self.ctx.layer_progress.clone(), name);
+                progress.phase("resolving packages", None);
+                let got = self.resolve_now(&cache, def, deb, &releases, (db_key, &arch), &below);
+                progress.done();
+                let got = got?;
                 crate::store::write_file_atomic(
                     &path,
                     &serde_json::to_vec(&got).expect("serializes"),
@@ -251,6 +245,31 @@ impl<'a> DebPlanner<'a> {
             .borrow_mut()
             .insert(name.to_string(), Arc::clone(&r));
         Ok(r)
+    }
+
+    /// Resolves a deb layer's packages against its repositories' indexes
+    /// (fetched when not cached).
+    fn resolve_now(
+        &self,
+        cache: &DebCache,
+        def: &LayerDef,
+        deb: &DebSource,
+        releases: &[(Repository, Digest)],
+        (db_key, arch): (Digest, &str),
+        below: &[Installed],
+    ) -> Result<Vec<Selected>> {
+        let releases = releases
+            .iter()
+            .map(|(repo, _)| self.release(cache, repo))
+            .collect::<Result<Vec<_>>>()?;
+        let db = self.db(cache, db_key, releases, arch)?;
+        resolve(&db, &deb.packages, below).map_err(|e| {
+            Error::invalid(
+                "Debian packages",
+                format!("{} key source.deb.packages", def.rel),
+                e,
+            )
+        })
     }
 
     fn release(&self, cache: &DebCache, repo: &Repository) -> Result<Release> {
@@ -482,11 +501,22 @@ fn in_suite(entry: &str, suite: &str, updates: bool) -> bool {
 
 /// Downloads the .debs of `packages` that the cache lacks (4 at a time),
 /// each checked against the SHA256 of its index.
-pub fn fetch_all(cache: &DebCache, packages: &[Selected]) -> Result<()> {
+pub fn fetch_all(
+    cache: &DebCache,
+    packages: &[Selected],
+    progress: &crate::progress::LayerProgress,
+) -> Result<()> {
     let missing: Vec<&Selected> = packages
         .iter()
         .filter(|p| !cache.cas().has_blob(&p.sha256))
         .collect();
+    if !missing.is_empty() {
+        progress.phase(
+            &format!("downloading {} .deb(s)", missing.len()),
+            Some(missing.iter().map(|p| p.size).sum()),
+        );
+    }
+    let fetched = std::sync::atomic::AtomicU64::new(0);
     let next = std::sync::atomic::AtomicUsize::new(0);
     let errors = std::sync::Mutex::new(Vec::new());
     std::thread::scope(|s| {
@@ -497,8 +527,12 @@ pub fn fetch_all(cache: &DebCache, packages: &[Selected]) -> Result<()> {
                     let Some(p) = missing.get(i) else { break };
                     let url = crate::deb::sources::pool_url(&p.repo, &p.filename);
                     let what = format!("package {} {}", p.name, p.version);
-                    if let Err(e) = cache.fetch_file(&url, &p.sha256, p.size, &what) {
-                        errors.lock().expect("not poisoned").push((i, e));
+                    match cache.fetch_file(&url, &p.sha256, p.size, &what) {
+                        Ok(()) => progress.bytes(
+                            fetched.fetch_add(p.size, std::sync::atomic::Ordering::Relaxed)
+                                + p.size,
+                        ),
+                        Err(e) => errors.lock().expect("not poisoned").push((i, e)),
                     }
                 }
             });
@@ -520,9 +554,10 @@ pub fn build(
     res: &Resolution,
     per_package: bool,
     builder: impl Fn(&[Selected]) -> LayerBuilder,
+    progress: &crate::progress::LayerProgress,
 ) -> Result<Vec<StoreLayer>> {
     let cache = DebCache::new(&ctx.store)?;
-    fetch_all(&cache, &res.packages)?;
+    fetch_all(&cache, &res.packages, progress)?;
     let groups: Vec<&[Selected]> = if per_package {
         res.packages.chunks(1).collect()
     } else {
@@ -589,7 +624,7 @@ pub fn list(
     list: impl FnOnce(&mut dyn Read) -> Result<()>,
 ) -> Result<()> {
     let cache = DebCache::new(&ctx.store)?;
-    fetch_all(&cache, &res.packages)?;
+    fetch_all(&cache, &res.packages, &Default::default())?;
     let (mut reader, writer) = std::io::pipe().map_err(|e| Error::io("pipe", e))?;
     std::thread::scope(|s| {
         let producer = s.spawn(move || -> Result<()> {
@@ -710,7 +745,7 @@ pub fn status_layer(
         }
     }
     for r in debs {
-        fetch_all(&cache, &r.packages)?;
+        fetch_all(&cache, &r.packages, &Default::default())?;
         for p in &r.packages {
             let control = crate::deb::layer::read_control(&cache, p)?;
             by_name.insert(

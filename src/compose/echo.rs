@@ -49,9 +49,9 @@ impl Echo {
         let line = crate::text::escape(line);
         match self.mode {
             EchoMode::Stream if self.color => {
-                eprintln!("\x1b[36m[{}]\x1b[0m {line}", self.name)
+                crate::progress::eprint_line(&format!("\x1b[36m[{}]\x1b[0m {line}", self.name))
             }
-            EchoMode::Stream => eprintln!("[{}] {line}", self.name),
+            EchoMode::Stream => crate::progress::eprint_line(&format!("[{}] {line}", self.name)),
             EchoMode::Report => {
                 let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
                 if kept.len() == KEEP {

@@ -484,6 +484,10 @@ pub struct ImageSource {
     /// Layers by digest.
     #[serde(default)]
     pub digests: Vec<String>,
+    /// Compress layers stored uncompressed (as `docker save` writes them)
+    /// with the project's compression; the diff_id stays (default true).
+    #[serde(default)]
+    pub recompress: Option<bool>,
 }
 
 /// A loaded layer: its file and where it lives.

@@ -52,6 +52,8 @@ pub struct LayerBuilder {
     mtime: Option<u64>,
     xattrs: bool,
     annotations: BTreeMap<String, String>,
+    progress: crate::progress::LayerProgress,
+    phase: &'static str,
 }
 
 impl Default for LayerBuilder {
@@ -72,7 +74,16 @@ impl LayerBuilder {
             mtime: None,
             xattrs: false,
             annotations: BTreeMap::new(),
+            progress: Default::default(),
+            phase: "compressing",
         }
+    }
+    /// Reports writing the layer to `p`, as `phase` with the compressed
+    /// bytes written.
+    pub fn progress(mut self, p: crate::progress::LayerProgress, phase: &'static str) -> Self {
+        self.progress = p;
+        self.phase = phase;
+        self
     }
     /// Adds a mapping.
     pub fn mapping(mut self, m: Mapping) -> Self {
@@ -133,7 +144,9 @@ impl LayerBuilder {
         fill: impl FnOnce(LayerSink) -> Result<LayerSink>,
     ) -> Result<StoreLayer> {
         let blob_dir = store.root().join("blobs");
-        let enc = encoder(self.compression, self.threads, store.blob_writer()?).at(&blob_dir)?;
+        self.progress.phase(self.phase, None);
+        let out = store.blob_writer()?.with_progress(self.progress.clone());
+        let enc = encoder(self.compression, self.threads, out).at(&blob_dir)?;
         let (blob, diff_id, _) = fill(enc)?.finish().at(&blob_dir)?;
         let (digest, size) = blob.commit(None, "layer")?;
         let mut desc = Descriptor::new(self.compression.media_type(), digest, size);
@@ -167,6 +180,17 @@ impl LayerBuilder {
                 fill(&mut tar)?;
                 tar.finish().at(&blob_dir)?;
             }
+            Ok(hashed)
+        })
+    }
+
+    /// Compresses an uncompressed layer tar stream as it is (no entry is
+    /// rewritten): the layer's diff_id is the stream's digest. For layers
+    /// taken from other images, whose entries were checked where they were
+    /// made.
+    pub fn compress_tar(&self, store: &Store, what: &str, mut r: impl Read) -> Result<StoreLayer> {
+        self.write_layer(store, |mut hashed| {
+            std::io::copy(&mut r, &mut hashed).map_err(|e| Error::from_pipeline(what, e))?;
             Ok(hashed)
         })
     }

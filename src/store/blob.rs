@@ -20,6 +20,9 @@ pub struct BlobWriter {
     blobs_dir: PathBuf,
     /// Removes the temp file if a signal ends strata.
     _registered: crate::cleanup::Registered,
+    /// Told the bytes written, every MiB or so.
+    progress: crate::progress::LayerProgress,
+    reported: u64,
 }
 
 impl BlobWriter {
@@ -42,7 +45,15 @@ impl BlobWriter {
                 },
             )),
             blobs_dir: blobs.join("sha256"),
+            progress: Default::default(),
+            reported: 0,
         })
+    }
+
+    /// Reports the bytes written to `p` as they are written.
+    pub fn with_progress(mut self, p: crate::progress::LayerProgress) -> Self {
+        self.progress = p;
+        self
     }
 
     /// Bytes written so far.
@@ -105,7 +116,12 @@ impl BlobWriter {
 
 impl Write for BlobWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.inner.write(buf)
+        let n = self.inner.write(buf)?;
+        if self.progress.is_on() && self.inner.len() - self.reported >= 1 << 20 {
+            self.reported = self.inner.len();
+            self.progress.bytes(self.reported);
+        }
+        Ok(n)
     }
     fn flush(&mut self) -> io::Result<()> {
         self.inner.flush()

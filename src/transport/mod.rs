@@ -43,6 +43,8 @@ pub struct Context {
     pub registry: ClientOptions,
     /// Progress callback for registry transfers.
     pub progress: Option<ProgressFn>,
+    /// Progress callback for the layers a build makes.
+    pub layer_progress: Option<crate::progress::ProgressFn>,
     client: OnceLock<Arc<Client>>,
 }
 
@@ -54,6 +56,7 @@ impl Context {
             platform: Platform::host(),
             registry: ClientOptions::default(),
             progress: None,
+            layer_progress: None,
             client: OnceLock::new(),
         }
     }

@@ -59,8 +59,9 @@ impl Deb<'_> {
                 d.packages.join(",")
             };
             cx.builder(def, format!("deb:{what}"))
+                .progress(cx.progress(), "unpacking and compressing")
         };
-        let built = debsrc::build(cx.ctx, res, d.one_layer_per_package, make)?;
+        let built = debsrc::build(cx.ctx, res, d.one_layer_per_package, make, &cx.progress())?;
         debsrc::record_script_warnings(cx.ctx, res, data_key)?;
         let mut out: Vec<Arc<dyn Layer>> = Vec::new();
         for (l, k) in built.into_iter().zip(self.blob_keys(data_key, res)) {
@@ -157,6 +158,7 @@ impl LayerSource for Deb<'_> {
             echo: &echo,
         };
         status = Status::Built;
+        cx.progress().phase("running maintainer scripts", None);
         let added: Option<Arc<dyn Layer>> = match configure::configure(&res, &ccx)? {
             Some(l) => Some(Arc::new(l)),
             None => layers.last().cloned(),

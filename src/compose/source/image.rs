@@ -9,9 +9,68 @@ use crate::compose::project::{ImageSource as ImageSpec, LayerDef};
 use crate::digest::{Digest, Hasher};
 use crate::error::{Error, Result};
 use crate::image::Image;
-use crate::layer::{Layer, StoreLayer, decompress};
+use crate::layer::{Compression, Layer, StoreLayer, decompress};
+use crate::media;
 use crate::transport::Context;
 use crate::transport::{self, ImageRef};
+
+fn is_uncompressed(media_type: &str) -> bool {
+    media_type == media::OCI_LAYER_TAR || media_type == media::DOCKER_LAYER_TAR
+}
+
+/// Copies the layer's blob into the store when it is not there; whether it
+/// copied.
+fn import(cx: &BuildCx<'_>, l: &dyn Layer, r: &ImageRef) -> Result<bool> {
+    let d = l.descriptor();
+    if cx.ctx.store.has_blob(&d.digest) {
+        return Ok(false);
+    }
+    let progress = cx.progress();
+    progress.phase("importing", Some(d.size));
+    cx.ctx.store.put_verified(
+        crate::progress::ReadProgress::new(l.open()?, progress),
+        &d.digest,
+        Some(d.size),
+        &format!("layer {} of {r}", d.digest),
+    )?;
+    Ok(true)
+}
+
+/// The layer compressed with the project's compression (same diff_id),
+/// from the layer cache or made now; whether it was made now.
+fn recompressed(
+    cx: &BuildCx<'_>,
+    def: &LayerDef,
+    l: &dyn Layer,
+    r: &ImageRef,
+) -> Result<(crate::spec::Descriptor, bool)> {
+    let src = l.descriptor();
+    let mut h = Hasher::new();
+    put(&mut h, b"strata-recompress-1");
+    put(&mut h, src.digest.to_string().as_bytes());
+    put(&mut h, cx.settings.compression.to_string().as_bytes());
+    let key = h.finish();
+    if let Some(c) = cx.cache.get(&key) {
+        return Ok((c.descriptor, false));
+    }
+    let progress = cx.progress();
+    let what = format!("layer {} of {r}", src.digest);
+    let made = cx
+        .builder(def, String::new())
+        .progress(progress.clone(), "recompressing")
+        .compress_tar(&cx.ctx.store, &what, l.open()?)?;
+    if made.diff_id() != l.diff_id() {
+        return Err(Error::DigestMismatch {
+            what: format!("uncompressed {what} (against its diff_id)"),
+            expected: l.diff_id().to_string(),
+            actual: made.diff_id().to_string(),
+        });
+    }
+    cx.remember(&key, &made)?;
+    let mut d = made.descriptor();
+    d.annotations.clear();
+    Ok((d, true))
+}
 
 /// A layer taken from another image.
 pub(super) struct ImageSource<'a>(pub(super) &'a ImageSpec);
@@ -56,21 +115,26 @@ impl LayerSource for ImageSource<'_> {
         let r = self.reference(def)?;
         let image = transport::open(&r, cx.ctx)?;
         let manifest = image.digest()?;
+        let recompress =
+            self.0.recompress != Some(false) && cx.settings.compression != Compression::None;
         let mut status = Status::Cached;
         let mut out: Vec<Arc<dyn Layer>> = Vec::new();
         for l in select_image_layers(def, image.as_ref())? {
-            let mut d = l.descriptor();
-            if !cx.ctx.store.has_blob(&d.digest) {
-                cx.ctx.store.put_verified(
-                    l.open()?,
-                    &d.digest,
-                    Some(d.size),
-                    &format!("layer {} of {r}", d.digest),
-                )?;
+            let source_digest = l.descriptor().digest;
+            let (mut d, imported) = if recompress && is_uncompressed(&l.descriptor().media_type) {
+                recompressed(&cx, def, l.as_ref(), &r)?
+            } else {
+                (l.descriptor(), import(&cx, l.as_ref(), &r)?)
+            };
+            if imported {
                 status = Status::Imported;
             }
-            // The reference as written and the manifest it named then.
-            let source = format!("image:{}@{} layer {}", self.0.reference, manifest, d.digest);
+            // The reference as written, the manifest it named then, and the
+            // layer's digest there.
+            let source = format!(
+                "image:{}@{} layer {}",
+                self.0.reference, manifest, source_digest
+            );
             d.annotations = audit(def, cx.name, source);
             out.push(Arc::new(StoreLayer::new(
                 cx.ctx.store.clone(),

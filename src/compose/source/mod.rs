@@ -163,11 +163,17 @@ pub struct BuildCx<'a> {
 }
 
 impl BuildCx<'_> {
+    /// Where this layer's progress goes.
+    pub fn progress(&self) -> crate::progress::LayerProgress {
+        crate::progress::LayerProgress::new(self.ctx.layer_progress.clone(), self.name)
+    }
+
     /// A layer builder with the build's settings and the audit annotations.
     pub(super) fn builder(&self, def: &LayerDef, source: String) -> LayerBuilder {
         let mut lb = LayerBuilder::new()
             .compression(self.settings.compression)
-            .mtime(self.settings.epoch);
+            .mtime(self.settings.epoch)
+            .progress(self.progress(), "compressing");
         if self.threads > 0 {
             lb = lb.threads(self.threads);
         }

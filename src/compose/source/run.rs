@@ -76,6 +76,7 @@ impl LayerSource for Run<'_> {
             builder,
             echo: &echo,
         };
+        cx.progress().phase("running", None);
         let layer = step::build(def, self.0, &scx)?;
         cx.remember(cx.key, &layer)?;
         Ok(Made {
