@@ -80,6 +80,10 @@ pub fn check(ctx: &Ctx, a: CheckArgs) -> Result<()> {
     let read = check::Listings::default();
     let mut findings = Vec::new();
     let mut said = std::collections::BTreeSet::new();
+    let bumps: std::collections::BTreeMap<String, String> =
+        check::bump_warnings(&project, &t, &keys)?
+            .into_iter()
+            .collect();
     for name in &names {
         findings.extend(check::check_image_keyed(
             &project, &g, name, &deb, &keys, &read,
@@ -88,13 +92,13 @@ pub fn check(ctx: &Ctx, a: CheckArgs) -> Result<()> {
         // every time (once per layer).
         for l in g.image_layers(name)? {
             if said.insert(l) {
-                findings.extend(check::layer_warnings(&project, l, &deb)?.into_iter().map(
-                    |message| check::Finding {
-                        level: "warning",
-                        image: name.clone(),
-                        message,
-                    },
-                ));
+                let mut messages = check::layer_warnings(&project, l, &deb)?;
+                messages.extend(bumps.get(l).cloned());
+                findings.extend(messages.into_iter().map(|message| check::Finding {
+                    level: "warning",
+                    image: name.clone(),
+                    message,
+                }));
             }
         }
     }

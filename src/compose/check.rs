@@ -216,6 +216,46 @@ pub fn layer_warnings(project: &Project, name: &str, deb: &DebPlanner<'_>) -> Re
     super::source::of(def).check_warnings(def, name, deb, settings)
 }
 
+/// The version-bump warnings the next build of these layers would give,
+/// as far as they are known before building: a versioned layer (not
+/// opted out with `warn_unbumped = false`) whose inputs changed since it was
+/// last built in this store, while strata.lock pins its bytes at the same
+/// version. A layer never built in this store says nothing (a fresh clone
+/// rebuilds the locked bytes).
+pub fn bump_warnings(
+    project: &Project,
+    ctx: &Context,
+    keys: &BTreeMap<&str, crate::digest::Digest>,
+) -> Result<Vec<(String, String)>> {
+    let lock = super::lock::Lock::load(&project.root)?;
+    let cache = super::cache::LayerCache::new(&ctx.store)?;
+    let mut out = Vec::new();
+    for (&l, key) in keys {
+        let def = &project.layers[l];
+        let layer = &def.file.layer;
+        let Some(version) = layer.version.as_deref() else {
+            continue;
+        };
+        let pinned = lock.get(l).is_some_and(|p| p.version == version);
+        if !layer.warn_unbumped
+            || !pinned
+            || super::source::of(def).never_builds()
+            || cache.get(key).is_some()
+            || cache.inputs(l).is_none()
+        {
+            continue;
+        }
+        out.push((
+            l.to_string(),
+            format!(
+                "layer {l}@{version}: its inputs changed since it was last built and its version did not, so the next build changes its bytes without a version bump (strata plan says what changed); bump its version to record a deliberate change, or set warn_unbumped = false in {} for a layer that changes on every commit",
+                def.rel
+            ),
+        ));
+    }
+    Ok(out)
+}
+
 /// One finding of a check.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Finding {
