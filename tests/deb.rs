@@ -5,10 +5,10 @@
 mod common;
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use common::apt::{Layout, Pkg, Repo, gen_key, raw_deb};
-use common::{BUSYBOX, Env, Schemas, files_under, have, note, replace, run, runc_run, write};
+use common::apt::{Layout, Pkg, gen_key, project, repo};
+use common::{Env, Schemas, files_under, have, note, replace, run, runc_run, write};
 
 /// Sets `[defaults] registry` of the test project.
 fn with_registry(root: &Path, host: &str) {
@@ -18,125 +18,6 @@ fn with_registry(root: &Path, host: &str) {
         "[project]\nname = \"debtest\"\n",
         &format!("[project]\nname = \"debtest\"\n\n[defaults]\nregistry = \"{host}\"\n"),
     );
-}
-
-/// The test repository: libgreet 1.0/2.0, hello (depends on libgreet >= 2
-/// and a mail-transport-agent), two MTAs (exim conflicts with postfix),
-/// broken (unmet dependency), evil (a data.tar entry with `..`).
-fn repo(env: &Env) -> Repo {
-    let mut r = Repo::new(env.dir.path());
-    r.add(&Pkg {
-        name: "libgreet",
-        version: "1.0",
-        arch: "any",
-        fields: &[],
-        files: &[("/usr/lib/greet.txt", "v1\n", 0o644)],
-    });
-    r.add(&Pkg {
-        name: "libgreet",
-        version: "2.0",
-        arch: "any",
-        fields: &[("Priority", "optional")],
-        files: &[
-            ("/usr/lib/greet.txt", "v2\n", 0o644),
-            ("/lib/greet/extra", "x\n", 0o644),
-        ],
-    });
-    r.add(&Pkg {
-        name: "hello",
-        version: "1.0-1",
-        arch: "any",
-        fields: &[(
-            "Depends",
-            "libgreet (>= 2.0), no-such-mta | mail-transport-agent",
-        )],
-        files: &[
-            (
-                "/usr/bin/hello",
-                "#!/bin/sh\necho hello from deb\ncat /usr/lib/greet.txt\n",
-                0o755,
-            ),
-            ("/bin/hi", "#!/bin/sh\necho hi\n", 0o755),
-        ],
-    });
-    r.add(&Pkg {
-        name: "postfix",
-        version: "3.0",
-        arch: "all",
-        fields: &[
-            ("Provides", "mail-transport-agent"),
-            ("Priority", "optional"),
-        ],
-        files: &[("/etc/postfix/main.cf", "# mta\n", 0o644)],
-    });
-    r.add(&Pkg {
-        name: "exim",
-        version: "4.0",
-        arch: "all",
-        fields: &[
-            ("Provides", "mail-transport-agent"),
-            ("Conflicts", "postfix"),
-            ("Priority", "extra"),
-        ],
-        files: &[("/etc/exim/exim.conf", "# mta\n", 0o644)],
-    });
-    r.add(&Pkg {
-        name: "broken",
-        version: "1.0",
-        arch: "all",
-        fields: &[("Depends", "hello, libgreet (>= 3)")],
-        files: &[("/usr/share/broken", "\n", 0o644)],
-    });
-    let control = format!(
-        "Package: evil\nVersion: 1.0\nArchitecture: {}\nMaintainer: x <x@example.invalid>\nDescription: escapes\n",
-        r.arch
-    );
-    let evil = r.root.join(format!("pool/main/evil_1.0_{}.deb", r.arch));
-    raw_deb(
-        &evil,
-        &control,
-        &[("./usr/bin/ok", "ok\n"), ("../../etc/evil", "pwned\n")],
-    );
-    r.add_file(&evil, &control);
-    r.publish();
-    r
-}
-
-/// A project with a busybox base and one deb layer `pkgs` (on the base
-/// when `on_base`), asking for `packages`, signed by `keyring`.
-fn project(env: &Env, r: &Repo, packages: &[&str], on_base: bool, keyring: &Path) -> PathBuf {
-    let root = env.path("proj");
-    let _ = fs::remove_dir_all(&root);
-    let rootfs = root.join("layers/base/rootfs/bin");
-    fs::create_dir_all(&rootfs).unwrap();
-    fs::copy(BUSYBOX, rootfs.join("busybox")).unwrap();
-    std::os::unix::fs::symlink("busybox", rootfs.join("sh")).unwrap();
-    std::os::unix::fs::symlink("busybox", rootfs.join("cat")).unwrap();
-    write(
-        &root,
-        "layers/base/layer.toml",
-        "[layer]\nname = \"base\"\nversion = \"1\"\n\n[[source.copy]]\nfrom = \"rootfs\"\nto = \"/\"\n",
-    );
-    let runtime = if on_base {
-        "[runtime]\nlayers = [\"base\"]\n"
-    } else {
-        ""
-    };
-    write(
-        &root,
-        "layers/pkgs/layer.toml",
-        &format!(
-            "[layer]\nname = \"pkgs\"\nversion = \"1\"\n\n{runtime}\n[source.deb]\npackages = {}\n\n{}",
-            serde_json::to_string(packages).unwrap(),
-            r.toml(keyring)
-        ),
-    );
-    write(
-        &root,
-        "strata.toml",
-        "[project]\nname = \"debtest\"\n\n[images.app]\nlayers = [\"pkgs\"]\nentrypoint = [\"/usr/bin/hello\"]\n",
-    );
-    root
 }
 
 fn build(env: &Env, root: &Path) -> std::process::Output {
@@ -956,67 +837,5 @@ fn check_after_a_build_reads_no_deb() {
     assert!(
         err.contains("not found") && err.contains("pool/main/"),
         "{err}"
-    );
-}
-
-/// Sibling deb layers that each install the same package: check says so
-/// once per package, with the dependency that fixes it, instead of one
-/// conflict per file; the suggested layer beneath them fixes it.
-#[test]
-fn a_package_in_sibling_deb_layers_is_one_finding_with_the_fix() {
-    let env = Env::new();
-    let r = repo(&env);
-    let root = project(&env, &r, &["hello"], false, &r.keyring);
-    write(
-        &root,
-        "layers/other/layer.toml",
-        &format!(
-            "[layer]\nname = \"other\"\n\n[source.deb]\npackages = [\"libgreet\"]\n\n{}",
-            r.toml(&r.keyring)
-        ),
-    );
-    replace(
-        &root,
-        "strata.toml",
-        "layers = [\"pkgs\"]",
-        "layers = [\"pkgs\", \"other\"]",
-    );
-    let p = root.to_str().unwrap();
-    let err = env.fails(&["check", "-C", p]);
-    assert!(
-        err.contains("layers pkgs, other each install libgreet (")
-            && err.contains("conflicting file(s)); install it once, beneath them: a layer with [source.deb] packages = [\"libgreet\"] that pkgs and other require"),
-        "{err}"
-    );
-    assert_eq!(err.matches("each install").count(), 1, "{err}");
-    assert!(!err.contains("/usr/lib/greet.txt is in layers"), "{err}");
-    // The fix it suggests: libgreet once, in a layer both stand on.
-    write(
-        &root,
-        "layers/greetlib/layer.toml",
-        &format!(
-            "[layer]\nname = \"greetlib\"\n\n[source.deb]\npackages = [\"libgreet\"]\n\n{}",
-            r.toml(&r.keyring)
-        ),
-    );
-    replace(
-        &root,
-        "layers/other/layer.toml",
-        "packages = [\"libgreet\"]",
-        "packages = [\"postfix\"]",
-    );
-    for l in ["pkgs", "other"] {
-        replace(
-            &root,
-            &format!("layers/{l}/layer.toml"),
-            "[source.deb]",
-            "[requires]\nlayers = [\"greetlib\"]\n\n[runtime]\nlayers = [\"greetlib\"]\n\n[source.deb]",
-        );
-    }
-    let err = env.fails(&["check", "-C", p]);
-    assert!(!err.contains("libgreet"), "{err}");
-    assert!(
-        err.contains("each install postfix"),
-        "now postfix is shared: {err}"
     );
 }

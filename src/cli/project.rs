@@ -49,16 +49,32 @@ pub fn graph(_ctx: &Ctx, a: GraphArgs) -> Result<()> {
 Checks without building: the layer graph (references, versions, cycles),
 file conflicts between composed layers (per the image's conflict policy and
 overrides), file-vs-directory clashes, that every provides.binaries entry is
-an executable under provides.paths, and that the base matches the platform.")]
+an executable under provides.paths, and that the base matches the platform.
+Packages that several deb layers of one image install are one finding per set
+of layers, naming the layer to add beneath them; --suggest prints it and the
+[requires]/[runtime] edits. Also lists the warnings a build gives only when it
+builds a layer: maintainer scripts that will not run, and a change that the
+next build records without a version bump.
+
+Examples:
+  strata check
+  strata check runtime --json
+  strata check --suggest")]
 pub struct CheckArgs {
     /// Project directory (with strata.toml).
     #[arg(long, short = 'C', default_value = ".", value_name = "DIR")]
     project: PathBuf,
     /// Images to check (default: all).
     images: Vec<String>,
-    /// Print the findings as JSON.
+    /// Print the findings as JSON (with --suggest, an object: {"findings":
+    /// [...], "suggestions": [{"file", "text"}]}).
     #[arg(long)]
     json: bool,
+    /// Also print the layer.toml edits that fix packages installed by
+    /// several deb layers: a new layer that installs them once, beneath
+    /// those layers, and their new [requires] and [runtime] lists.
+    #[arg(long)]
+    suggest: bool,
 }
 
 pub fn check(ctx: &Ctx, a: CheckArgs) -> Result<()> {
@@ -102,11 +118,25 @@ pub fn check(ctx: &Ctx, a: CheckArgs) -> Result<()> {
             }
         }
     }
-    if a.json {
+    let suggestions = if a.suggest {
+        strata::compose::suggest::shared_packages(&project, &g, &names, &deb)?
+    } else {
+        Vec::new()
+    };
+    if a.json && a.suggest {
+        let out = serde_json::json!({"findings": findings, "suggestions": suggestions});
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else if a.json {
         println!("{}", serde_json::to_string_pretty(&findings)?);
     } else {
         for f in &findings {
             eprintln!("{}: image {}: {}", f.level, f.image, f.message);
+        }
+        for s in &suggestions {
+            println!("--- {}\n{}", s.file, s.text);
+        }
+        if a.suggest && suggestions.is_empty() {
+            println!("no suggestions: no package is installed by two deb layers of one image");
         }
     }
     let errors = findings.iter().filter(|f| f.level == "error").count();

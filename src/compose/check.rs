@@ -159,7 +159,7 @@ fn provides_findings(
 
 /// Packages that more than one deb layer of the image installs, with the
 /// layers (in image order).
-fn shared_packages<'p>(
+pub(super) fn shared_packages<'p>(
     project: &Project,
     layers: &[&'p str],
     deb: &DebPlanner<'_>,

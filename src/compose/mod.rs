@@ -19,6 +19,7 @@ mod publish;
 pub mod repro;
 pub mod source;
 pub mod step;
+pub mod suggest;
 pub mod tags;
 pub mod vars;
 mod verify;

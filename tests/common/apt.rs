@@ -8,7 +8,7 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::run;
+use super::{BUSYBOX, Env, run, write};
 
 /// The Debian architecture of this machine.
 pub fn host_arch() -> String {
@@ -317,4 +317,123 @@ pub fn raw_deb(path: &Path, control: &str, entries: &[(&str, &str)]) {
         }
     }
     fs::write(path, ar).unwrap();
+}
+
+/// The test repository: libgreet 1.0/2.0, hello (depends on libgreet >= 2
+/// and a mail-transport-agent), two MTAs (exim conflicts with postfix),
+/// broken (unmet dependency), evil (a data.tar entry with `..`).
+pub fn repo(env: &Env) -> Repo {
+    let mut r = Repo::new(env.dir.path());
+    r.add(&Pkg {
+        name: "libgreet",
+        version: "1.0",
+        arch: "any",
+        fields: &[],
+        files: &[("/usr/lib/greet.txt", "v1\n", 0o644)],
+    });
+    r.add(&Pkg {
+        name: "libgreet",
+        version: "2.0",
+        arch: "any",
+        fields: &[("Priority", "optional")],
+        files: &[
+            ("/usr/lib/greet.txt", "v2\n", 0o644),
+            ("/lib/greet/extra", "x\n", 0o644),
+        ],
+    });
+    r.add(&Pkg {
+        name: "hello",
+        version: "1.0-1",
+        arch: "any",
+        fields: &[(
+            "Depends",
+            "libgreet (>= 2.0), no-such-mta | mail-transport-agent",
+        )],
+        files: &[
+            (
+                "/usr/bin/hello",
+                "#!/bin/sh\necho hello from deb\ncat /usr/lib/greet.txt\n",
+                0o755,
+            ),
+            ("/bin/hi", "#!/bin/sh\necho hi\n", 0o755),
+        ],
+    });
+    r.add(&Pkg {
+        name: "postfix",
+        version: "3.0",
+        arch: "all",
+        fields: &[
+            ("Provides", "mail-transport-agent"),
+            ("Priority", "optional"),
+        ],
+        files: &[("/etc/postfix/main.cf", "# mta\n", 0o644)],
+    });
+    r.add(&Pkg {
+        name: "exim",
+        version: "4.0",
+        arch: "all",
+        fields: &[
+            ("Provides", "mail-transport-agent"),
+            ("Conflicts", "postfix"),
+            ("Priority", "extra"),
+        ],
+        files: &[("/etc/exim/exim.conf", "# mta\n", 0o644)],
+    });
+    r.add(&Pkg {
+        name: "broken",
+        version: "1.0",
+        arch: "all",
+        fields: &[("Depends", "hello, libgreet (>= 3)")],
+        files: &[("/usr/share/broken", "\n", 0o644)],
+    });
+    let control = format!(
+        "Package: evil\nVersion: 1.0\nArchitecture: {}\nMaintainer: x <x@example.invalid>\nDescription: escapes\n",
+        r.arch
+    );
+    let evil = r.root.join(format!("pool/main/evil_1.0_{}.deb", r.arch));
+    raw_deb(
+        &evil,
+        &control,
+        &[("./usr/bin/ok", "ok\n"), ("../../etc/evil", "pwned\n")],
+    );
+    r.add_file(&evil, &control);
+    r.publish();
+    r
+}
+
+/// A project with a busybox base and one deb layer `pkgs` (on the base
+/// when `on_base`), asking for `packages`, signed by `keyring`.
+pub fn project(env: &Env, r: &Repo, packages: &[&str], on_base: bool, keyring: &Path) -> PathBuf {
+    let root = env.path("proj");
+    let _ = fs::remove_dir_all(&root);
+    let rootfs = root.join("layers/base/rootfs/bin");
+    fs::create_dir_all(&rootfs).unwrap();
+    fs::copy(BUSYBOX, rootfs.join("busybox")).unwrap();
+    std::os::unix::fs::symlink("busybox", rootfs.join("sh")).unwrap();
+    std::os::unix::fs::symlink("busybox", rootfs.join("cat")).unwrap();
+    write(
+        &root,
+        "layers/base/layer.toml",
+        "[layer]\nname = \"base\"\nversion = \"1\"\n\n[[source.copy]]\nfrom = \"rootfs\"\nto = \"/\"\n",
+    );
+    let runtime = if on_base {
+        "[runtime]\nlayers = [\"base\"]\n"
+    } else {
+        ""
+    };
+    write(
+        &root,
+        "layers/pkgs/layer.toml",
+        &format!(
+            "[layer]\nname = \"pkgs\"\nversion = \"1\"\n\n{runtime}\n[source.deb]\npackages = {}\n\n{}",
+            serde_json::to_string(packages).unwrap(),
+            r.toml(keyring)
+        ),
+    );
+    write(
+        &root,
+        "strata.toml",
+        "[project]\nname = \"debtest\"\n\n[images.app]\nlayers = [\"pkgs\"]\nentrypoint = [\"/usr/bin/hello\"]\n",
+    );
+    root
 }
