@@ -185,6 +185,18 @@ pub struct BuildArgs {
     /// (stable tags move to the new build).
     #[arg(long)]
     push: bool,
+    /// The registry cache, docker://HOST[:PORT]/REPO (default: [defaults]
+    /// cache): layers this store lacks are taken from it without their
+    /// bytes, and what is built is recorded there.
+    #[arg(long, value_name = "REF", conflicts_with = "no_cache")]
+    cache: Option<String>,
+    /// Use no registry cache, not even [defaults] cache.
+    #[arg(long)]
+    no_cache: bool,
+    /// Read the registry cache but never write it (jobs that must not, such
+    /// as pull requests from forks).
+    #[arg(long)]
+    cache_read_only: bool,
     /// Load every built image into the Docker Engine (DOCKER_HOST or
     /// /var/run/docker.sock) under all its tags, sending only the layers the
     /// engine lacks.
@@ -230,6 +242,11 @@ pub fn build(ctx: &Ctx, a: BuildArgs) -> Result<()> {
         profile: a.profile.clone(),
         locked: a.locked,
         push: a.push,
+        cache: build::CacheChoice {
+            reference: a.cache.clone(),
+            off: a.no_cache,
+            read_only: a.cache_read_only,
+        },
         load: a.load,
         refresh: a.refresh,
         attach_sbom: a.attach_sbom,
@@ -309,6 +326,12 @@ pub fn build(ctx: &Ctx, a: BuildArgs) -> Result<()> {
                 i.pushed.join(" ")
             );
         }
+        if !i.stored {
+            println!(
+                "      {:<24} not tagged in the store: layers stay in the registry cache (build without --push, or strata copy, to fetch them)",
+                ""
+            );
+        }
         if let Some(l) = &i.load {
             println!(
                 "      {:<24} loaded into docker: {}",
@@ -316,6 +339,18 @@ pub fn build(ctx: &Ctx, a: BuildArgs) -> Result<()> {
                 strata::transport::daemon::describe_load(l)
             );
         }
+    }
+    if let Some(c) = &report.cache {
+        println!(
+            "cache {}: {} hit(s), {} miss(es), {} recorded{}; {} downloaded, {} uploaded",
+            c.repository,
+            c.hits,
+            c.misses,
+            c.recorded,
+            if c.writable { "" } else { " (read-only)" },
+            human(c.bytes_downloaded),
+            human(c.bytes_uploaded)
+        );
     }
     for w in &report.warnings {
         eprintln!("warning: {w}");

@@ -77,6 +77,9 @@ pub struct ImageReport {
     /// What the push moved (with `--push`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub push: Option<super::publish::PushStats>,
+    /// Whether it was written and tagged in the store (a push-only build
+    /// whose layers are in the registry cache leaves them there).
+    pub stored: bool,
     /// What loading it into the Docker Engine sent (with `load`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub load: Option<transport::daemon::LoadReport>,
@@ -103,6 +106,44 @@ pub struct BuildReport {
     pub warnings: Vec<String>,
     /// Layer and image tests (with `test`).
     pub tests: Vec<super::layertest::TestReport>,
+    /// What the registry cache did, when one was used.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache: Option<super::regcache::CacheReport>,
+}
+
+/// Which registry cache a build or plan uses.
+#[derive(Debug, Clone, Default)]
+pub struct CacheChoice {
+    /// `docker://HOST/REPO`, instead of `[defaults] cache`.
+    pub reference: Option<String>,
+    /// Use no registry cache.
+    pub off: bool,
+    /// Read the cache, never write it (untrusted jobs).
+    pub read_only: bool,
+}
+
+/// The registry cache `choice` selects for `project`, if any.
+pub fn open_cache(
+    project: &Project,
+    ctx: &Context,
+    choice: &CacheChoice,
+) -> Result<Option<super::regcache::RegistryCache>> {
+    if choice.off {
+        return Ok(None);
+    }
+    let Some(r) = choice
+        .reference
+        .as_deref()
+        .or(project.file.defaults.cache.as_deref())
+    else {
+        return Ok(None);
+    };
+    Ok(Some(super::regcache::RegistryCache::open(
+        ctx.client()?,
+        &ctx.store,
+        r,
+        choice.read_only,
+    )?))
 }
 
 /// Which images to build.
@@ -117,6 +158,8 @@ pub struct Selection {
     pub locked: bool,
     /// Push the built images to `[defaults] registry` under their tags.
     pub push: bool,
+    /// The registry cache to use (else `[defaults] cache`), or none.
+    pub cache: CacheChoice,
     /// Load the built images into the Docker Engine under their tags,
     /// sending only the layers it lacks.
     pub load: bool,
@@ -282,12 +325,19 @@ pub(super) fn needed_layers<'p>(
 
 /// Builds layer `name` whose key is `key` (or takes it from the cache)
 /// by its source, compressing on `threads` threads (0: all cores).
-fn build_layer(project: &Project, cx: BuildCx<'_>) -> Result<Built> {
+fn build_layer(
+    project: &Project,
+    cx: BuildCx<'_>,
+    hit: Option<&super::regcache::Hit>,
+) -> Result<Built> {
     let started = Instant::now();
     let def = &project.layers[cx.name];
     let (name, key) = (cx.name.to_string(), cx.key.clone());
     let progress = cx.progress();
-    let made = super::source::of(def).build(def, cx);
+    let made = match hit {
+        Some(h) => Ok(super::source::Made::remote(h.layers.clone())),
+        None => super::source::of(def).build(def, cx),
+    };
     progress.done();
     let made = made?;
     let report = LayerReport {
@@ -363,7 +413,7 @@ fn build_waves<'p>(
         &BTreeMap<&'p str, Arc<Resolution>>,
     ),
     settings: Settings,
-    cache: &LayerCache,
+    (cache, hits): (&LayerCache, &BTreeMap<&str, super::regcache::Hit>),
     echo: EchoMode,
 ) -> Result<BTreeMap<&'p str, Built>> {
     let cores = std::thread::available_parallelism()
@@ -388,7 +438,8 @@ fn build_waves<'p>(
                         deb: resolutions.get(l).cloned(),
                         echo,
                     };
-                    (l, s.spawn(move || build_layer(project, cx)))
+                    let hit = hits.get(l);
+                    (l, s.spawn(move || build_layer(project, cx, hit)))
                 })
                 .collect();
             handles
@@ -461,6 +512,21 @@ pub fn build(project: &Project, ctx: &Context, sel: &Selection) -> Result<BuildR
     for (name, _, tags) in &mut plans {
         *tags = image_tags(project, name, &vars)?;
     }
+    // Layers this store lacks are looked up in the registry cache (a hit
+    // brings its listing, for the checks, not its blobs).
+    let remote = open_cache(project, ctx, &sel.cache)?;
+    let remote_hits = match &remote {
+        Some(rc) => {
+            let wanted: Vec<(&str, &Digest)> = keyed
+                .order
+                .iter()
+                .map(|l| (*l, &keyed.keys[l]))
+                .filter(|(_, k)| cache.get(k).is_none())
+                .collect();
+            super::regcache::lookup_all(rc, &wanted)
+        }
+        None => BTreeMap::new(),
+    };
     // The composition checks run before anything is written; an image whose
     // spec and layer keys already passed is not checked again.
     let (mut warnings, later) =
@@ -481,11 +547,14 @@ pub fn build(project: &Project, ctx: &Context, sel: &Selection) -> Result<BuildR
         ctx,
         (&keyed.keys, &resolutions),
         settings,
-        &cache,
+        (&cache, &remote_hits),
         sel.echo,
     )?;
     for &l in &keyed.order {
         warnings.extend(built[l].warnings.iter().cloned());
+    }
+    if let Some(rc) = &remote {
+        super::publish::record_layers(project, &planner, rc, &keyed.keys, &built, &cache)?;
     }
     // Images with build steps are checked again now that the steps' files
     // are known, before anything is tagged.
@@ -542,14 +611,20 @@ pub fn build(project: &Project, ctx: &Context, sel: &Selection) -> Result<BuildR
     let images = if sel.tests_only {
         Vec::new()
     } else {
-        write_images(&run, plans, sel, engine.as_ref())?
+        write_images(&run, plans, sel, engine.as_ref(), remote.as_ref())?
     };
     let layers: Vec<LayerReport> = keyed
         .order
         .iter()
         .map(|l| built[l].report.clone())
         .collect();
-    let hits = layers.iter().filter(|r| r.status == Status::Cached).count();
+    let hits = layers
+        .iter()
+        .filter(|r| matches!(r.status, Status::Cached | Status::Remote))
+        .count();
+    if let Some(rc) = &remote {
+        warnings.extend(rc.warnings());
+    }
     Ok(BuildReport {
         cache_hit_rate: match (sel.tests_only, layers.len()) {
             (true, _) => 0.0,
@@ -562,6 +637,7 @@ pub fn build(project: &Project, ctx: &Context, sel: &Selection) -> Result<BuildR
         seconds: started.elapsed().as_secs_f64(),
         warnings,
         tests,
+        cache: remote.as_ref().map(|rc| rc.report()),
     })
 }
 
@@ -607,6 +683,7 @@ fn write_images(
     plans: Vec<Plan<'_>>,
     sel: &Selection,
     engine: Option<&transport::daemon::Engine>,
+    remote: Option<&super::regcache::RegistryCache>,
 ) -> Result<Vec<ImageReport>> {
     let (project, ctx) = (run.project, run.ctx);
     let mut images = Vec::new();
@@ -616,11 +693,23 @@ fn write_images(
         let previous_size = transport::oci::open(&ctx.store, Some(&tags[0]), &Platform::host())
             .ok()
             .and_then(|img| Some(img.layers().ok()?.iter().map(|l| l.descriptor().size).sum()));
-        let digest = transport::oci::write_image(&image, &ctx.store, None)?;
-        let desc = image.descriptor()?;
-        for t in &tags {
-            ctx.store.set_tag(t, &desc)?;
-        }
+        // Layers still in the registry cache are downloaded for a store
+        // tag; a push-only build leaves them there and tags nothing here.
+        let all_local = image
+            .layers()?
+            .iter()
+            .all(|l| ctx.store.has_blob(&l.descriptor().digest));
+        let stored = all_local || !sel.push;
+        let (digest, desc) = if stored {
+            let digest = transport::oci::write_image(&image, &ctx.store, None)?;
+            let desc = image.descriptor()?;
+            for t in &tags {
+                ctx.store.set_tag(t, &desc)?;
+            }
+            (digest, desc)
+        } else {
+            (image.digest()?, image.descriptor()?)
+        };
         let (sb_layers, sb_packages) =
             super::publish::sbom_parts(&image, &layers, run.built, run.resolutions, project, spec)?;
         let packages = sb_packages.len();
@@ -643,14 +732,31 @@ fn write_images(
                     epoch,
                     Some(&inputs),
                 )?;
-                ctx.store.set_tag(&sbom_tag, &a.descriptor()?)?;
+                if stored {
+                    ctx.store.set_tag(&sbom_tag, &a.descriptor()?)?;
+                }
                 a
             }
         };
         let (mut pushed, mut push) = (Vec::new(), None);
         if sel.push {
             let attach = sel.attach_sbom.then_some((&artifact, &digest));
-            let (refs, stats) = super::publish::push_image(project, ctx, &image, &tags, attach)?;
+            let mount_from: Vec<String> = remote
+                .map(|rc| rc.mount_source())
+                .filter(|(host, _)| {
+                    project
+                        .file
+                        .defaults
+                        .registry
+                        .as_deref()
+                        .and_then(|r| crate::registry::RegistryRef::parse(&format!("{r}/x")).ok())
+                        .is_some_and(|r| r.api_host() == host)
+                })
+                .map(|(_, repo)| repo)
+                .into_iter()
+                .collect();
+            let (refs, stats) =
+                super::publish::push_image(project, ctx, &image, &tags, attach, &mount_from)?;
             (pushed, push) = (refs, Some(stats));
         }
         let load = match engine {
@@ -666,6 +772,7 @@ fn write_images(
             pushed,
             push,
             load,
+            stored,
             sbom: sbom_tag,
             packages,
         });

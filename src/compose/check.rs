@@ -273,8 +273,21 @@ pub struct Finding {
 const LISTING_HEADER: &str = "strata-listing 2\n";
 
 /// Where a layer's file listing is cached, by layer key.
-fn listing_path(ctx: &Context, key: &crate::digest::Digest) -> std::path::PathBuf {
-    ctx.store.root().join(".strata/listings").join(key.hex())
+pub(crate) fn listing_path(
+    store: &crate::store::Store,
+    key: &crate::digest::Digest,
+) -> std::path::PathBuf {
+    store.root().join(".strata/listings").join(key.hex())
+}
+
+/// The listing file of layer `def` under `key`, written now when it is not
+/// there yet (`None` for a build step not built yet).
+pub fn listing_file(
+    def: &LayerDef,
+    deb: &DebPlanner<'_>,
+    key: &crate::digest::Digest,
+) -> Result<Option<std::path::PathBuf>> {
+    Ok(list_layer_keyed(def, deb, key)?.map(|_| listing_path(&deb.context().store, key)))
 }
 
 type Listing = std::rc::Rc<BTreeMap<String, FileInfo>>;
@@ -316,7 +329,7 @@ fn list_layer_keyed(
     key: &crate::digest::Digest,
 ) -> Result<Option<BTreeMap<String, FileInfo>>> {
     let ctx = deb.context();
-    let path = listing_path(ctx, key);
+    let path = listing_path(&ctx.store, key);
     if let Ok(text) = std::fs::read_to_string(&path)
         && let Some(body) = text.strip_prefix(LISTING_HEADER)
     {

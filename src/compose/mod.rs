@@ -16,6 +16,7 @@ pub mod plan;
 pub mod project;
 pub mod provides;
 mod publish;
+pub mod regcache;
 pub mod repro;
 pub mod source;
 pub mod step;

@@ -45,6 +45,8 @@ pub struct Defaults {
     pub source_date_epoch: Option<u64>,
     /// Registry prefix for pushes (`HOST[:PORT]/NAMESPACE`).
     pub registry: Option<String>,
+    /// The shared build cache: a registry repository (`docker://HOST/REPO`).
+    pub cache: Option<String>,
     /// Tag patterns (`{version}`, `{git_sha}`, `{timestamp}`).
     #[serde(default)]
     pub tags: Vec<String>,

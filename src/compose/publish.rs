@@ -21,6 +21,7 @@ pub(super) fn push_image(
     image: &ImageBuilder,
     tags: &[String],
     sbom: Option<(&crate::sbom::Artifact, &Digest)>,
+    mount_from: &[String],
 ) -> Result<(Vec<String>, PushStats)> {
     let registry = project.file.defaults.registry.as_deref().ok_or_else(|| {
         Error::bad_input(
@@ -57,7 +58,7 @@ pub(super) fn push_image(
             image,
             &target,
             &repo_tags[1..],
-            &[],
+            mount_from,
             ctx.progress.clone(),
         )?;
         stats.pushed += report.pushed;
@@ -81,6 +82,51 @@ pub(super) fn push_image(
         }
     }
     Ok((pushed, stats))
+}
+
+/// Records the layers this build made or found in the store in the
+/// registry cache (those found there are not written again). Listing files
+/// are made first, here; the uploads then run in parallel.
+pub(super) fn record_layers(
+    project: &Project,
+    deb: &super::debsrc::DebPlanner<'_>,
+    rc: &super::regcache::RegistryCache,
+    keys: &BTreeMap<&str, Digest>,
+    built: &BTreeMap<&str, Built>,
+    cache: &super::cache::LayerCache,
+) -> Result<()> {
+    use super::source::Status;
+    let mut todo = Vec::new();
+    for (&l, b) in built {
+        if b.report.status == Status::Remote || !rc.is_on() {
+            continue;
+        }
+        let def = &project.layers[l];
+        let listing = super::check::listing_file(def, deb, &keys[l])?;
+        todo.push((l, def, listing, cache.inputs(l)));
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..4.min(todo.len()) {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some((l, def, listing, inputs)) = todo.get(i) else {
+                        break;
+                    };
+                    rc.record(
+                        l,
+                        def.file.layer.version.as_deref(),
+                        &keys[l],
+                        &built[l].layers,
+                        listing.as_deref(),
+                        inputs.as_deref(),
+                    );
+                }
+            });
+        }
+    });
+    Ok(())
 }
 
 /// What pushing one image moved, over all its repositories (the image's

@@ -214,15 +214,18 @@ pub enum Status {
     Built,
     /// Copied into the store from another image.
     Imported,
+    /// Found in the registry cache: its blobs stay there until read.
+    Remote,
 }
 
 impl Status {
-    /// "cached", "built" or "imported".
+    /// "cached", "built", "imported" or "remote".
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Cached => "cached",
             Status::Built => "built",
             Status::Imported => "imported",
+            Status::Remote => "remote",
         }
     }
 }
@@ -250,6 +253,14 @@ impl Made {
             warnings: Vec::new(),
             output: Vec::new(),
             log: None,
+        }
+    }
+
+    /// Blobs found in the registry cache.
+    pub(crate) fn remote(layers: Vec<Arc<dyn Layer>>) -> Self {
+        Made {
+            status: Status::Remote,
+            ..Made::cached(layers)
         }
     }
 

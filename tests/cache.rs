@@ -1,0 +1,150 @@
+//! A registry repository as the shared build cache: machine A builds,
+//! records and pushes; machine B (an empty store, another HOME) rebuilds only
+//! what changed and moves no bytes of the unchanged layers.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::registry::{Auth, Registry};
+use common::{Env, Schemas};
+use serde_json::Value;
+
+/// The example project, pushing to `reg` with its cache there.
+fn project(env: &Env, reg: &Registry) -> PathBuf {
+    let p = common::example_project(env);
+    common::replace(
+        &p,
+        "strata.toml",
+        "[defaults]\n",
+        &format!(
+            "[defaults]\nregistry = \"{}/team\"\ncache = \"{}\"\n",
+            reg.host(),
+            reg.r("team/cache")
+        ),
+    );
+    p
+}
+
+fn build(env: &Env, p: &Path, args: &[&str]) -> Value {
+    let mut all = vec!["build", "-C", p.to_str().unwrap(), "--json"];
+    all.extend(args);
+    let out = env.strata(&all);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn statuses(report: &Value) -> Vec<(String, String)> {
+    report["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            (
+                l["name"].as_str().unwrap().to_string(),
+                l["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_fresh_machine_rebuilds_only_what_changed_and_moves_no_unchanged_bytes() {
+    let reg = Registry::start(Auth::None, false);
+    let a = Env::new();
+    let pa = project(&a, &reg);
+    let first = build(&a, &pa, &["--push"]);
+    let cache = &first["cache"];
+    assert_eq!(cache["recorded"], 5, "{first}");
+    assert_eq!(cache["hits"], 0, "{first}");
+    // A second build on A records nothing again and asks nothing of the
+    // registry for its layers.
+    let again = build(&a, &pa, &[]);
+    assert_eq!(again["cache"]["recorded"], 0, "{again}");
+
+    // The records are OCI artifact manifests the image-spec schema accepts.
+    let tags = a.ok(&["tags", &reg.r("team/cache")]);
+    let record_tag = tags
+        .lines()
+        .find(|t| t.starts_with("app."))
+        .unwrap_or_else(|| panic!("{tags}"))
+        .to_string();
+    let raw = common::run(std::process::Command::new("skopeo").args([
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("{}:{record_tag}", reg.r("team/cache")),
+    ]));
+    let m: Value = serde_json::from_str(&raw).unwrap();
+    Schemas::new().check("image-manifest-schema.json", &m, "cache record");
+    assert_eq!(
+        m["artifactType"],
+        "application/vnd.strata.layer-record.v1+json"
+    );
+    assert_eq!(m["annotations"]["dev.strata.layer.name"], "app");
+
+    // Machine B: an empty store, the same checkout, one line changed.
+    let b = Env::new();
+    let pb = project(&b, &reg);
+    common::replace(
+        &pb,
+        "layers/app/src/app.sh",
+        "greet strata\n",
+        "greet strata\necho on B\n",
+    );
+    let report = build(&b, &pb, &["--push"]);
+    let st = statuses(&report);
+    for (name, status) in &st {
+        let want = if name == "app" { "built" } else { "remote" };
+        assert_eq!(status, want, "{name}: {report}");
+    }
+    let c = &report["cache"];
+    assert_eq!(c["hits"], 4, "{report}");
+    assert_eq!(c["recorded"], 1, "{report}");
+    // Records and listings only: no layer blob came down.
+    assert!(
+        c["bytes_downloaded"].as_u64().unwrap() < 200_000,
+        "{report}"
+    );
+    let base = first["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["name"] == "base")
+        .unwrap()["digests"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let blob = b
+        .store()
+        .join("blobs/sha256")
+        .join(base.trim_start_matches("sha256:"));
+    assert!(!blob.exists(), "the base layer was downloaded");
+    // Pushed, not tagged in B's store; every unchanged layer mounted or
+    // already there, only the app's blob (and configs) uploaded.
+    for img in report["images"].as_array().unwrap() {
+        assert_eq!(img["stored"], false, "{img}");
+        let push = &img["push"];
+        assert!(push["pushed"].as_u64().unwrap() <= 2, "{img}");
+    }
+    // What B pushed runs, read back by a third store.
+    let c3 = Env::new();
+    c3.ok(&["copy", &reg.r("team/example/runtime:latest"), "rt:1"]);
+    let out = c3.ok(&["run", "rt:1"]);
+    assert!(out.contains("on B"), "{out}");
+
+    // B without --push needs the bytes for its store tags: downloaded now.
+    let local = build(&b, &pb, &[]);
+    assert!(
+        local["images"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|i| i["stored"] == true)
+    );
+    assert!(blob.exists());
+}
