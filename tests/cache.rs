@@ -10,20 +10,8 @@ use common::registry::{Auth, Registry};
 use common::{Env, Schemas};
 use serde_json::Value;
 
-/// The example project, pushing to `reg` with its cache there.
 fn project(env: &Env, reg: &Registry) -> PathBuf {
-    let p = common::example_project(env);
-    common::replace(
-        &p,
-        "strata.toml",
-        "[defaults]\n",
-        &format!(
-            "[defaults]\nregistry = \"{}/team\"\ncache = \"{}\"\n",
-            reg.host(),
-            reg.r("team/cache")
-        ),
-    );
-    p
+    common::cache_project(env, &reg.host())
 }
 
 fn build(env: &Env, p: &Path, args: &[&str]) -> Value {

@@ -206,10 +206,15 @@ impl RegistryCache {
     /// An error from the registry: an unreachable cache is switched off
     /// (one warning); anything else is a warning about this layer.
     fn trouble(&self, what: &str, e: Error) {
-        if matches!(e, Error::Connect { .. }) {
+        let off = match e {
+            Error::Connect { .. } => Some("is unreachable"),
+            Error::Unauthorized { .. } => Some("refused to be read"),
+            _ => None,
+        };
+        if let Some(why) = off {
             if !self.disabled.swap(true, Ordering::Relaxed) {
                 self.warn(format!(
-                    "cache {} is unreachable ({e}); building without it",
+                    "cache {} {why} ({e}); building without it",
                     self.repository()
                 ));
             }

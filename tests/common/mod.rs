@@ -126,6 +126,21 @@ pub fn example_project(env: &Env) -> PathBuf {
     dst
 }
 
+/// The example project pushing to `HOST/team`, with its registry cache in
+/// `HOST/team/cache`.
+pub fn cache_project(env: &Env, host: &str) -> PathBuf {
+    let p = example_project(env);
+    replace(
+        &p,
+        "strata.toml",
+        "[defaults]\n",
+        &format!(
+            "[defaults]\nregistry = \"{host}/team\"\ncache = \"docker://{host}/team/cache\"\n"
+        ),
+    );
+    p
+}
+
 /// Replaces the first `from` in `root/rel` by `to`, asserting it is there.
 pub fn replace(root: &Path, rel: &str, from: &str, to: &str) {
     let p = root.join(rel);

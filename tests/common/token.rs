@@ -27,6 +27,9 @@ pub struct Log {
     /// Issue this many tokens that have already expired (while saying
     /// `expires_in: 300`), as a token revoked or expired early looks.
     pub expired_next: usize,
+    /// Anonymous callers get pull access (writes still need credentials),
+    /// as a public repository that only CI may push to.
+    pub anonymous_pull: bool,
 }
 
 struct Cfg {
@@ -230,9 +233,20 @@ async fn handle(State(cfg): State<Arc<Cfg>>, req: Request) -> Response {
     if grant == "basic" && !ok {
         return StatusCode::UNAUTHORIZED.into_response();
     }
-    // Anonymous callers get a token that grants nothing.
+    // Anonymous callers get a token that grants nothing (or only pull).
+    let anonymous_pull = cfg.log.lock().unwrap().anonymous_pull;
     let access = if ok {
         access_for(&scopes)
+    } else if anonymous_pull {
+        let pulls: Vec<String> = scopes
+            .iter()
+            .flat_map(|s| s.split(' '))
+            .filter_map(|s| {
+                let (head, _) = s.rsplit_once(':')?;
+                Some(format!("{head}:pull"))
+            })
+            .collect();
+        access_for(&pulls)
     } else {
         serde_json::json!([])
     };
