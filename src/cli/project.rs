@@ -174,6 +174,12 @@ pub struct BuildArgs {
     /// Build the images of this [profiles] entry.
     #[arg(long, value_name = "NAME")]
     profile: Option<String>,
+    /// Build just this layer (and what it needs) and record it in the
+    /// registry cache; no image is composed unless one is named. For CI
+    /// fan-out: one job per layer of `strata plan --json`'s waves, then a
+    /// `strata build --push` that builds nothing.
+    #[arg(long = "layer", value_name = "NAME")]
+    layers: Vec<String>,
     /// Also write the (single) built image to this transport.
     #[arg(long, value_name = "REF")]
     output: Option<String>,
@@ -248,6 +254,7 @@ pub fn build(ctx: &Ctx, a: BuildArgs) -> Result<()> {
             read_only: a.cache_read_only,
         },
         load: a.load,
+        layers: a.layers.clone(),
         refresh: a.refresh,
         attach_sbom: a.attach_sbom,
         test: a.test,
@@ -259,7 +266,6 @@ pub fn build(ctx: &Ctx, a: BuildArgs) -> Result<()> {
         } else {
             strata::compose::echo::EchoMode::Stream
         },
-        layers: Vec::new(),
     };
     if output.is_some() && build::selected_images(&project, &sel)?.len() != 1 {
         bail!("--output needs exactly one image; name it (strata build IMAGE --output ...)");
@@ -395,7 +401,15 @@ pub struct PlanArgs {
     /// Fetch the Release files and indexes of deb layers' repositories anew.
     #[arg(long)]
     refresh: bool,
-    /// Print the plan as JSON.
+    /// The registry cache to look in, docker://HOST[:PORT]/REPO (default:
+    /// [defaults] cache): layers it has are "reuse (cache)".
+    #[arg(long, value_name = "REF", conflicts_with = "no_cache")]
+    cache: Option<String>,
+    /// Look in no registry cache.
+    #[arg(long)]
+    no_cache: bool,
+    /// Print the plan as JSON (with "waves": the layers to build in
+    /// dependency waves, for a CI matrix).
     #[arg(long)]
     json: bool,
 }
@@ -409,6 +423,11 @@ pub fn plan(ctx: &Ctx, a: PlanArgs) -> Result<()> {
         push: false,
         refresh: a.refresh,
         attach_sbom: false,
+        cache: build::CacheChoice {
+            reference: a.cache.clone(),
+            off: a.no_cache,
+            read_only: true,
+        },
         ..Default::default()
     };
     let t = ctx.transport(&None)?;
@@ -423,7 +442,12 @@ pub fn plan(ctx: &Ctx, a: PlanArgs) -> Result<()> {
             .as_deref()
             .map(|v| format!("@{v}"))
             .unwrap_or_default();
-        println!("layer {:<24} {}", format!("{}{v}", l.name), l.action);
+        let from = l.from.map(|f| format!(" ({f})")).unwrap_or_default();
+        println!(
+            "layer {:<24} {}{from}",
+            format!("{}{v}", l.name),
+            l.action
+        );
         for r in &l.reasons {
             println!("    {r}");
         }
@@ -448,6 +472,12 @@ pub fn plan(ctx: &Ctx, a: PlanArgs) -> Result<()> {
             format!(" (layers: {})", i.changed_layers.join(", "))
         };
         println!("image {:<24} {}{why}", i.name, i.action);
+    }
+    for (i, w) in p.waves.iter().enumerate() {
+        println!("wave {}: build {}", i + 1, w.join(" "));
+    }
+    for w in &p.warnings {
+        eprintln!("warning: {w}");
     }
     if let Some(s) = &p.since {
         println!(

@@ -24,6 +24,10 @@ pub struct LayerPlan {
     pub version: Option<String>,
     /// "build" or "reuse".
     pub action: &'static str,
+    /// For "reuse": "local" (this store has it) or "cache" (the registry
+    /// cache has it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<&'static str>,
     /// Why it would be built.
     pub reasons: Vec<String>,
     /// A deb layer's resolved packages (`name=version`), dependencies first.
@@ -73,6 +77,16 @@ pub struct Plan {
     pub images: Vec<ImagePlan>,
     /// With `--since`.
     pub since: Option<SincePlan>,
+    /// The layers to build, in dependency waves: each wave's layers need
+    /// only layers of earlier waves (or reused ones), so a CI matrix can
+    /// build a wave's layers in parallel jobs.
+    pub waves: Vec<Vec<String>>,
+    /// The registry cache looked at, when one was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache: Option<super::regcache::CacheReport>,
+    /// Warnings (records in the cache that cannot be used).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// Plans a build of `sel`, reading the store's cache but writing nothing.
@@ -102,11 +116,32 @@ pub fn plan(
     // The inputs record only explains a rebuild.
     let want = |_: &str, k: &crate::digest::Digest| cache.get(k).is_none();
     let keyed = layer_keys(project, &graph, &deb, &mut stat, settings, &wanted, &want)?;
+    let remote = super::build::open_cache(project, ctx, &sel.cache)?;
+    let hits = match &remote {
+        Some(rc) => {
+            rc.probe_only();
+            let lookups: Vec<(&str, &crate::digest::Digest)> = keyed
+                .iter()
+                .filter(|(l, k, _)| {
+                    cache.get(k).is_none() && !super::source::of(&project.layers[*l]).never_builds()
+                })
+                .map(|(l, k, _)| (*l, k))
+                .collect();
+            super::regcache::lookup_all(rc, &lookups)
+        }
+        None => BTreeMap::new(),
+    };
     for (l, key, inputs) in keyed {
         let def = &project.layers[l];
         let source = super::source::of(def);
         let packages = source.packages(l, &deb)?;
-        let cached = source.never_builds() || cache.get(&key).is_some();
+        let local = source.never_builds() || cache.get(&key).is_some();
+        let cached = local || hits.contains_key(l);
+        let from = match (local, cached) {
+            (true, _) => Some("local"),
+            (false, true) => Some("cache"),
+            _ => None,
+        };
         let reasons = if cached {
             Vec::new()
         } else {
@@ -134,6 +169,7 @@ pub fn plan(
             name: l.to_string(),
             version: def.file.layer.version.clone(),
             action: if cached { "reuse" } else { "build" },
+            from,
             reasons,
             packages,
             suites: source.suites(def)?,
@@ -164,10 +200,24 @@ pub fn plan(
     let since = since
         .map(|rev| since_plan(project, &graph, rev))
         .transpose()?;
+    let waves = graph
+        .waves()
+        .into_iter()
+        .map(|w| {
+            w.into_iter()
+                .filter(|l| building.contains(l))
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .filter(|w| !w.is_empty())
+        .collect();
     Ok(Plan {
         layers,
         images,
         since,
+        waves,
+        warnings: remote.as_ref().map(|rc| rc.warnings()).unwrap_or_default(),
+        cache: remote.as_ref().map(|rc| rc.report()),
     })
 }
 

@@ -100,6 +100,8 @@ pub struct RegistryCache {
     recorded: AtomicUsize,
     down: Arc<AtomicU64>,
     up: AtomicU64,
+    /// Bring a hit's listing into the store (off for `plan`).
+    listings: AtomicBool,
 }
 
 /// A layer found in the cache: its blobs, read from the registry (or the
@@ -142,7 +144,14 @@ impl RegistryCache {
             recorded: AtomicUsize::new(0),
             down: Arc::default(),
             up: AtomicU64::new(0),
+            listings: AtomicBool::new(true),
         })
+    }
+
+    /// Looks records up without bringing their listings into the store
+    /// (what `plan` needs: hit or miss).
+    pub fn probe_only(&self) {
+        self.listings.store(false, Ordering::Relaxed);
     }
 
     /// The repository (`HOST/REPO`).
