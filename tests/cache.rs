@@ -136,3 +136,71 @@ fn a_fresh_machine_rebuilds_only_what_changed_and_moves_no_unchanged_bytes() {
     );
     assert!(blob.exists());
 }
+
+#[test]
+fn a_registry_base_stays_in_the_registry_when_pushing_and_outputs_include_it() {
+    let reg = Registry::start(Auth::None, false);
+    let a = Env::new();
+    let pa = project(&a, &reg);
+    build(&a, &pa, &["runtime"]);
+    a.ok(&["copy", "example/runtime:latest", &reg.r("team/base:1")]);
+    let base_layers: Vec<String> =
+        serde_json::from_str::<Value>(&a.ok(&["inspect", "--json", "example/runtime:latest"]))
+            .unwrap()["manifest"]["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["digest"].as_str().unwrap().to_string())
+            .collect();
+
+    // A fresh machine builds an image on that base and pushes it.
+    let b = Env::new();
+    let p = b.path("onbase");
+    common::write(&p, "layers/extra/files/extra.txt", "extra\n");
+    common::write(
+        &p,
+        "layers/extra/layer.toml",
+        "[layer]\nname = \"extra\"\n[[source.copy]]\nfrom = \"files\"\nto = \"/srv\"\n",
+    );
+    common::write(
+        &p,
+        "strata.toml",
+        &format!(
+            "[project]\nname = \"onbase\"\n[defaults]\nregistry = \"{}/team\"\n[images.app]\nbase = \"{}\"\nlayers = [\"extra\"]\n",
+            reg.host(),
+            reg.r("team/base:1")
+        ),
+    );
+    let r = build(&b, &p, &["--push"]);
+    let img = &r["images"][0];
+    assert_eq!(img["stored"], false, "{r}");
+    assert_eq!(img["push"]["mounted"], base_layers.len(), "{r}");
+    for d in &base_layers {
+        let blob = b
+            .store()
+            .join("blobs/sha256")
+            .join(d.trim_start_matches("sha256:"));
+        assert!(!blob.exists(), "base layer {d} was downloaded");
+    }
+    // An archive output holds the base's layers too and loads on its own.
+    let out = b.path("app.tar");
+    build(
+        &b,
+        &p,
+        &[
+            "--push",
+            "--output",
+            &format!("oci-archive:{}:app", out.display()),
+        ],
+    );
+    let c = Env::new();
+    c.ok(&[
+        "copy",
+        &format!("oci-archive:{}:app", out.display()),
+        "app:1",
+    ]);
+    c.ok(&["validate", "app:1"]);
+    // The base's entrypoint runs its app; the new layer's file is there.
+    assert!(c.ok(&["run", "app:1"]).contains("hello, strata"));
+    assert!(c.ok(&["ls", "app:1"]).contains("srv/extra.txt"));
+}

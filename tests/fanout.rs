@@ -7,8 +7,8 @@ mod common;
 
 use std::path::Path;
 
-use common::registry::{Auth, Registry};
 use common::Env;
+use common::registry::{Auth, Registry};
 use serde_json::Value;
 
 fn json(env: &Env, args: &[&str]) -> Value {
@@ -79,7 +79,10 @@ fn two_jobs_build_layers_and_a_third_assembles_building_nothing() {
 
     // The assembling job: nothing built, no layer blob downloaded.
     let (m3, p3) = machine(&reg);
-    let r = json(&m3, &["build", "-C", p3.to_str().unwrap(), "--push", "--json"]);
+    let r = json(
+        &m3,
+        &["build", "-C", p3.to_str().unwrap(), "--push", "--json"],
+    );
     for l in r["layers"].as_array().unwrap() {
         assert_eq!(l["status"], "remote", "{l}");
     }
@@ -90,7 +93,11 @@ fn two_jobs_build_layers_and_a_third_assembles_building_nothing() {
         .collect();
     assert!(layer_blobs.is_empty(), "{layer_blobs:?}");
     for img in r["images"].as_array().unwrap() {
-        assert_eq!(img["push"]["pushed"].as_u64().unwrap(), 1, "config only: {img}");
+        assert_eq!(
+            img["push"]["pushed"].as_u64().unwrap(),
+            1,
+            "config only: {img}"
+        );
     }
     // What was pushed is whole and runs.
     let check = Env::new();

@@ -248,6 +248,7 @@ pub fn build(ctx: &Ctx, a: BuildArgs) -> Result<()> {
         profile: a.profile.clone(),
         locked: a.locked,
         push: a.push,
+        keep_local: a.output.is_some(),
         cache: build::CacheChoice {
             reference: a.cache.clone(),
             off: a.no_cache,
@@ -443,11 +444,7 @@ pub fn plan(ctx: &Ctx, a: PlanArgs) -> Result<()> {
             .map(|v| format!("@{v}"))
             .unwrap_or_default();
         let from = l.from.map(|f| format!(" ({f})")).unwrap_or_default();
-        println!(
-            "layer {:<24} {}{from}",
-            format!("{}{v}", l.name),
-            l.action
-        );
+        println!("layer {:<24} {}{from}", format!("{}{v}", l.name), l.action);
         for r in &l.reasons {
             println!("    {r}");
         }

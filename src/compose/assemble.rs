@@ -28,6 +28,7 @@ pub(super) fn compose_image(
     cache: &LayerCache,
     compression: Compression,
     epoch: u64,
+    fetch_base: bool,
 ) -> Result<ImageBuilder> {
     let spec = &project.file.images[name];
     let base = match project.base_ref(name)? {
@@ -37,7 +38,9 @@ pub(super) fn compose_image(
     let mut image = match &base {
         None => ImageBuilder::scratch(spec.platform()?),
         Some(base) => {
-            transport::oci::copy_layers(base.as_ref(), &ctx.store)?;
+            if fetch_base {
+                transport::oci::copy_layers(base.as_ref(), &ctx.store)?;
+            }
             ImageBuilder::from_base(base.as_ref(), &spec.base)?
         }
     };

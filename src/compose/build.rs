@@ -158,6 +158,10 @@ pub struct Selection {
     pub locked: bool,
     /// Push the built images to `[defaults] registry` under their tags.
     pub push: bool,
+    /// Write and tag every image in the store even when pushing (its layers
+    /// still in the registry cache or a base registry are downloaded), for
+    /// a local output.
+    pub keep_local: bool,
     /// The registry cache to use (else `[defaults] cache`), or none.
     pub cache: CacheChoice,
     /// Load the built images into the Docker Engine under their tags,
@@ -595,6 +599,7 @@ pub fn build(project: &Project, ctx: &Context, sel: &Selection) -> Result<BuildR
         cache: &cache,
         settings,
         echo: sel.echo,
+        lazy_base: sel.push && !sel.keep_local,
     };
     if sel.check_reproducible {
         super::verify::check_reproducible(&run, &keyed.keys)?;
@@ -653,6 +658,8 @@ pub(super) struct Run<'a, 'p> {
     pub(super) cache: &'a LayerCache,
     pub(super) settings: Settings,
     pub(super) echo: EchoMode,
+    /// Leave a registry base's layers in the registry (a push-only build).
+    pub(super) lazy_base: bool,
 }
 
 impl Run<'_, '_> {
@@ -672,6 +679,7 @@ impl Run<'_, '_> {
             self.cache,
             self.settings.compression,
             self.settings.epoch,
+            !self.lazy_base,
         )
     }
 }
@@ -699,7 +707,7 @@ fn write_images(
             .layers()?
             .iter()
             .all(|l| ctx.store.has_blob(&l.descriptor().digest));
-        let stored = all_local || !sel.push;
+        let stored = all_local || !sel.push || sel.keep_local;
         let (digest, desc) = if stored {
             let digest = transport::oci::write_image(&image, &ctx.store, None)?;
             let desc = image.descriptor()?;
