@@ -48,6 +48,7 @@ pub mod spec;
 pub mod store;
 pub mod tarsafe;
 pub mod text;
+pub mod trace;
 pub mod transport;
 pub mod validate;
 

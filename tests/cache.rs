@@ -84,8 +84,37 @@ fn a_fresh_machine_rebuilds_only_what_changed_and_moves_no_unchanged_bytes() {
         "greet strata\n",
         "greet strata\necho on B\n",
     );
-    let report = build(&b, &pb, &["--push"]);
+    let trace = b.path("trace.json");
+    let report = build(&b, &pb, &["--push", "--trace", trace.to_str().unwrap()]);
     let st = statuses(&report);
+    // The trace: a complete event per span, where the time went.
+    let t: Value = serde_json::from_slice(&std::fs::read(&trace).unwrap()).unwrap();
+    let names: Vec<&str> = t["traceEvents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .inspect(|e| {
+            assert_eq!(e["ph"], "X", "{e}");
+            assert!(
+                e["ts"].is_u64() && e["dur"].is_u64() && e["tid"].is_u64(),
+                "{e}"
+            );
+        })
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    for want in [
+        "strata build",
+        "key app",
+        "lookup app",
+        "build app",
+        "record app",
+        "key base",
+        "lookup base",
+        "assemble runtime",
+        "push runtime",
+    ] {
+        assert!(names.contains(&want), "{want} not in {names:?}");
+    }
     for (name, status) in &st {
         let want = if name == "app" { "built" } else { "remote" };
         assert_eq!(status, want, "{name}: {report}");

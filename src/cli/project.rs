@@ -229,6 +229,11 @@ pub struct BuildArgs {
     /// and how (size, mode, owner, mtime, the first differing byte).
     #[arg(long)]
     check_reproducible: bool,
+    /// Write the build as a Chrome trace / Perfetto JSON file: a span per
+    /// layer for its key, cache lookup, build and cache record, and per
+    /// image for assembly and push.
+    #[arg(long, value_name = "FILE")]
+    trace: Option<PathBuf>,
     /// Print the report as JSON; the output of build steps and maintainer
     /// scripts goes into it (each layer's last 200 lines and its log's
     /// path) instead of stderr.
@@ -275,7 +280,17 @@ pub fn build(ctx: &Ctx, a: BuildArgs) -> Result<()> {
     if !a.json {
         t.layer_progress = super::progress::layer_bars();
     }
-    let report = build::build(&project, &t, &sel)?;
+    if a.trace.is_some() {
+        strata::trace::start();
+    }
+    let report = {
+        let _span = strata::trace::span("build", "strata build");
+        build::build(&project, &t, &sel)
+    };
+    if let Some(path) = &a.trace {
+        strata::trace::write(path)?;
+    }
+    let report = report?;
     if let Some(out) = &output {
         let tag = &report.images[0].tags[0];
         let image = strata::transport::open(&strata::transport::ImageRef::parse(tag)?, &t)?;

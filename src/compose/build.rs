@@ -338,6 +338,7 @@ fn build_layer(
     let def = &project.layers[cx.name];
     let (name, key) = (cx.name.to_string(), cx.key.clone());
     let progress = cx.progress();
+    let _span = crate::trace::span("layer", format!("build {name}"));
     let made = match hit {
         Some(h) => Ok(super::source::Made::remote(h.layers.clone())),
         None => super::source::of(def).build(def, cx),
@@ -697,6 +698,7 @@ fn write_images(
     let mut images = Vec::new();
     for (name, layers, tags) in plans {
         let spec = &project.file.images[&name];
+        let assembling = crate::trace::span("image", format!("assemble {name}"));
         let image = run.compose(&name, &layers)?;
         let previous_size = transport::oci::open(&ctx.store, Some(&tags[0]), &Platform::host())
             .ok()
@@ -746,6 +748,7 @@ fn write_images(
                 a
             }
         };
+        drop(assembling);
         let (mut pushed, mut push) = (Vec::new(), None);
         if sel.push {
             let attach = sel.attach_sbom.then_some((&artifact, &digest));
@@ -763,6 +766,7 @@ fn write_images(
                 .map(|(_, repo)| repo)
                 .into_iter()
                 .collect();
+            let _span = crate::trace::span("image", format!("push {name}"));
             let (refs, stats) =
                 super::publish::push_image(project, ctx, &image, &tags, attach, &mount_from)?;
             (pushed, push) = (refs, Some(stats));

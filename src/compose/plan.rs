@@ -251,7 +251,9 @@ pub(super) fn layer_keys<'p>(
             below: &below,
             want_record: &want,
         };
+        let span = crate::trace::span("key", format!("key {l}"));
         let (key, inputs) = super::source::key(def, &mut kx)?;
+        drop(span);
         keys.insert(l, key.clone());
         out.push((l, key, inputs));
     }

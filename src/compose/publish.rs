@@ -114,6 +114,7 @@ pub(super) fn record_layers(
                     let Some((l, def, listing, inputs)) = todo.get(i) else {
                         break;
                     };
+                    let _span = crate::trace::span("cache", format!("record {l}"));
                     rc.record(
                         l,
                         def.file.layer.version.as_deref(),

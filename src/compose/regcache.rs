@@ -542,6 +542,7 @@ pub fn lookup_all<'a>(
                     let Some((name, key)) = wanted.get(i) else {
                         break;
                     };
+                    let _span = crate::trace::span("cache", format!("lookup {name}"));
                     if let Some(h) = cache.lookup(name, key) {
                         found.lock().expect("lock").insert(*name, h);
                     }
