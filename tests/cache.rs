@@ -233,3 +233,56 @@ fn a_registry_base_stays_in_the_registry_when_pushing_and_outputs_include_it() {
     assert!(c.ok(&["run", "app:1"]).contains("hello, strata"));
     assert!(c.ok(&["ls", "app:1"]).contains("srv/extra.txt"));
 }
+
+#[test]
+fn cache_prune_keeps_the_newest_records_of_each_layer() {
+    let reg = Registry::start(Auth::None, false);
+    let a = Env::new();
+    let pa = project(&a, &reg);
+    build(&a, &pa, &["runtime"]);
+    for i in 1..=3 {
+        // Push times are in seconds: one change per second.
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        std::fs::write(
+            pa.join("layers/app/src/app.sh"),
+            format!("#!/bin/sh\necho v{i}\n"),
+        )
+        .unwrap();
+        build(&a, &pa, &["runtime"]);
+    }
+    let cache = reg.r("team/cache");
+    let records = |prefix: &str| -> Vec<String> {
+        a.ok(&["tags", &cache])
+            .lines()
+            .filter(|t| t.starts_with(prefix))
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(records("app.").len(), 4);
+    let dry: Value =
+        serde_json::from_str(&a.ok(&["cache", "prune", &cache, "--keep", "2", "--json"])).unwrap();
+    let deleting: Vec<&Value> = dry
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["action"] == "delete")
+        .collect();
+    assert_eq!(deleting.len(), 2, "{dry}");
+    assert!(
+        deleting
+            .iter()
+            .all(|f| f["tag"].as_str().unwrap().starts_with("app."))
+    );
+    assert_eq!(records("app.").len(), 4, "a dry run deletes nothing");
+    a.ok(&["cache", "prune", &cache, "--keep", "2", "--yes"]);
+    assert_eq!(records("app.").len(), 2);
+    for l in ["base.", "greet.", "licenses."] {
+        assert_eq!(records(l).len(), 1, "{l}");
+    }
+    // The newest record is among those kept: a fresh machine hits it.
+    let b = Env::new();
+    let pb = project(&b, &reg);
+    std::fs::write(pb.join("layers/app/src/app.sh"), "#!/bin/sh\necho v3\n").unwrap();
+    let r = build(&b, &pb, &["runtime"]);
+    assert!(statuses(&r).iter().all(|(_, s)| s == "remote"), "{r}");
+}

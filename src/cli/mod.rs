@@ -107,6 +107,9 @@ enum Command {
     /// Manage the content store.
     #[command(subcommand)]
     Store(storecmd::StoreCommand),
+    /// Manage a registry build cache.
+    #[command(subcommand)]
+    Cache(registry::CacheCommand),
 }
 
 fn stall_timeout(secs: f64) -> Result<std::time::Duration> {
@@ -201,6 +204,7 @@ pub fn run() -> Result<()> {
         Command::Tags(a) => registry::tags(&ctx, a),
         Command::Delete(a) => registry::delete(&ctx, a),
         Command::Prune(a) => registry::prune(&ctx, a),
+        Command::Cache(registry::CacheCommand::Prune(a)) => registry::cache_prune(&ctx, a),
         Command::Build(a) => project::build(&ctx, a),
         Command::Plan(a) => project::plan(&ctx, a),
         Command::Env(a) => project::env(&ctx, a),

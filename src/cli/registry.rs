@@ -233,3 +233,60 @@ pub fn prune(ctx: &Ctx, a: PruneArgs) -> Result<()> {
     }
     Ok(())
 }
+
+/// `strata cache …`.
+#[derive(clap::Subcommand)]
+pub enum CacheCommand {
+    /// Keep the newest records of each layer in a registry cache (dry run
+    /// by default).
+    Prune(CachePruneArgs),
+}
+
+#[derive(Args)]
+#[command(after_help = "\
+A registry cache holds one record per layer key (tag NAME.KEYHEX): every
+change of a layer adds one. This keeps, for each layer name, the newest N
+records by the push time strata records on every push, and with
+--older-than also every record pushed within that time; the others are
+deleted (their blobs go at the registry's next garbage collection). A
+record deleted while a build uses it is only a cache miss for that build.
+
+Example:
+  strata cache prune docker://registry.example.com/team/cache --keep 5 --older-than 14d --yes")]
+pub struct CachePruneArgs {
+    /// The cache, docker://HOST[:PORT]/REPO.
+    cache: String,
+    /// How many records to keep per layer, newest first.
+    #[arg(long, value_name = "N")]
+    keep: usize,
+    /// Also keep every record pushed within this time (e.g. 14d, 12h).
+    #[arg(long, value_name = "DURATION")]
+    older_than: Option<String>,
+    /// Delete for real.
+    #[arg(long)]
+    yes: bool,
+    /// Print the decisions as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn cache_prune(ctx: &Ctx, a: CachePruneArgs) -> Result<()> {
+    let t = ctx.transport(&None)?;
+    let older = a
+        .older_than
+        .as_deref()
+        .map(strata::registry::prune::parse_duration)
+        .transpose()?;
+    let fates = strata::compose::regcache::prune(&t.client()?, &a.cache, a.keep, older, !a.yes)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&fates)?);
+        return Ok(());
+    }
+    for f in &fates {
+        println!("{:<10} {}  {}", f.action, f.tag, f.reason);
+    }
+    if !a.yes && fates.iter().any(|f| f.action == "delete") {
+        eprintln!("dry run: nothing deleted; add --yes to delete");
+    }
+    Ok(())
+}

@@ -552,3 +552,54 @@ pub fn lookup_all<'a>(
     });
     found.into_inner().expect("lock")
 }
+
+/// The layer names that have records among `tags` (`NAME.KEYHEX`).
+fn record_names(tags: &[String]) -> std::collections::BTreeSet<String> {
+    tags.iter()
+        .filter_map(|t| {
+            let (name, hex) = t.rsplit_once('.')?;
+            (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+                .then(|| name.to_string())
+        })
+        .collect()
+}
+
+/// Applies a keep policy to the cache repository `reference`, per layer
+/// name: the newest `keep` records of each layer (by the push times strata
+/// records), and with `older_than`, also every record pushed within it.
+/// Returns the fate of every record tag.
+pub fn prune(
+    client: &Arc<Client>,
+    reference: &str,
+    keep: usize,
+    older_than: Option<std::time::Duration>,
+    dry_run: bool,
+) -> Result<Vec<crate::registry::prune::TagFate>> {
+    let r = reference
+        .strip_prefix("docker://")
+        .ok_or_else(|| {
+            Error::bad_input(
+                "cache",
+                format!("{reference:?}: give docker://HOST[:PORT]/REPOSITORY"),
+            )
+        })
+        .and_then(RegistryRef::parse)?;
+    let tags = Repo::new(client, &r).list_tags()?;
+    let mut out = Vec::new();
+    for name in record_names(&tags) {
+        let pattern = format!("{name}.{}", "?".repeat(64));
+        let opts = crate::registry::prune::PruneOptions {
+            keep,
+            older_than,
+            matching: Some(pattern.clone()),
+            protect: Vec::new(),
+            dry_run,
+        };
+        out.extend(
+            crate::registry::prune::prune(client, &r, &opts)?
+                .into_iter()
+                .filter(|f| crate::layer::glob_match(pattern.as_bytes(), f.tag.as_bytes())),
+        );
+    }
+    Ok(out)
+}
