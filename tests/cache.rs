@@ -268,6 +268,14 @@ fn cache_prune_keeps_the_newest_records_of_each_layer() {
         .filter(|f| f["action"] == "delete")
         .collect();
     assert_eq!(deleting.len(), 2, "{dry}");
+    // Ranked by the push times the builds recorded, not by name.
+    assert!(
+        dry.as_array()
+            .unwrap()
+            .iter()
+            .all(|f| f["pushed_from"] == "record"),
+        "{dry}"
+    );
     assert!(
         deleting
             .iter()
@@ -285,4 +293,39 @@ fn cache_prune_keeps_the_newest_records_of_each_layer() {
     std::fs::write(pb.join("layers/app/src/app.sh"), "#!/bin/sh\necho v3\n").unwrap();
     let r = build(&b, &pb, &["runtime"]);
     assert!(statuses(&r).iter().all(|(_, s)| s == "remote"), "{r}");
+}
+
+#[test]
+fn a_second_repository_gets_every_blob_by_mount_and_a_stale_location_costs_nothing() {
+    let reg = Registry::start(Auth::None, false);
+    let a = Env::new();
+    let pa = project(&a, &reg);
+    build(&a, &pa, &["runtime", "--no-cache"]);
+    let push = |to: &str| -> Value {
+        serde_json::from_str::<Value>(&a.ok(&[
+            "copy",
+            "--json",
+            "example/runtime:latest",
+            &reg.r(to),
+        ]))
+        .unwrap()["push"]
+            .clone()
+    };
+    let first = push("one/app:1");
+    assert!(first["pushed"].as_u64().unwrap() >= 5, "{first}");
+    // The store remembers where the blobs went: the next repository mounts.
+    let second = push("two/app:1");
+    assert_eq!(second["pushed"], 0, "{second}");
+    assert_eq!(second["mounted"], first["pushed"], "{second}");
+    // A location that is no longer true: the mount is refused, the blob
+    // uploaded, the push succeeds.
+    let locs = a.store().join(".strata/blob-locations");
+    for f in common::files_under(&locs) {
+        std::fs::write(&f, "gone/away\n").unwrap();
+    }
+    let third = push("three/app:1");
+    assert_eq!(third["pushed"], first["pushed"], "{third}");
+    let c = Env::new();
+    c.ok(&["copy", &reg.r("three/app:1"), "x:1"]);
+    c.ok(&["validate", "x:1"]);
 }

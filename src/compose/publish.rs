@@ -127,6 +127,7 @@ pub(super) fn record_layers(
             });
         }
     });
+    rc.record_push_times();
     Ok(())
 }
 

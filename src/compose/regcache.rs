@@ -102,6 +102,8 @@ pub struct RegistryCache {
     up: AtomicU64,
     /// Bring a hit's listing into the store (off for `plan`).
     listings: AtomicBool,
+    /// Record tags written, whose push times are not recorded yet.
+    written: Mutex<Vec<String>>,
 }
 
 /// A layer found in the cache: its blobs, read from the registry (or the
@@ -145,6 +147,7 @@ impl RegistryCache {
             down: Arc::default(),
             up: AtomicU64::new(0),
             listings: AtomicBool::new(true),
+            written: Mutex::default(),
         })
     }
 
@@ -407,6 +410,23 @@ impl RegistryCache {
         }
     }
 
+    /// Records the push times of the records written so far, in one write
+    /// of the repository's push-times record (for `strata cache prune`).
+    pub fn record_push_times(&self) {
+        let tags = std::mem::take(&mut *self.written.lock().expect("lock"));
+        if tags.is_empty() {
+            return;
+        }
+        let now = crate::registry::pushtimes::now();
+        if let Err(e) = crate::registry::pushtimes::record(&self.client, &self.repo, &tags, now) {
+            self.warn(format!(
+                "cache {}: the push times of {} record(s) were not recorded ({e}); strata cache prune ranks those by name",
+                self.repository(),
+                tags.len()
+            ));
+        }
+    }
+
     fn write_record(
         &self,
         name: &str,
@@ -461,8 +481,13 @@ impl RegistryCache {
             location: format!("cache record of layer {name}"),
         };
         let target = self.repo.with_tag(&Self::tag(name, key));
-        let report = crate::registry::push::push(&self.client, &image, &target, &[], &[], None)?;
+        let report =
+            crate::registry::push::push_with(&self.client, &image, &target, &[], &[], None, false)?;
         self.up.fetch_add(report.bytes, Ordering::Relaxed);
+        self.written
+            .lock()
+            .expect("lock")
+            .push(Self::tag(name, key));
         Ok(())
     }
 }

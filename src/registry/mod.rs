@@ -3,6 +3,7 @@
 pub mod api;
 pub mod credentials;
 pub mod http;
+pub mod locations;
 pub mod prune;
 pub mod pull;
 pub mod push;

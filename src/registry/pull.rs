@@ -52,6 +52,9 @@ impl BlobSource for RegistryBlobs {
             return Ok(Box::new(store.open_blob(&desc.digest, Some(desc.size))?));
         }
         let resp = Repo::new(&self.client, &self.r).get_blob(&desc.digest, 0)?;
+        if let Some(l) = &self.client.options().blob_locations {
+            l.add(self.r.api_host(), &desc.digest, &self.r.repository);
+        }
         let resuming = ResumingReader {
             client: Arc::clone(&self.client),
             r: self.r.clone(),

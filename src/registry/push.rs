@@ -140,6 +140,22 @@ pub fn push(
     mount_from: &[String],
     progress: Option<ProgressFn>,
 ) -> Result<PushReport> {
+    push_with(
+        client, image, target, extra_tags, mount_from, progress, true,
+    )
+}
+
+/// [`push`], recording the tags' push times only when `record_times` (a
+/// caller pushing many manifests records them once, together).
+pub fn push_with(
+    client: &Client,
+    image: &dyn Image,
+    target: &RegistryRef,
+    extra_tags: &[String],
+    mount_from: &[String],
+    progress: Option<ProgressFn>,
+    record_times: bool,
+) -> Result<PushReport> {
     let started = Instant::now();
     let repo = Repo::new(client, target);
     let raw = image.raw_manifest()?;
@@ -200,7 +216,9 @@ pub fn push(
     // When each tag was pushed, for retention (the API does not say).
     let mut warnings = Vec::new();
     let untagged = target.repository_only();
-    if let Err(e) = super::pushtimes::record(client, &untagged, &tags, super::pushtimes::now()) {
+    if record_times
+        && let Err(e) = super::pushtimes::record(client, &untagged, &tags, super::pushtimes::now())
+    {
         warnings.push(format!(
             "the push time of {} was not recorded in {} ({e}); strata prune falls back to the tag names",
             tags.join(", "),
@@ -238,6 +256,9 @@ fn push_blob(
 ) -> Result<BlobOutcome> {
     let desc = item.desc();
     let done = |outcome| {
+        if let Some(l) = &repo.client.options().blob_locations {
+            l.add(repo.r.api_host(), &desc.digest, &repo.r.repository);
+        }
         if let Some(p) = progress {
             p(&Progress::Done {
                 digest: desc.digest.clone(),
@@ -256,10 +277,17 @@ fn push_blob(
     }
     .filter(|(host, _)| host == repo.r.api_host())
     .map(|(_, repo)| repo);
+    let locations = repo.client.options().blob_locations.clone();
+    let known = locations
+        .as_ref()
+        .map(|l| l.get(repo.r.api_host(), &desc.digest))
+        .unwrap_or_default();
+    let mut tried = std::collections::BTreeSet::new();
     for from in own_source
         .iter()
         .chain(mount_from)
-        .filter(|f| **f != repo.r.repository)
+        .chain(&known)
+        .filter(|f| **f != repo.r.repository && tried.insert((*f).clone()))
     {
         match repo.mount(&desc.digest, from) {
             Ok(Mount::Mounted) => return done(BlobOutcome::Mounted),

@@ -66,7 +66,13 @@ impl Context {
         if let Some(c) = self.client.get() {
             return Ok(Arc::clone(c));
         }
-        let c = Arc::new(Client::new(self.registry.clone())?);
+        let mut options = self.registry.clone();
+        if options.blob_locations.is_none() {
+            options.blob_locations = Some(crate::registry::locations::BlobLocations::new(
+                self.store.root(),
+            ));
+        }
+        let c = Arc::new(Client::new(options)?);
         Ok(Arc::clone(self.client.get_or_init(|| c)))
     }
 }

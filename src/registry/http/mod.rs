@@ -55,6 +55,8 @@ pub struct ClientOptions {
     pub chunk_size: Option<u64>,
     /// Blobs transferred in parallel.
     pub jobs: usize,
+    /// Where blobs were seen, to mount instead of uploading.
+    pub blob_locations: Option<crate::registry::locations::BlobLocations>,
 }
 
 impl Default for ClientOptions {
@@ -66,6 +68,7 @@ impl Default for ClientOptions {
             retry: RetryPolicy::default(),
             chunk_size: None,
             jobs: 4,
+            blob_locations: None,
         }
     }
 }
