@@ -52,9 +52,6 @@ impl BlobSource for RegistryBlobs {
             return Ok(Box::new(store.open_blob(&desc.digest, Some(desc.size))?));
         }
         let resp = Repo::new(&self.client, &self.r).get_blob(&desc.digest, 0)?;
-        if let Some(l) = &self.client.options().blob_locations {
-            l.add(self.r.api_host(), &desc.digest, &self.r.repository);
-        }
         let resuming = ResumingReader {
             client: Arc::clone(&self.client),
             r: self.r.clone(),
@@ -63,18 +60,54 @@ impl BlobSource for RegistryBlobs {
             offset: 0,
             resumes: 0,
         };
-        Ok(Box::new(VerifyingReader::new(
+        let verified = VerifyingReader::new(
             resuming,
             desc.digest.clone(),
             Some(desc.size),
             format!("blob {} from {}", desc.digest, self.r),
-        )))
+        );
+        Ok(Box::new(Remembered {
+            inner: verified,
+            at: self.client.options().blob_locations.clone().map(|l| {
+                (
+                    l,
+                    self.r.api_host().to_string(),
+                    self.r.repository.clone(),
+                    desc.digest.clone(),
+                )
+            }),
+        }))
     }
     fn location(&self) -> String {
         self.r.to_string()
     }
     fn mount_source(&self) -> Option<(String, String)> {
         Some((self.r.api_host().to_string(), self.r.repository.clone()))
+    }
+}
+
+/// Remembers where a blob was read from once it was read whole and
+/// verified (see [`crate::registry::locations`]).
+struct Remembered<R> {
+    inner: R,
+    at: Option<(
+        crate::registry::locations::BlobLocations,
+        String,
+        String,
+        crate::digest::Digest,
+    )>,
+}
+
+impl<R: Read> Read for Remembered<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n == 0
+            && !buf.is_empty()
+            && let Some((l, host, repo, digest)) = self.at.take()
+        {
+            l.add(&host, &digest, &repo);
+        }
+        Ok(n)
     }
 }
 
