@@ -752,23 +752,10 @@ fn write_images(
         let (mut pushed, mut push) = (Vec::new(), None);
         if sel.push {
             let attach = sel.attach_sbom.then_some((&artifact, &digest));
-            let mount_from: Vec<String> = remote
-                .map(|rc| rc.mount_source())
-                .filter(|(host, _)| {
-                    project
-                        .file
-                        .defaults
-                        .registry
-                        .as_deref()
-                        .and_then(|r| crate::registry::RegistryRef::parse(&format!("{r}/x")).ok())
-                        .is_some_and(|r| r.api_host() == host)
-                })
-                .map(|(_, repo)| repo)
-                .into_iter()
-                .collect();
             let _span = crate::trace::span("image", format!("push {name}"));
+            let cache = remote.map(|rc| rc.mount_source());
             let (refs, stats) =
-                super::publish::push_image(project, ctx, &image, &tags, attach, &mount_from)?;
+                super::publish::push_image(project, ctx, &image, &tags, attach, cache.as_ref())?;
             (pushed, push) = (refs, Some(stats));
         }
         let load = match engine {

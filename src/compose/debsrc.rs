@@ -578,41 +578,28 @@ pub fn build(
     Ok(layers)
 }
 
-/// Where the packages of a deb layer whose scripts did not run are
-/// described (see [`script_warnings`]): `STORE/.strata/scripts/KEY`, by
-/// the key of its package blobs.
-fn scripts_record(ctx: &Context, data_key: &Digest) -> PathBuf {
-    ctx.store
-        .root()
-        .join(".strata/scripts")
-        .join(data_key.hex())
-}
-
-/// Records, for each package of `res` with a `preinst` or `postinst`,
-/// what is likely missing when they do not run (read from the scripts
-/// while the .debs are at hand), so cached builds can say it too.
-pub fn record_script_warnings(ctx: &Context, res: &Resolution, data_key: &Digest) -> Result<()> {
-    let cache = DebCache::new(&ctx.store)?;
-    let mut lines = Vec::new();
-    for p in &res.packages {
-        let control = crate::deb::layer::read_control(&cache, p)?;
-        if let Some(w) = crate::deb::layer::script_warning(&p.name, &control) {
-            lines.push(w);
-        }
-    }
-    let text = serde_json::to_vec(&lines).expect("serializes");
-    crate::store::write_file_atomic(&scripts_record(ctx, data_key), &text)
+/// Remembers the facts of each package of `res` (its dpkg status
+/// paragraph and what is likely missing when its scripts do not run),
+/// read while the .debs are at hand, so cached builds and other machines
+/// can say it too.
+pub fn record_script_warnings(ctx: &Context, res: &Resolution) -> Result<()> {
+    super::debfacts::of_all(&ctx.store, &res.packages).map(drop)
 }
 
 /// The packages of a deb layer whose maintainer scripts did not run and
 /// what is likely missing, one entry each (`None` when none has scripts).
-/// From the record [`record_script_warnings`] wrote; without one, the
-/// packages strata knows to matter.
-pub fn script_warnings(ctx: &Context, res: &Resolution, data_key: &Digest) -> Option<Vec<String>> {
-    let lines: Vec<String> = std::fs::read(scripts_record(ctx, data_key))
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_else(|| crate::deb::layer::postinst_warnings(&res.packages));
+/// From the packages' facts; without them, the packages strata knows to
+/// matter.
+pub fn script_warnings(ctx: &Context, res: &Resolution) -> Option<Vec<String>> {
+    let known: Option<Vec<_>> = res
+        .packages
+        .iter()
+        .map(|p| super::debfacts::lookup(&ctx.store, &p.sha256))
+        .collect();
+    let lines: Vec<String> = match known {
+        Some(facts) => facts.into_iter().filter_map(|f| f.warning).collect(),
+        None => crate::deb::layer::postinst_warnings(&res.packages),
+    };
     (!lines.is_empty()).then_some(lines)
 }
 
@@ -737,7 +724,6 @@ pub fn status_layer(
             c.diff_id,
         )));
     }
-    let cache = DebCache::new(&ctx.store)?;
     let mut by_name: BTreeMap<String, String> = BTreeMap::new();
     for p in &base_paras {
         if let Some(n) = p.get("Package") {
@@ -745,13 +731,9 @@ pub fn status_layer(
         }
     }
     for r in debs {
-        fetch_all(&cache, &r.packages, &Default::default())?;
-        for p in &r.packages {
-            let control = crate::deb::layer::read_control(&cache, p)?;
-            by_name.insert(
-                p.name.clone(),
-                crate::deb::layer::status_paragraph(&control).to_text(),
-            );
+        let facts = super::debfacts::of_all(&ctx.store, &r.packages)?;
+        for (p, f) in r.packages.iter().zip(facts) {
+            by_name.insert(p.name.clone(), f.status);
         }
     }
     let text = by_name.into_values().collect::<Vec<_>>().join("\n");

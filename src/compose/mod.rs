@@ -6,6 +6,7 @@ pub mod build;
 pub mod cache;
 pub mod check;
 pub mod configure;
+pub mod debfacts;
 pub mod debsrc;
 pub mod echo;
 pub mod env;

@@ -21,7 +21,7 @@ pub(super) fn push_image(
     image: &ImageBuilder,
     tags: &[String],
     sbom: Option<(&crate::sbom::Artifact, &Digest)>,
-    mount_from: &[String],
+    cache: Option<&(String, String)>,
 ) -> Result<(Vec<String>, PushStats)> {
     let registry = project.file.defaults.registry.as_deref().ok_or_else(|| {
         Error::bad_input(
@@ -53,12 +53,19 @@ pub(super) fn push_image(
                 e.to_string(),
             )
         })?;
+        // Blobs recorded in a registry cache on the same registry mount
+        // from it.
+        let mount_from: Vec<String> = cache
+            .filter(|(host, _)| host == target.api_host())
+            .map(|(_, repo)| repo.clone())
+            .into_iter()
+            .collect();
         let report = crate::registry::push::push(
             &client,
             image,
             &target,
             &repo_tags[1..],
-            mount_from,
+            &mount_from,
             ctx.progress.clone(),
         )?;
         stats.pushed += report.pushed;
@@ -103,7 +110,10 @@ pub(super) fn record_layers(
         }
         let def = &project.layers[l];
         let listing = super::check::listing_file(def, deb, &keys[l])?;
-        todo.push((l, def, listing, cache.inputs(l)));
+        let packages = super::source::of(def)
+            .resolution(l, deb)?
+            .and_then(|r| super::debfacts::entries(&deb.context().store, &r.packages));
+        todo.push((l, def, listing, cache.inputs(l), packages));
     }
     let next = std::sync::atomic::AtomicUsize::new(0);
     std::thread::scope(|s| {
@@ -111,17 +121,21 @@ pub(super) fn record_layers(
             s.spawn(|| {
                 loop {
                     let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let Some((l, def, listing, inputs)) = todo.get(i) else {
+                    let Some((l, def, listing, inputs, packages)) = todo.get(i) else {
                         break;
                     };
                     let _span = crate::trace::span("cache", format!("record {l}"));
+                    let extras = super::regcache::Extras {
+                        listing: listing.as_deref(),
+                        inputs: inputs.as_deref(),
+                        packages: packages.clone(),
+                    };
                     rc.record(
                         l,
                         def.file.layer.version.as_deref(),
                         &keys[l],
                         &built[l].layers,
-                        listing.as_deref(),
-                        inputs.as_deref(),
+                        &extras,
                     );
                 }
             });

@@ -8,8 +8,10 @@
 //!   descriptors (annotations included) and diff_ids;
 //! - layers: the layer's blobs themselves (so the registry refuses a
 //!   record whose blobs it lacks, keeps them referenced, and other
-//!   repositories can mount them), then the file listing `check` reads and
-//!   the inputs summary `plan` diffs, each zstd-compressed.
+//!   repositories can mount them), then the file listing `check` reads,
+//!   the inputs summary `plan` diffs and, for deb layers, the packages
+//!   with their dpkg status paragraphs (so the image's dpkg database is
+//!   written without the .debs), each zstd-compressed.
 //!
 //! The bytes depend only on the layer (no time, no host), so jobs that write
 //! the same key at once write the same manifest. A record that cannot be
@@ -43,6 +45,9 @@ pub const RECORD_TYPE: &str = "application/vnd.strata.layer-record.v1+json";
 pub const LISTING_TYPE: &str = "application/vnd.strata.listing.v2+zstd";
 /// A zstd-compressed inputs summary (JSON).
 pub const INPUTS_TYPE: &str = "application/vnd.strata.inputs.v1+zstd";
+/// A deb layer's packages with their dpkg status paragraphs (zstd JSON,
+/// [`PackageEntry`](super::debfacts::PackageEntry) list).
+pub const PACKAGES_TYPE: &str = "application/vnd.strata.deb-packages.v1+zstd";
 /// The record format this strata writes and reads.
 pub const RECORD_FORMAT: u32 = 1;
 const MAX_RECORD: u64 = 1 << 20;
@@ -106,6 +111,17 @@ pub struct RegistryCache {
     written: Mutex<Vec<String>>,
 }
 
+/// What a record carries besides the layer's blobs.
+#[derive(Default)]
+pub struct Extras<'a> {
+    /// The layer's file listing (`check`).
+    pub listing: Option<&'a Path>,
+    /// Its inputs summary (`plan`).
+    pub inputs: Option<&'a [u8]>,
+    /// A deb layer's packages.
+    pub packages: Option<Vec<super::debfacts::PackageEntry>>,
+}
+
 /// A layer found in the cache: its blobs, read from the registry (or the
 /// store, when it has them) only when something reads them.
 pub struct Hit {
@@ -121,22 +137,10 @@ impl RegistryCache {
         reference: &str,
         read_only: bool,
     ) -> Result<Self> {
-        let bad = |why: &str| {
-            Error::bad_input(
-                "cache",
-                format!("{reference:?}: {why}; give docker://HOST[:PORT]/REPOSITORY"),
-            )
-        };
-        let rest = reference
-            .strip_prefix("docker://")
-            .ok_or_else(|| bad("a cache is a registry repository"))?;
-        let r = RegistryRef::parse(rest).map_err(|e| bad(&e.to_string()))?;
-        if r.digest.is_some() {
-            return Err(bad("a cache repository takes no digest"));
-        }
+        let r = parse_reference(reference)?;
         Ok(RegistryCache {
             client,
-            repo: r.repository_only(),
+            repo: r,
             store: store.clone(),
             writable: AtomicBool::new(!read_only),
             disabled: AtomicBool::new(false),
@@ -310,10 +314,24 @@ impl RegistryCache {
                 )));
             }
         }
+        if let Some(d) = manifest
+            .layers
+            .iter()
+            .find(|l| l.media_type == PACKAGES_TYPE)
+            .filter(|_| self.listings.load(Ordering::Relaxed))
+        {
+            let z = self.read_blob(d, MAX_AUX)?;
+            let text = unzstd(&z).map_err(|e| bad(format!("package list: {e}")))?;
+            let entries: Vec<super::debfacts::PackageEntry> =
+                serde_json::from_slice(&text).map_err(|e| bad(format!("package list: {e}")))?;
+            super::debfacts::remember(&self.store, &entries)
+                .map_err(|e| bad(format!("package list: {e}")))?;
+        }
         if let Some(listing) = manifest
             .layers
             .iter()
             .find(|l| l.media_type == LISTING_TYPE)
+            .filter(|_| self.listings.load(Ordering::Relaxed))
         {
             let path = crate::compose::check::listing_path(&self.store, key);
             if !path.is_file() {
@@ -369,17 +387,16 @@ impl RegistryCache {
             .join(key.hex())
     }
 
-    /// Records layer `name` (its `key`, `layers`, listing file and inputs
-    /// summary) in the cache, unless it is there already. Failures are
-    /// warnings; a refused write makes the cache read-only.
+    /// Records layer `name` (its `key`, `layers` and `extras`) in the
+    /// cache, unless it is there already. Failures are warnings; a refused
+    /// write makes the cache read-only.
     pub fn record(
         &self,
         name: &str,
         version: Option<&str>,
         key: &Digest,
         layers: &[Arc<dyn Layer>],
-        listing: Option<&Path>,
-        inputs: Option<&[u8]>,
+        extras: &Extras<'_>,
     ) {
         if !self.is_on() || !self.writable.load(Ordering::Relaxed) || layers.is_empty() {
             return;
@@ -388,7 +405,7 @@ impl RegistryCache {
             if there {
                 return Ok(false);
             }
-            self.write_record(name, version, key, layers, listing, inputs)
+            self.write_record(name, version, key, layers, extras)
                 .map(|_| true)
         }) {
             Ok(wrote) => {
@@ -433,8 +450,7 @@ impl RegistryCache {
         version: Option<&str>,
         key: &Digest,
         layers: &[Arc<dyn Layer>],
-        listing: Option<&Path>,
-        inputs: Option<&[u8]>,
+        extras: &Extras<'_>,
     ) -> Result<()> {
         let record = Record {
             format: RECORD_FORMAT,
@@ -453,13 +469,16 @@ impl RegistryCache {
             blobs.push(Arc::new(StoreLayer::new(self.store.clone(), d, digest)));
             Ok(())
         };
-        if let Some(p) = listing
+        if let Some(p) = extras.listing
             && let Ok(text) = crate::store::read_bounded(p, MAX_AUX_PLAIN)
         {
             aux(&text, LISTING_TYPE)?;
         }
-        if let Some(i) = inputs {
+        if let Some(i) = extras.inputs {
             aux(i, INPUTS_TYPE)?;
+        }
+        if let Some(p) = &extras.packages {
+            aux(&crate::json::to_canonical(p), PACKAGES_TYPE)?;
         }
         let mut annotations = BTreeMap::new();
         annotations.insert("dev.strata.cache.key".to_string(), key.to_string());
@@ -490,6 +509,25 @@ impl RegistryCache {
             .push(Self::tag(name, key));
         Ok(())
     }
+}
+
+/// A cache reference, `docker://HOST[:PORT]/REPO` (no digest), as its
+/// repository.
+fn parse_reference(reference: &str) -> Result<RegistryRef> {
+    let bad = |why: &str| {
+        Error::bad_input(
+            "cache",
+            format!("{reference:?}: {why}; give docker://HOST[:PORT]/REPOSITORY"),
+        )
+    };
+    let rest = reference
+        .strip_prefix("docker://")
+        .ok_or_else(|| bad("a cache is a registry repository"))?;
+    let r = RegistryRef::parse(rest).map_err(|e| bad(&e.to_string()))?;
+    if r.digest.is_some() {
+        return Err(bad("a cache repository takes no digest"));
+    }
+    Ok(r.repository_only())
 }
 
 /// A record as an image, so the one push path writes it: blobs (skipped,
@@ -600,15 +638,7 @@ pub fn prune(
     older_than: Option<std::time::Duration>,
     dry_run: bool,
 ) -> Result<Vec<crate::registry::prune::TagFate>> {
-    let r = reference
-        .strip_prefix("docker://")
-        .ok_or_else(|| {
-            Error::bad_input(
-                "cache",
-                format!("{reference:?}: give docker://HOST[:PORT]/REPOSITORY"),
-            )
-        })
-        .and_then(RegistryRef::parse)?;
+    let r = parse_reference(reference)?;
     let tags = Repo::new(client, &r).list_tags()?;
     let mut out = Vec::new();
     for name in record_names(&tags) {

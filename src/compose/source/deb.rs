@@ -62,7 +62,7 @@ impl Deb<'_> {
                 .progress(cx.progress(), "unpacking and compressing")
         };
         let built = debsrc::build(cx.ctx, res, d.one_layer_per_package, make, &cx.progress())?;
-        debsrc::record_script_warnings(cx.ctx, res, data_key)?;
+        debsrc::record_script_warnings(cx.ctx, res)?;
         let mut out: Vec<Arc<dyn Layer>> = Vec::new();
         for (l, k) in built.into_iter().zip(self.blob_keys(data_key, res)) {
             cx.remember(&k, &l)?;
@@ -122,7 +122,7 @@ impl LayerSource for Deb<'_> {
             // Said when the layer is built; `check` says it every time.
             let warnings = match status {
                 Status::Cached => Vec::new(),
-                _ => unconfigured(cx.ctx, cx.name, &res, &data_key),
+                _ => unconfigured(cx.ctx, cx.name, &res),
             };
             return Ok(Made {
                 layers,
@@ -181,17 +181,16 @@ impl LayerSource for Deb<'_> {
 
     fn check_warnings(
         &self,
-        def: &LayerDef,
+        _def: &LayerDef,
         name: &str,
         deb: &DebPlanner<'_>,
-        settings: Settings,
+        _settings: Settings,
     ) -> Result<Vec<String>> {
         if self.0.configure {
             return Ok(Vec::new());
         }
         let res = deb.resolve(name)?;
-        let data_key = data_key(def, settings, &res);
-        Ok(unconfigured(deb.context(), name, &res, &data_key))
+        Ok(unconfigured(deb.context(), name, &res))
     }
 
     fn cached(&self, def: &LayerDef, cx: &BuildCx<'_>) -> Option<Vec<Arc<dyn Layer>>> {
@@ -270,8 +269,8 @@ pub(super) fn data_key(def: &LayerDef, s: Settings, res: &Resolution) -> Digest 
 }
 
 /// The warning for a layer whose packages' maintainer scripts do not run.
-fn unconfigured(ctx: &Context, name: &str, res: &Resolution, data_key: &Digest) -> Vec<String> {
-    debsrc::script_warnings(ctx, res, data_key)
+fn unconfigured(ctx: &Context, name: &str, res: &Resolution) -> Vec<String> {
+    debsrc::script_warnings(ctx, res)
         .map(|w| {
             format!(
                 "layer {name}: maintainer scripts did not run (configure = true in [source.deb] runs them): {}",
