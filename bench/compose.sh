@@ -17,64 +17,18 @@ RUNS=${1:-3}
 scripts/deps.sh buildah busybox-static time
 cargo build --release --quiet
 STRATA=$PWD/target/release/strata
-SYSROOT=${BENCH_SRC:-$(rustc --print sysroot)}
 WORK=$(mktemp -d /tmp/strata-bench-compose.XXXXXX)
 trap 'buildah --root "$WORK/buildah" --runroot "$WORK/buildah-run" --storage-driver overlay rm -a >/dev/null 2>&1 || true; rm -rf "$WORK"' EXIT
 P=$WORK/project
-mkdir -p "$P/layers/base/rootfs/bin" "$P/layers/rust" "$P/layers/app/src"
-install -m 0755 /bin/busybox "$P/layers/base/rootfs/bin/busybox"
-ln -s busybox "$P/layers/base/rootfs/bin/sh"
-echo "copying the toolchain into the project (hardlinks where possible)"
-cp -al "$SYSROOT" "$P/layers/rust/toolchain" 2>/dev/null || cp -a "$SYSROOT" "$P/layers/rust/toolchain"
+. bench/lib.sh
+compose_project "$P" runtime
 printf '#!/bin/sh\necho app 1\n' > "$P/layers/app/src/app.sh"
-cat > "$P/strata.toml" <<'TOML'
-[project]
-name = "bench"
-[images.app]
-layers = ["app"]
-kind = "runtime"
-entrypoint = ["/bin/sh", "/srv/app.sh"]
-TOML
-cat > "$P/layers/base/layer.toml" <<'TOML'
-[layer]
-name = "base"
-[[source.copy]]
-from = "rootfs"
-to = "/"
-TOML
-cat > "$P/layers/rust/layer.toml" <<'TOML'
-[layer]
-name = "rust"
-[runtime]
-layers = ["base"]
-[[source.copy]]
-from = "toolchain"
-to = "/opt/rust"
-TOML
-cat > "$P/layers/app/layer.toml" <<'TOML'
-[layer]
-name = "app"
-[runtime]
-layers = ["base", "rust"]
-[[source.copy]]
-from = "src"
-to = "/srv"
-TOML
-cat > "$P/Containerfile" <<'EOF2'
-FROM scratch
-COPY layers/base/rootfs/ /
-COPY layers/rust/toolchain/ /opt/rust/
-COPY layers/app/src/app.sh /srv/app.sh
-ENTRYPOINT ["/bin/sh", "/srv/app.sh"]
-EOF2
 
 export STRATA_STORE=$WORK/store
 B=(buildah --root "$WORK/buildah" --runroot "$WORK/buildah-run" --storage-driver overlay)
-t() { /usr/bin/time -f "%e" -o "$WORK/t" "$@" > /dev/null 2> "$WORK/err" || { cat "$WORK/err"; exit 1; }; cat "$WORK/t"; }
 
 # Each tool's whole sequence runs on its own (strata first), so neither is
 # measured while the other's writes are still flushing.
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 sync; sleep 2
 echo "cold builds (not compared)"
 echo "  strata:  $(t "$STRATA" build -C "$P")s"
@@ -87,7 +41,6 @@ sync; sleep 2
 b_noop=$(for i in $(seq "$RUNS"); do t "${B[@]}" bud --layers -t bench -f "$P/Containerfile" "$P"; done | median)
 b_change=$(for i in $(seq "$RUNS"); do printf '#!/bin/sh\necho app b%s\n' "$i" > "$P/layers/app/src/app.sh"; t "${B[@]}" bud --layers -t bench -f "$P/Containerfile" "$P"; done | median)
 
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", a / b}'; }
 printf '\n%-40s %9s %9s %9s %s\n' "measure" "strata" "buildah" "ratio" "goal"
 printf '%-40s %8ss %8ss %8sx %s\n' "no-op build" "$s_noop" "$b_noop" "$(ratio "$s_noop" "$b_noop")" "strata < 0.5 s"
 printf '%-40s %8ss %8ss %8sx %s\n' "rebuild after a one-line app change" "$s_change" "$b_change" "$(ratio "$s_change" "$b_change")" "strata < 1 s"

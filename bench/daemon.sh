@@ -19,56 +19,14 @@ scripts/deps.sh busybox-static time
 docker version --format '{{.Server.Version}}' >/dev/null
 cargo build --release --quiet
 STRATA=$PWD/target/release/strata
-SYSROOT=${BENCH_SRC:-$(rustc --print sysroot)}
 WORK=$(mktemp -d /tmp/strata-bench-daemon.XXXXXX)
 NAME=strata-bench/daemon
 trap 'docker rmi -f $(docker images -q $NAME) >/dev/null 2>&1 || true; rm -rf "$WORK"' EXIT
 P=$WORK/project
-mkdir -p "$P/layers/base/rootfs/bin" "$P/layers/rust" "$P/layers/app/src"
-install -m 0755 /bin/busybox "$P/layers/base/rootfs/bin/busybox"
-ln -s busybox "$P/layers/base/rootfs/bin/sh"
-echo "copying the toolchain into the project (hardlinks where possible)"
-cp -al "$SYSROOT" "$P/layers/rust/toolchain" 2>/dev/null || cp -a "$SYSROOT" "$P/layers/rust/toolchain"
-printf '#!/bin/sh\necho app 0\n' > "$P/layers/app/src/app.sh"
-cat > "$P/strata.toml" <<'TOML'
-[project]
-name = "bench"
-[images.app]
-layers = ["app"]
-kind = "builder"
-entrypoint = ["/bin/sh", "/srv/app.sh"]
-TOML
-cat > "$P/layers/base/layer.toml" <<'TOML'
-[layer]
-name = "base"
-[[source.copy]]
-from = "rootfs"
-to = "/"
-TOML
-cat > "$P/layers/rust/layer.toml" <<'TOML'
-[layer]
-name = "rust"
-[runtime]
-layers = ["base"]
-[[source.copy]]
-from = "toolchain"
-to = "/opt/rust"
-TOML
-cat > "$P/layers/app/layer.toml" <<'TOML'
-[layer]
-name = "app"
-[requires]
-layers = ["base", "rust"]
-[runtime]
-layers = ["base", "rust"]
-[[source.copy]]
-from = "src"
-to = "/srv"
-TOML
+. bench/lib.sh
+compose_project "$P" builder
 
 export STRATA_STORE=$WORK/store
-t() { /usr/bin/time -f "%e" -o "$WORK/t" "$@" > /dev/null 2> "$WORK/err" || { cat "$WORK/err"; exit 1; }; cat "$WORK/t"; }
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 echo "cold build and first load (not compared)"
 echo "  strata build:       $(t "$STRATA" build -C "$P")s"
@@ -92,7 +50,6 @@ done
 s=$(median < "$WORK/s"); d=$(median < "$WORK/d"); w=$(median < "$WORK/w")
 old=$(awk -v a="$w" -v b="$d" 'BEGIN {printf "%.2f", a + b}')
 size=$(du -sh "$P/layers/rust/toolchain" | cut -f1)
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", a / b}'; }
 printf '\nreload after a one-line app change (image with a %s tool layer), median of %s\n' "$size" "$RUNS"
 printf '%-52s %8ss\n' "strata copy IMAGE docker-daemon:NAME" "$s"
 printf '%-52s %8ss\n' "docker load -i FULL.tar" "$d"
