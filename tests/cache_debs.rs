@@ -211,3 +211,48 @@ fn a_package_list_with_a_smuggled_paragraph_is_a_miss() {
         assert!(!text.contains("rootkit"), "{text}");
     }
 }
+
+/// A deb layer of one blob per package is one record holding every blob;
+/// a fresh machine uses it whole.
+#[test]
+fn a_layer_of_several_blobs_is_one_record() {
+    let reg = Registry::start(Auth::None, false);
+    let a = Env::new();
+    let r = deb_repo(&a);
+    let per_package = |root: &Path| {
+        replace(
+            root,
+            "layers/pkgs/layer.toml",
+            "[source.deb]\n",
+            "[source.deb]\none_layer_per_package = true\n",
+        )
+    };
+    let pa = deb_cache_project(&a, &r, &reg.host());
+    per_package(&pa);
+    let first = build(&a, &pa);
+    let digests = |rep: &Value| {
+        rep["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["name"] == "pkgs")
+            .unwrap()["digests"]
+            .clone()
+    };
+    let blobs = digests(&first);
+    assert!(blobs.as_array().unwrap().len() > 2, "{first}");
+    let tags = a.ok(&["tags", &reg.r("team/cache")]);
+    assert_eq!(
+        tags.lines().filter(|t| t.starts_with("pkgs.")).count(),
+        1,
+        "{tags}"
+    );
+
+    let b = Env::new();
+    let pb = deb_cache_project(&b, &r, &reg.host());
+    per_package(&pb);
+    let second = build(&b, &pb);
+    assert_eq!(status_of(&second, "pkgs"), "remote", "{second}");
+    assert_eq!(digests(&second), blobs);
+    assert_eq!(second["images"][0]["digest"], first["images"][0]["digest"]);
+}

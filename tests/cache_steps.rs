@@ -1,0 +1,138 @@
+//! Build steps and the registry cache: a step layer's key comes from the
+//! keys beneath, so a fresh machine takes it from the cache without
+//! running it; when its input changes, it runs over the layers beneath,
+//! whose bytes are downloaded then (and only then).
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use common::registry::{Auth, Registry};
+use common::{BUSYBOX, Env, write};
+use serde_json::Value;
+
+unsafe extern "C" {
+    fn geteuid() -> u32;
+}
+
+fn can_run(check: &str) -> bool {
+    if unsafe { geteuid() } != 0 || !common::have("runc") {
+        common::note(check, "SKIPPED (build steps need root and runc)");
+        return false;
+    }
+    common::note(check, "RAN");
+    true
+}
+
+/// base (busybox) and app, a step over base that "compiles" src/app.txt.
+fn project(env: &Env, host: &str) -> PathBuf {
+    let root = env.path("proj");
+    let bin = root.join("layers/base/rootfs/bin");
+    fs::create_dir_all(&bin).unwrap();
+    fs::copy(BUSYBOX, bin.join("busybox")).unwrap();
+    std::os::unix::fs::symlink("busybox", bin.join("sh")).unwrap();
+    write(
+        &root,
+        "layers/base/layer.toml",
+        "[layer]\nname = \"base\"\n\n[env]\nPATH = \"/bin\"\n\n[[source.copy]]\nfrom = \"rootfs\"\nto = \"/\"\n",
+    );
+    write(&root, "app/app.txt", "echo built 1\n");
+    write(
+        &root,
+        "layers/app/layer.toml",
+        r#"[layer]
+name = "app"
+
+[requires]
+layers = ["base"]
+
+[runtime]
+layers = ["base"]
+
+[source.run]
+commands = [
+  "mkdir -p /usr/local/bin",
+  "echo '#!/bin/sh' > /usr/local/bin/app",
+  "cat /src/app.txt >> /usr/local/bin/app && chmod 755 /usr/local/bin/app",
+]
+outputs = ["/usr/local/bin/app"]
+
+[[source.run.inputs]]
+from = "../../app"
+to = "/src"
+"#,
+    );
+    write(
+        &root,
+        "strata.toml",
+        &format!(
+            "[project]\nname = \"st\"\n\n[defaults]\nsource_date_epoch = 1700000000\nregistry = \"{host}/team\"\ncache = \"docker://{host}/team/cache\"\n\n[images.img]\nlayers = [\"app\"]\nentrypoint = [\"/usr/local/bin/app\"]\n"
+        ),
+    );
+    common::backdate(&root);
+    root
+}
+
+fn build(env: &Env, root: &Path) -> Value {
+    let out = env.strata(&["build", "-C", root.to_str().unwrap(), "--push", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn status(report: &Value, layer: &str) -> String {
+    report["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["name"] == layer)
+        .unwrap_or_else(|| panic!("{report}"))["status"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn a_step_layer_comes_from_the_cache_and_reruns_over_remote_layers_when_changed() {
+    if !can_run("cache: step layers from the registry cache") {
+        return;
+    }
+    let reg = Registry::start(Auth::None, false);
+    let a = Env::new();
+    let pa = project(&a, &reg.host());
+    let first = build(&a, &pa);
+    assert_eq!(status(&first, "app"), "built", "{first}");
+
+    // B: nothing runs, nothing of base or app is downloaded.
+    let b = Env::new();
+    let pb = project(&b, &reg.host());
+    let second = build(&b, &pb);
+    assert_eq!(status(&second, "app"), "remote", "{second}");
+    assert_eq!(status(&second, "base"), "remote", "{second}");
+    assert_eq!(second["images"][0]["digest"], first["images"][0]["digest"]);
+    let busybox = fs::metadata(BUSYBOX).unwrap().len();
+    assert!(
+        second["cache"]["bytes_downloaded"].as_u64().unwrap() < busybox / 4,
+        "{second}"
+    );
+
+    // The step's input changes on B: it runs over base, whose bytes come
+    // down now; the result is what A builds from the same change.
+    write(&pb, "app/app.txt", "echo built 2\n");
+    common::backdate(&pb);
+    let third = build(&b, &pb);
+    assert_eq!(status(&third, "app"), "built", "{third}");
+    assert!(
+        third["cache"]["bytes_downloaded"].as_u64().unwrap() > busybox / 4,
+        "{third}"
+    );
+    write(&pa, "app/app.txt", "echo built 2\n");
+    common::backdate(&pa);
+    let on_a = build(&a, &pa);
+    assert_eq!(status(&on_a, "app"), "remote", "B recorded it: {on_a}");
+    assert_eq!(on_a["images"][0]["digest"], third["images"][0]["digest"]);
+}
