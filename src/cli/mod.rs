@@ -1,6 +1,7 @@
 //! Command-line interface.
 
 mod build;
+mod index;
 mod progress;
 mod project;
 mod registry;
@@ -72,6 +73,8 @@ enum Command {
     Copy(show::CopyArgs),
     /// Show an image's manifest, config and layers.
     Inspect(show::InspectArgs),
+    /// Make a multi-platform image (an OCI index) from single-platform images.
+    Index(index::IndexArgs),
     /// List the files of each layer of an image.
     Ls(show::LsArgs),
     /// Recompute every digest, diff_id and size of an image.
@@ -195,6 +198,7 @@ pub fn run() -> Result<()> {
     match cli.command {
         Command::New(a) => build::new(&ctx, *a),
         Command::Copy(a) => show::copy(&ctx, a),
+        Command::Index(a) => index::index(&ctx, a),
         Command::Inspect(a) => show::inspect(&ctx, a),
         Command::Ls(a) => show::ls(&ctx, a),
         Command::Validate(a) => show::validate(&ctx, a),

@@ -23,15 +23,20 @@ Examples:
   strata copy app:1.0 docker-archive:app.tar:app:1.0
   strata copy oci-archive:base.tar base:latest
   strata copy app:1.0 docker://registry.example.com/team/app:1.0
-  strata copy docker://localhost:5000/app:1.0 app:1.0 --platform linux/arm64")]
+  strata copy docker://localhost:5000/app:1.0 app:1.0 --platform linux/arm64
+  strata copy --all docker://localhost:5000/app:1.0 oci-archive:app.tar:1.0")]
 pub struct CopyArgs {
     /// Image to read.
     src: String,
     /// Where to write it.
     dst: String,
     /// Platform to pick from a multi-platform source.
-    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]", conflicts_with = "all")]
     platform: Option<String>,
+    /// Copy every platform of a multi-platform source (the whole index), as
+    /// skopeo's --all; without it, the host's platform (or --platform).
+    #[arg(long)]
+    all: bool,
     /// Print a JSON summary: the digest; pushing to a registry, blobs
     /// pushed, skipped, mounted, bytes, seconds ("push"); writing into the
     /// store, blobs fetched, already present, bytes, seconds ("pull");
@@ -45,8 +50,25 @@ pub fn copy(ctx: &Ctx, a: CopyArgs) -> Result<()> {
     let src = ImageRef::parse(&a.src)?;
     let dst = ImageRef::parse(&a.dst)?;
     let t = ctx.transport(&a.platform)?;
-    let image = transport::open(&src, &t)?;
-    let written = transport::write(image.as_ref(), &dst, &t)?;
+    let all = if a.all {
+        super::index::copy_all(&src, &dst, &t)?
+    } else {
+        None
+    };
+    let written = match all {
+        Some(w) => w,
+        None => {
+            if matches!(
+                dst,
+                ImageRef::DockerArchive { .. } | ImageRef::DockerDaemon(_)
+            ) && let Some(note) = super::index::narrowing_note(&src, &t)?
+            {
+                eprintln!("note: {note}; {dst} holds one platform");
+            }
+            let image = transport::open(&src, &t)?;
+            transport::write(image.as_ref(), &dst, &t)?
+        }
+    };
     for w in written.push.iter().flat_map(|p| &p.warnings) {
         eprintln!("warning: {w}");
     }
@@ -96,6 +118,7 @@ pub fn inspect(ctx: &Ctx, a: InspectArgs) -> Result<()> {
     let config = image.config()?;
     let layers = image.layers()?;
     let digest = image.digest()?;
+    let index = super::index::describe(&r, &ctx.transport(&a.platform)?)?;
     if a.json {
         let layer_json: Vec<_> = layers
             .iter()
@@ -113,6 +136,7 @@ pub fn inspect(ctx: &Ctx, a: InspectArgs) -> Result<()> {
             "manifest": serde_json::from_slice::<serde_json::Value>(&image.raw_manifest()?)?,
             "config": serde_json::from_slice::<serde_json::Value>(&image.raw_config()?)?,
             "layers": layer_json,
+            "index": index,
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
@@ -120,6 +144,24 @@ pub fn inspect(ctx: &Ctx, a: InspectArgs) -> Result<()> {
     let mut o = std::io::stdout().lock();
     let total: u64 = layers.iter().map(|l| l.descriptor().size).sum();
     writeln!(o, "Reference:  {r}")?;
+    if !index.is_null() {
+        let i = &index;
+        writeln!(
+            o,
+            "Index:      {} ({} platforms)",
+            i["digest"].as_str().unwrap_or(""),
+            i["manifests"].as_array().map_or(0, Vec::len)
+        )?;
+        for m in i["manifests"].as_array().into_iter().flatten() {
+            writeln!(
+                o,
+                "  {:<20} {}",
+                m["platform"].as_str().unwrap_or("?"),
+                m["digest"].as_str().unwrap_or("")
+            )?;
+        }
+        writeln!(o, "Showing:    {}", config.platform())?;
+    }
     writeln!(o, "Digest:     {digest}")?;
     writeln!(o, "MediaType:  {}", manifest.media_type())?;
     writeln!(o, "Platform:   {}", config.platform())?;

@@ -4,10 +4,12 @@
 
 mod builder;
 mod config;
+mod index;
 
 pub use crate::spec::Platform;
 pub use builder::{ImageBuilder, annotations};
 pub use config::{ImageConfig, rfc3339};
+pub use index::{BuiltIndex, ImageIndex, IndexBuilder, ManifestIndex, platform_of};
 
 use std::io::Read;
 use std::sync::Arc;

@@ -197,3 +197,33 @@ pub fn open(
         "indexes nested too deeply",
     ))
 }
+
+/// The index `r` names, when it names one (`None` for a single image):
+/// each image manifest is fetched by digest, each config read; layers stay
+/// in the registry until read. Blobs `local` holds are read from it.
+pub fn open_index(
+    client: Arc<Client>,
+    r: &RegistryRef,
+    local: Option<Store>,
+) -> Result<Option<crate::image::ManifestIndex>> {
+    let repo = Repo::new(&client, r);
+    let m = repo.get_manifest(&r.reference())?;
+    if !media::is_index(&m.media_type) {
+        return Ok(None);
+    }
+    let source = Arc::new(RegistryBlobs::new(Arc::clone(&client), r.clone()).with_local(local))
+        as Arc<dyn BlobSource>;
+    let fetch = |d: &Descriptor| -> Result<Vec<u8>> {
+        let got = repo.get_manifest(&d.digest.to_string())?;
+        let actual = crate::digest::Digest::of(&got.bytes);
+        if actual != d.digest || got.bytes.len() as u64 != d.size {
+            return Err(Error::DigestMismatch {
+                what: format!("manifest {} of the index {r}", d.digest),
+                expected: format!("{} ({} bytes)", d.digest, d.size),
+                actual: format!("{actual} ({} bytes)", got.bytes.len()),
+            });
+        }
+        Ok(got.bytes)
+    };
+    crate::image::ManifestIndex::from_index(source, m.bytes, &fetch).map(Some)
+}

@@ -354,3 +354,57 @@ fn push_blob(
     }
     done(BlobOutcome::Pushed)
 }
+
+/// Pushes every image of `index` by digest (blobs, config, manifest; no
+/// tag), then the index by digest, then tags the index with `target`'s tag
+/// and `extra_tags`: an interrupted push never leaves a tag on an index
+/// whose manifests are missing. The report sums the images' blobs.
+pub fn push_index(
+    client: &Client,
+    index: &dyn crate::image::ImageIndex,
+    target: &RegistryRef,
+    extra_tags: &[String],
+    mount_from: &[String],
+    progress: Option<ProgressFn>,
+) -> Result<PushReport> {
+    let started = Instant::now();
+    let untagged = target.repository_only();
+    let mut report = PushReport::default();
+    for (_, image) in index.images()? {
+        let r = push_with(
+            client,
+            image.as_ref(),
+            &untagged,
+            &[],
+            mount_from,
+            progress.clone(),
+            false,
+        )?;
+        report.pushed += r.pushed;
+        report.skipped += r.skipped;
+        report.mounted += r.mounted;
+        report.bytes += r.bytes;
+    }
+    let repo = Repo::new(client, target);
+    let raw = index.raw_index()?;
+    let desc = index.descriptor()?;
+    repo.put_manifest(&desc.digest.to_string(), &raw, &desc.media_type)?;
+    let mut tags: Vec<String> = target.tag.iter().cloned().collect();
+    tags.extend(extra_tags.iter().cloned());
+    for t in &tags {
+        repo.put_manifest(t, &raw, &desc.media_type)?;
+    }
+    if !tags.is_empty()
+        && let Err(e) = super::pushtimes::record(client, &untagged, &tags, super::pushtimes::now())
+    {
+        report.warnings.push(format!(
+            "the push time of {} was not recorded in {} ({e}); strata prune falls back to the tag names",
+            tags.join(", "),
+            super::pushtimes::TAG
+        ));
+    }
+    report.digest = Some(desc.digest);
+    report.tags = tags;
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}

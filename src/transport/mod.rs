@@ -24,7 +24,7 @@ use std::sync::{Arc, OnceLock};
 
 use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::image::Image;
+use crate::image::{Image, ImageIndex};
 use crate::reference::{normalize_name, validate_tag};
 use crate::registry::push::{ProgressFn, PushReport};
 use crate::registry::{Client, ClientOptions, RegistryRef};
@@ -467,6 +467,98 @@ pub fn write(image: &dyn Image, r: &ImageRef, ctx: &Context) -> Result<Written> 
         pull,
         load: None,
     })
+}
+
+/// The image index `r` refers to, when it refers to one (`None` for a
+/// single image, and for docker-archive and docker-daemon, which hold
+/// single images).
+pub fn open_index(r: &ImageRef, ctx: &Context) -> Result<Option<Arc<dyn ImageIndex>>> {
+    let boxed =
+        |i: Option<crate::image::ManifestIndex>| i.map(|i| Arc::new(i) as Arc<dyn ImageIndex>);
+    Ok(match r {
+        ImageRef::Store(name) => boxed(oci::open_index(&ctx.store, Some(name))?),
+        ImageRef::StoreDigest(d) => {
+            let raw = ctx.store.read_blob(d, crate::spec::MAX_MANIFEST_SIZE)?;
+            let is_index = serde_json::from_slice::<serde_json::Value>(&raw)
+                .ok()
+                .and_then(|v| v.get("manifests").map(|m| m.is_array()))
+                .unwrap_or(false);
+            if !is_index {
+                return Ok(None);
+            }
+            let desc =
+                crate::spec::Descriptor::new(crate::media::OCI_INDEX, d.clone(), raw.len() as u64);
+            boxed(Some(crate::image::ManifestIndex::load(
+                Arc::new(ctx.store.clone()) as Arc<dyn crate::image::BlobSource>,
+                &desc,
+            )?))
+        }
+        ImageRef::Oci { dir, tag } => boxed(oci::open_index(&Store::open(dir)?, tag.as_deref())?),
+        ImageRef::OciArchive { file, tag } => boxed(oci_archive::open_index(file, tag.as_deref())?),
+        ImageRef::Registry(rr) => boxed(crate::registry::pull::open_index(
+            ctx.client()?,
+            rr,
+            Some(ctx.store.clone()),
+        )?),
+        ImageRef::DockerArchive { .. } | ImageRef::DockerDaemon(_) => None,
+    })
+}
+
+/// Writes every platform of `index` to `r`: the store, a layout or an
+/// oci-archive hold the whole index; a registry gets each manifest by
+/// digest, then the index under the tag. docker-archive and docker-daemon
+/// hold one platform: pick it with [`open`] instead.
+pub fn write_index(index: &dyn ImageIndex, r: &ImageRef, ctx: &Context) -> Result<Written> {
+    let written = |digest| Written {
+        digest,
+        push: None,
+        pull: None,
+        load: None,
+    };
+    match r {
+        ImageRef::Store(name) => Ok(written(oci::write_index(index, &ctx.store, Some(name))?)),
+        ImageRef::StoreDigest(d) => {
+            let got = oci::write_index(index, &ctx.store, None)?;
+            if got != *d {
+                return Err(Error::DigestMismatch {
+                    what: "index written to a digest reference".into(),
+                    expected: d.to_string(),
+                    actual: got.to_string(),
+                });
+            }
+            Ok(written(got))
+        }
+        ImageRef::Oci { dir, tag } => Ok(written(oci::write_index(
+            index,
+            &Store::open_or_create(dir)?,
+            tag.as_deref(),
+        )?)),
+        ImageRef::OciArchive { file, tag } => Ok(written(oci_archive::write_index(
+            index,
+            file,
+            tag.as_deref(),
+        )?)),
+        ImageRef::Registry(rr) => {
+            let client = ctx.client()?;
+            let report = crate::registry::push::push_index(
+                &client,
+                index,
+                rr,
+                &[],
+                &[],
+                ctx.progress.clone(),
+            )?;
+            Ok(Written {
+                digest: report.digest.clone().expect("set by push"),
+                push: Some(report),
+                pull: None,
+                load: None,
+            })
+        }
+        ImageRef::DockerArchive { .. } | ImageRef::DockerDaemon(_) => Err(Error::Unsupported(
+            format!("{r} holds one platform of an image, not an index; pick one with --platform"),
+        )),
+    }
 }
 
 #[cfg(test)]

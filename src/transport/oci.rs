@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::image::{BlobSource, Image, ManifestImage};
+use crate::image::{BlobSource, Image, ImageIndex, ManifestImage, ManifestIndex};
 use crate::registry::push::{BlobOutcome, Progress, ProgressFn, ProgressReader};
 use crate::spec::{Descriptor, Manifest, Platform};
 use crate::store::Store;
@@ -151,4 +151,30 @@ fn write_config_and_manifest(image: &dyn Image, store: &Store) -> Result<Descrip
     store.put_verified(&config[..], &m.config.digest, Some(m.config.size), &what)?;
     let digest = store.put_bytes(&raw)?;
     Ok(Descriptor::new(m.media_type(), digest, raw.len() as u64))
+}
+
+/// The index tagged `tag` (or the only entry) in the layout, when that
+/// entry is an image index; `None` when it is a single image.
+pub fn open_index(store: &Store, tag: Option<&str>) -> Result<Option<ManifestIndex>> {
+    let desc = select(store, tag)?;
+    if !crate::media::is_index(&desc.media_type) {
+        return Ok(None);
+    }
+    ManifestIndex::load(Arc::new(store.clone()) as Arc<dyn BlobSource>, &desc).map(Some)
+}
+
+/// Writes every image of `index` (blobs, config, manifest), then the index,
+/// then, with `tag`, points the tag at the index: a failure never leaves a
+/// tag on an index whose manifests are missing.
+pub fn write_index(index: &dyn ImageIndex, store: &Store, tag: Option<&str>) -> Result<Digest> {
+    for (_, image) in index.images()? {
+        write_blobs(image.as_ref(), store)?;
+    }
+    let raw = index.raw_index()?;
+    let desc = index.descriptor()?;
+    store.put_verified(&raw[..], &desc.digest, Some(desc.size), "image index")?;
+    if let Some(tag) = tag {
+        store.set_tag(tag, &desc)?;
+    }
+    Ok(desc.digest)
 }
