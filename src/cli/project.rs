@@ -180,6 +180,14 @@ pub struct BuildArgs {
     /// `strata build --push` that builds nothing.
     #[arg(long = "layer", value_name = "NAME")]
     layers: Vec<String>,
+    /// Build only these of the images' platforms (comma-separated, e.g.
+    /// linux/amd64,linux/arm64; default: every platform each image names).
+    #[arg(
+        long = "platform",
+        value_name = "OS/ARCH[/VARIANT],...",
+        value_delimiter = ','
+    )]
+    platforms: Vec<String>,
     /// Also write the (single) built image to this transport.
     #[arg(long, value_name = "REF")]
     output: Option<String>,
@@ -272,6 +280,8 @@ pub fn build(ctx: &Ctx, a: BuildArgs) -> Result<()> {
         } else {
             strata::compose::echo::EchoMode::Stream
         },
+        platforms: parse_platforms(&a.platforms)?,
+        platform_pass: false,
     };
     if output.is_some() && build::selected_images(&project, &sel)?.len() != 1 {
         bail!("--output needs exactly one image; name it (strata build IMAGE --output ...)");
@@ -692,4 +702,12 @@ pub fn test(ctx: &Ctx, a: TestArgs) -> Result<()> {
         bail!("{failed} of {} tests failed", report.tests.len());
     }
     Ok(())
+}
+
+/// `--platform a,b`, each checked as a project platform.
+fn parse_platforms(list: &[String]) -> Result<Vec<strata::spec::Platform>> {
+    Ok(list
+        .iter()
+        .map(|p| strata::compose::project::parse_platform(p, "--platform"))
+        .collect::<strata::Result<_>>()?)
 }

@@ -36,7 +36,7 @@ pub(super) fn compose_image(
         Some(r) => Some(transport::open(&r, ctx)?),
     };
     let mut image = match &base {
-        None => ImageBuilder::scratch(spec.platform()?),
+        None => ImageBuilder::scratch(spec.platform_in(&project.file.defaults, &ctx.platform)?),
         Some(base) => {
             if fetch_base {
                 transport::oci::copy_layers(base.as_ref(), &ctx.store)?;

@@ -50,6 +50,9 @@ pub struct LayerReport {
     pub digests: Vec<Digest>,
     /// The cache key.
     pub key: Digest,
+    /// The platform it was built for, in a multi-platform build.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
     /// The last lines its commands printed (build steps and maintainer
     /// scripts run now, with [`EchoMode::Report`]).
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -87,6 +90,23 @@ pub struct ImageReport {
     pub sbom: String,
     /// Packages the SBOM lists.
     pub packages: usize,
+    /// For a multi-platform image (an index, whose digest `digest` is):
+    /// each platform's manifest.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub platforms: Vec<PlatformImage>,
+}
+
+/// One platform of a multi-platform image.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlatformImage {
+    /// `os/arch[/variant]`.
+    pub platform: String,
+    /// Its manifest digest.
+    pub digest: Digest,
+    /// Its layers' compressed size.
+    pub size: u64,
+    /// Store tag of its SBOM.
+    pub sbom: String,
 }
 
 /// The build report.
@@ -188,6 +208,12 @@ pub struct Selection {
     /// with its `[runtime]` stack; with layers and no images named, no
     /// image is selected.
     pub layers: Vec<String>,
+    /// Build only these of the images' platforms (all when empty).
+    pub platforms: Vec<Platform>,
+    /// One platform's pass of a multi-platform build (the context's
+    /// platform): images are stored untagged and not pushed or loaded,
+    /// lock pins carry the platform.
+    pub platform_pass: bool,
 }
 
 /// A layer of this build: its blobs and what happened to it.
@@ -353,6 +379,7 @@ fn build_layer(
         size: made.layers.iter().map(|l| l.descriptor().size).sum(),
         digests: made.layers.iter().map(|l| l.descriptor().digest).collect(),
         key,
+        platform: None,
         output: made.output,
         log: made.log,
     };
@@ -466,6 +493,10 @@ fn build_waves<'p>(
 
 /// Builds the selected images.
 pub fn build(project: &Project, ctx: &Context, sel: &Selection) -> Result<BuildReport> {
+    let wanted = super::platforms::wanted(project, sel)?;
+    if !wanted.is_empty() {
+        return super::platforms::build(project, ctx, sel, wanted);
+    }
     let started = Instant::now();
     let graph = Graph::new(project)?;
     let names = selected_images(project, sel)?;
@@ -489,7 +520,16 @@ pub fn build(project: &Project, ctx: &Context, sel: &Selection) -> Result<BuildR
     let mut lock = super::lock::Lock::load(&project.root)?;
     let planner = DebPlanner::new(project, &graph, ctx, sel.refresh);
     if sel.locked {
-        super::verify::verify_locked(project, &graph, &plans, &lock, settings, &planner)?;
+        let pinned = sel.platform_pass.then(|| ctx.platform.to_string());
+        super::verify::verify_locked(
+            project,
+            &graph,
+            &plans,
+            &lock,
+            settings,
+            &planner,
+            pinned.as_deref(),
+        )?;
     }
     let cache = LayerCache::new(&ctx.store)?;
     let mut stat = StatCache::load(&ctx.store)?;
@@ -580,7 +620,9 @@ pub fn build(project: &Project, ctx: &Context, sel: &Selection) -> Result<BuildR
     stat.save()?;
     if !sel.locked && !sel.tests_only {
         for (&name, b) in &built {
-            if let Some(w) = lock.record(super::verify::pin_of(project, name, &b.layers))
+            let mut pin = super::verify::pin_of(project, name, &b.layers);
+            pin.platform = sel.platform_pass.then(|| ctx.platform.to_string());
+            if let Some(w) = lock.record(pin)
                 && project.layers[name].file.layer.warn_unbumped
             {
                 warnings.push(w);
@@ -709,11 +751,12 @@ fn write_images(
             .layers()?
             .iter()
             .all(|l| ctx.store.has_blob(&l.descriptor().digest));
-        let stored = all_local || !sel.push || sel.keep_local;
+        let stored = all_local || !sel.push || sel.keep_local || sel.platform_pass;
         let (digest, desc) = if stored {
             let digest = transport::oci::write_image(&image, &ctx.store, None)?;
             let desc = image.descriptor()?;
-            for t in &tags {
+            // A platform's image is tagged through its index.
+            for t in tags.iter().filter(|_| !sel.platform_pass) {
                 ctx.store.set_tag(t, &desc)?;
             }
             (digest, desc)
@@ -750,15 +793,21 @@ fn write_images(
         };
         drop(assembling);
         let (mut pushed, mut push) = (Vec::new(), None);
-        if sel.push {
+        if sel.push && !sel.platform_pass {
             let attach = sel.attach_sbom.then_some((&artifact, &digest));
             let _span = crate::trace::span("image", format!("push {name}"));
             let cache = remote.map(|rc| rc.mount_source());
-            let (refs, stats) =
-                super::publish::push_image(project, ctx, &image, &tags, attach, cache.as_ref())?;
+            let (refs, stats) = super::publish::push_image(
+                project,
+                ctx,
+                super::publish::Publishable::Image(&image),
+                &tags,
+                attach,
+                cache.as_ref(),
+            )?;
             (pushed, push) = (refs, Some(stats));
         }
-        let load = match engine {
+        let load = match engine.filter(|_| !sel.platform_pass) {
             Some(e) => Some(transport::daemon::load(e, &image, &tags)?),
             None => None,
         };
@@ -774,8 +823,11 @@ fn write_images(
             stored,
             sbom: sbom_tag,
             packages,
+            platforms: Vec::new(),
         });
     }
-    super::publish::drop_orphan_sboms(&ctx.store)?;
+    if !sel.platform_pass {
+        super::publish::drop_orphan_sboms(&ctx.store)?;
+    }
     Ok(images)
 }

@@ -132,7 +132,7 @@ fn list_cached_blob(
 /// library not found may be in it: then it is a warning.
 fn provides_findings(
     project: &Project,
-    name: &str,
+    arch: &str,
     layers: &[&str],
     listed: &[(&str, Listing)],
     owner: &HashMap<&str, (&str, &FileInfo)>,
@@ -140,8 +140,7 @@ fn provides_findings(
     push: &mut impl FnMut(&'static str, String),
 ) -> Result<()> {
     let defs: Vec<&LayerDef> = layers.iter().map(|l| &project.layers[*l]).collect();
-    let arch = project.file.images[name].platform()?.architecture;
-    let lib_dirs = super::provides::library_dirs(&arch, &defs);
+    let lib_dirs = super::provides::library_dirs(arch, &defs);
     for (l, _) in listed {
         for m in super::provides::check_layer(l, &project.layers[*l], owner, &lib_dirs) {
             if complete {
@@ -494,16 +493,16 @@ pub fn check_image_listed<'p>(
             push(level, m);
         }
     }
+    let want = spec.platform_in(&project.file.defaults, &ctx.platform)?;
     provides_findings(
         project,
-        name,
+        &want.architecture,
         &layers,
         &listed,
         &owner,
         unknown.is_empty(),
         &mut push,
     )?;
-    let want = spec.platform()?;
     for &l in &layers {
         let def = &project.layers[l];
         if let Some((from, have)) = super::source::of(def).platform(def, ctx)?
@@ -521,7 +520,6 @@ pub fn check_image_listed<'p>(
     if let Some(r) = project.base_ref(name)? {
         let base = transport::open(&r, ctx)?;
         let have = base.config()?.platform();
-        let want = spec.platform()?;
         if !want.matches(&have) {
             push(
                 "error",

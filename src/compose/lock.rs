@@ -23,6 +23,28 @@ pub struct Pin {
     pub diff_ids: Vec<Digest>,
     /// Compressed digests of its blobs.
     pub digests: Vec<Digest>,
+    /// The platform it was built for, in a multi-platform build (each
+    /// platform is pinned on its own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
+}
+
+impl Pin {
+    /// Its key in the lock: the name, with the platform when it has one.
+    fn key(&self) -> String {
+        match &self.platform {
+            Some(p) => format!("{} {p}", self.name),
+            None => self.name.clone(),
+        }
+    }
+
+    /// `name@version`, with the platform when it has one.
+    fn label(&self) -> String {
+        match &self.platform {
+            Some(p) => format!("{}@{} ({p})", self.name, self.version),
+            None => format!("{}@{}", self.name, self.version),
+        }
+    }
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -50,7 +72,7 @@ impl Lock {
         let f: LockFile = toml::from_str(&text)
             .map_err(|e| Error::invalid("lock file", "strata.lock", e.message().to_string()))?;
         Ok(Lock {
-            pins: f.layer.into_iter().map(|p| (p.name.clone(), p)).collect(),
+            pins: f.layer.into_iter().map(|p| (p.key(), p)).collect(),
         })
     }
 
@@ -62,36 +84,36 @@ impl Lock {
     /// Records a pin; returns a warning when the bytes changed while the
     /// version stayed the same.
     pub fn record(&mut self, pin: Pin) -> Option<String> {
-        let warning = self.pins.get(&pin.name).and_then(|old| {
+        let warning = self.pins.get(&pin.key()).and_then(|old| {
             // Unversioned layers are expected to change freely.
             if pin.version.is_empty() || old.version != pin.version || old.digests == pin.digests {
                 return None;
             }
             Some(if old.diff_ids == pin.diff_ids {
                 format!(
-                    "layer {}@{}: same content, new compressed bytes (the compression or strata's compressor changed); strata.lock records the new digests",
-                    pin.name, pin.version
+                    "layer {}: same content, new compressed bytes (the compression or strata's compressor changed); strata.lock records the new digests",
+                    pin.label()
                 )
             } else {
                 format!(
-                    "layer {}@{} changed bytes without a version bump; bump its version to record a deliberate change",
-                    pin.name, pin.version
+                    "layer {} changed bytes without a version bump; bump its version to record a deliberate change",
+                    pin.label()
                 )
             })
         });
-        self.pins.insert(pin.name.clone(), pin);
+        self.pins.insert(pin.key(), pin);
         warning
     }
 
     /// Keeps only the named layers.
     pub fn retain(&mut self, names: &[&str]) {
-        self.pins.retain(|k, _| names.contains(&k.as_str()));
+        self.pins.retain(|_, p| names.contains(&p.name.as_str()));
     }
 
     /// Checks `pin` against the lock (for `--locked`).
     pub fn verify(&self, pin: &Pin) -> Result<()> {
         let at = format!("strata.lock key layer.{}", pin.name);
-        match self.pins.get(&pin.name) {
+        match self.pins.get(&pin.key()) {
             None => Err(Error::invalid(
                 "lock",
                 at,
@@ -175,6 +197,7 @@ mod tests {
             version: "1".into(),
             diff_ids: vec![Digest::of(diff)],
             digests: vec![Digest::of(blob)],
+            platform: None,
         }
     }
 

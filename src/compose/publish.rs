@@ -13,12 +13,20 @@ use crate::error::{Error, Result};
 use crate::image::{Image, ImageBuilder};
 use crate::transport::Context;
 
+/// What a build pushes: an image, or a multi-platform image's index.
+pub(super) enum Publishable<'a> {
+    /// One image manifest.
+    Image(&'a dyn Image),
+    /// An index and its images.
+    Index(&'a dyn crate::image::ImageIndex),
+}
+
 /// Pushes `image` to `[defaults] registry`: every tag `NAME:TAG` becomes
 /// `docker://REGISTRY/NAME:TAG` (one upload per repository, then tags).
 pub(super) fn push_image(
     project: &Project,
     ctx: &Context,
-    image: &ImageBuilder,
+    image: Publishable<'_>,
     tags: &[String],
     sbom: Option<(&crate::sbom::Artifact, &Digest)>,
     cache: Option<&(String, String)>,
@@ -60,14 +68,24 @@ pub(super) fn push_image(
             .map(|(_, repo)| repo.clone())
             .into_iter()
             .collect();
-        let report = crate::registry::push::push(
-            &client,
-            image,
-            &target,
-            &repo_tags[1..],
-            &mount_from,
-            ctx.progress.clone(),
-        )?;
+        let report = match &image {
+            Publishable::Image(i) => crate::registry::push::push(
+                &client,
+                *i,
+                &target,
+                &repo_tags[1..],
+                &mount_from,
+                ctx.progress.clone(),
+            )?,
+            Publishable::Index(i) => crate::registry::push::push_index(
+                &client,
+                *i,
+                &target,
+                &repo_tags[1..],
+                &mount_from,
+                ctx.progress.clone(),
+            )?,
+        };
         stats.pushed += report.pushed;
         stats.skipped += report.skipped;
         stats.mounted += report.mounted;
@@ -163,11 +181,17 @@ pub struct PushStats {
 /// the store points at any more, so they do not pile up build after build.
 pub(super) fn drop_orphan_sboms(store: &crate::store::Store) -> Result<()> {
     let tags = store.tags()?;
-    let live: std::collections::BTreeSet<String> = tags
-        .iter()
-        .filter(|(n, _)| !n.ends_with(".spdx"))
-        .map(|(_, d)| d.digest.hex().to_string())
-        .collect();
+    let mut live = std::collections::BTreeSet::new();
+    for (_, d) in tags.iter().filter(|(n, _)| !n.ends_with(".spdx")) {
+        live.insert(d.digest.hex().to_string());
+        // A multi-platform image's platforms keep their SBOMs.
+        if crate::media::is_index(&d.media_type)
+            && let Ok(raw) = store.read_blob(&d.digest, crate::spec::MAX_MANIFEST_SIZE)
+            && let Ok(index) = crate::spec::Index::parse(&raw, "store index")
+        {
+            live.extend(index.manifests.iter().map(|m| m.digest.hex().to_string()));
+        }
+    }
     for (name, _) in &tags {
         if let Some(hex) = name
             .rsplit_once(":sha256-")

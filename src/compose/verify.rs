@@ -225,6 +225,7 @@ pub(super) fn pin_of(project: &Project, name: &str, layers: &[Arc<dyn Layer>]) -
             .unwrap_or_default(),
         diff_ids: layers.iter().map(|l| l.diff_id()).collect(),
         digests: layers.iter().map(|l| l.descriptor().digest).collect(),
+        platform: None,
     }
 }
 
@@ -238,6 +239,7 @@ pub(super) fn verify_locked(
     lock: &super::lock::Lock,
     settings: Settings,
     deb: &DebPlanner<'_>,
+    platform: Option<&str>,
 ) -> Result<()> {
     let ctx = deb.context();
     let scratch_dir = tempfile::Builder::new()
@@ -298,11 +300,12 @@ pub(super) fn verify_locked(
                     .layers
             }
         };
-        lock.verify(&pin_of(project, l, &layers))
-            .map_err(|e| match runs {
-                true => not_reproducible(e, l),
-                false => e,
-            })?;
+        let mut pin = pin_of(project, l, &layers);
+        pin.platform = platform.map(str::to_string);
+        lock.verify(&pin).map_err(|e| match runs {
+            true => not_reproducible(e, l),
+            false => e,
+        })?;
         made.insert(l, layers);
     }
     stat.discard();

@@ -61,6 +61,23 @@ impl Context {
         }
     }
 
+    /// The same context for another platform (the registry client is
+    /// shared).
+    pub fn for_platform(&self, platform: Platform) -> Context {
+        let client = OnceLock::new();
+        if let Some(c) = self.client.get() {
+            let _ = client.set(Arc::clone(c));
+        }
+        Context {
+            store: self.store.clone(),
+            platform,
+            registry: self.registry.clone(),
+            progress: self.progress.clone(),
+            layer_progress: self.layer_progress.clone(),
+            client,
+        }
+    }
+
     /// The registry client.
     pub fn client(&self) -> Result<Arc<Client>> {
         if let Some(c) = self.client.get() {

@@ -39,6 +39,9 @@ pub struct Repo {
     pub release_extra: String,
     /// How the index is published.
     pub layout: Layout,
+    /// More architectures to publish (each index gets its own packages
+    /// and the `all` ones); none: one index with every package.
+    pub extra_arches: Vec<String>,
     stanzas: Vec<String>,
 }
 
@@ -73,6 +76,7 @@ impl Repo {
             arch: host_arch(),
             release_extra: String::new(),
             layout: Layout::Plain,
+            extra_arches: Vec::new(),
             stanzas: Vec::new(),
         }
     }
@@ -132,43 +136,35 @@ impl Repo {
     pub fn publish(&self) {
         let suite = self.root.join("dists/stable");
         let _ = fs::remove_dir_all(&suite);
-        let dir = suite.join(format!("main/binary-{}", self.arch));
-        fs::create_dir_all(&dir).unwrap();
-        let text = self.stanzas.join("\n");
-        let mut files: Vec<(&str, Vec<u8>)> = Vec::new();
-        if self.layout == Layout::XzOnly {
-            let mut xz = liblzma::write::XzEncoder::new(Vec::new(), 6);
-            xz.write_all(text.as_bytes()).unwrap();
-            files.push(("Packages.xz", xz.finish().unwrap()));
-        } else {
-            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-            gz.write_all(text.as_bytes()).unwrap();
-            if self.layout != Layout::ByHashOnly {
-                files.push(("Packages", text.clone().into_bytes()));
-            }
-            files.push(("Packages.gz", gz.finish().unwrap()));
+        let mut arches = vec![self.arch.clone()];
+        arches.extend(self.extra_arches.iter().cloned());
+        let mut release = String::new();
+        for arch in &arches {
+            let text = if self.extra_arches.is_empty() {
+                self.stanzas.join("\n")
+            } else {
+                self.stanzas
+                    .iter()
+                    .filter(|st| {
+                        st.contains(&format!("Architecture: {arch}\n"))
+                            || st.contains("Architecture: all\n")
+                    })
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            };
+            release.push_str(&self.publish_arch(&suite, arch, &text));
         }
         let by_hash = if self.layout == Layout::ByHashOnly {
             "Acquire-By-Hash: yes\n"
         } else {
             ""
         };
-        let mut release = format!(
-            "Origin: strata-test\nSuite: stable\nCodename: test\nDate: Sat, 01 Jan 2000 00:00:00 UTC\n{}{by_hash}Architectures: {}\nComponents: main\nSHA256:\n",
-            self.release_extra, self.arch
+        let release = format!(
+            "Origin: strata-test\nSuite: stable\nCodename: test\nDate: Sat, 01 Jan 2000 00:00:00 UTC\n{}{by_hash}Architectures: {}\nComponents: main\nSHA256:\n{release}",
+            self.release_extra,
+            arches.join(" ")
         );
-        for (f, bytes) in &files {
-            let rel = format!("main/binary-{}/{f}", self.arch);
-            let hex = strata::Digest::of(bytes).hex().to_string();
-            release.push_str(&format!(" {hex} {} {rel}\n", bytes.len()));
-            if self.layout == Layout::ByHashOnly {
-                let at = dir.join("by-hash/SHA256");
-                fs::create_dir_all(&at).unwrap();
-                fs::write(at.join(&hex), bytes).unwrap();
-            } else {
-                fs::write(dir.join(f), bytes).unwrap();
-            }
-        }
         fs::write(suite.join("Release"), &release).unwrap();
         if self.layout == Layout::Detached {
             run(gpg(&self.gnupg)
@@ -181,6 +177,40 @@ impl Repo {
                 .arg(suite.join("InRelease"))
                 .arg(suite.join("Release")));
         }
+    }
+
+    /// Writes one architecture's Packages files; returns their Release
+    /// SHA256 lines.
+    fn publish_arch(&self, suite: &Path, arch: &str, text: &str) -> String {
+        let dir = suite.join(format!("main/binary-{arch}"));
+        fs::create_dir_all(&dir).unwrap();
+        let mut files: Vec<(&str, Vec<u8>)> = Vec::new();
+        if self.layout == Layout::XzOnly {
+            let mut xz = liblzma::write::XzEncoder::new(Vec::new(), 6);
+            xz.write_all(text.as_bytes()).unwrap();
+            files.push(("Packages.xz", xz.finish().unwrap()));
+        } else {
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            gz.write_all(text.as_bytes()).unwrap();
+            if self.layout != Layout::ByHashOnly {
+                files.push(("Packages", text.to_string().into_bytes()));
+            }
+            files.push(("Packages.gz", gz.finish().unwrap()));
+        }
+        let mut lines = String::new();
+        for (f, bytes) in &files {
+            let rel = format!("main/binary-{arch}/{f}");
+            let hex = strata::Digest::of(bytes).hex().to_string();
+            lines.push_str(&format!(" {hex} {} {rel}\n", bytes.len()));
+            if self.layout == Layout::ByHashOnly {
+                let at = dir.join("by-hash/SHA256");
+                fs::create_dir_all(&at).unwrap();
+                fs::write(at.join(&hex), bytes).unwrap();
+            } else {
+                fs::write(dir.join(f), bytes).unwrap();
+            }
+        }
+        lines
     }
 
     /// The `[[source.deb.repositories]]` table for this repository.

@@ -14,7 +14,6 @@ use crate::compose::step;
 use crate::digest::{Digest, Hasher};
 use crate::error::Result;
 use crate::layer::collect;
-use crate::spec::Platform;
 use crate::transport::Context;
 
 /// A build-step layer.
@@ -34,7 +33,9 @@ impl LayerSource for Run<'_> {
             &mut h,
             format!("strata-step-format-{}", step::STEP_FORMAT).as_bytes(),
         );
-        let platform = Platform::host().to_string();
+        // The platform it runs for: the host's, or the one of this pass of
+        // a multi-platform build.
+        let platform = cx.ctx.platform.to_string();
         put(&mut h, platform.as_bytes());
         inputs
             .settings

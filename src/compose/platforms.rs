@@ -1,0 +1,282 @@
+//! Multi-platform builds. Images that name platforms (`platforms` in the
+//! image or in `[defaults]`) are built in one pass of the build per
+//! platform, with the context's platform set to it: deb layers resolve
+//! against that architecture's indexes, image layers take that platform
+//! from an index, build steps key on it; copy and tar layers hash the same
+//! inputs on every pass, so they are one blob shared by every platform.
+//! A pass stores its images untagged; then each image of two or more
+//! platforms becomes an OCI index over them, tagged (and pushed) once every
+//! platform's manifest is written.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use super::build::{BuildReport, ImageReport, PlatformImage, Selection};
+use super::project::Project;
+use crate::error::{Error, Result};
+use crate::image::{Image, ImageIndex, IndexBuilder};
+use crate::spec::Platform;
+use crate::transport::{self, Context, ImageRef};
+
+/// An image built per platform: its name, the platforms of this build and
+/// whether it is an index (it names two or more platforms, even when
+/// `--platform` narrows the build to one).
+pub(super) struct Wanted {
+    name: String,
+    platforms: Vec<Platform>,
+    index: bool,
+}
+
+/// The selected images that name platforms. Empty when none does (the
+/// build is one pass, as for a project without platforms).
+pub(super) fn wanted(project: &Project, sel: &Selection) -> Result<Vec<Wanted>> {
+    if sel.platform_pass || sel.tests_only || !sel.layers.is_empty() {
+        return Ok(Vec::new());
+    }
+    let defaults = &project.file.defaults;
+    let mut out = Vec::new();
+    for name in super::build::selected_images(project, sel)? {
+        let spec = &project.file.images[&name];
+        if !spec.names_platforms(defaults) {
+            continue;
+        }
+        let all = spec.platforms(&name, defaults)?;
+        let platforms: Vec<Platform> = all
+            .iter()
+            .filter(|p| sel.platforms.is_empty() || sel.platforms.contains(p))
+            .cloned()
+            .collect();
+        if platforms.is_empty() {
+            return Err(Error::bad_input(
+                "--platform",
+                format!(
+                    "image {name} is built for {}, none of which --platform names",
+                    list(&all)
+                ),
+            ));
+        }
+        out.push(Wanted {
+            name,
+            platforms,
+            index: all.len() > 1,
+        });
+    }
+    Ok(out)
+}
+
+fn list(ps: &[Platform]) -> String {
+    ps.iter()
+        .map(|p| p.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Builds `wanted` one platform at a time (and the other selected images
+/// in one pass of their own), then makes, tags, pushes and loads each
+/// multi-platform image.
+pub(super) fn build(
+    project: &Project,
+    ctx: &Context,
+    sel: &Selection,
+    wanted: Vec<Wanted>,
+) -> Result<BuildReport> {
+    let started = std::time::Instant::now();
+    let engine = sel
+        .load
+        .then(|| -> Result<_> {
+            let e = transport::daemon::Engine::from_env()?;
+            e.ping()?;
+            Ok(e)
+        })
+        .transpose()?;
+    let singles: Vec<String> = super::build::selected_images(project, sel)?
+        .into_iter()
+        .filter(|n| !wanted.iter().any(|w| &w.name == n))
+        .collect();
+    let mut passes: Vec<(Option<Platform>, BuildReport)> = Vec::new();
+    if !singles.is_empty() {
+        let one = Selection {
+            images: singles,
+            profile: None,
+            ..sel.clone()
+        };
+        passes.push((None, super::build::build(project, ctx, &one)?));
+    }
+    let mut order: Vec<Platform> = Vec::new();
+    for p in wanted.iter().flat_map(|w| &w.platforms) {
+        if !order.contains(p) {
+            order.push(p.clone());
+        }
+    }
+    for p in &order {
+        let pass = Selection {
+            images: wanted
+                .iter()
+                .filter(|w| w.platforms.contains(p))
+                .map(|w| w.name.clone())
+                .collect(),
+            profile: None,
+            platform_pass: true,
+            push: false,
+            load: false,
+            ..sel.clone()
+        };
+        let _span = crate::trace::span("platform", p.to_string());
+        let mut report = super::build::build(project, &ctx.for_platform(p.clone()), &pass)?;
+        for l in &mut report.layers {
+            l.platform = Some(p.to_string());
+        }
+        passes.push((Some(p.clone()), report));
+    }
+    let mut images: Vec<ImageReport> = passes
+        .iter()
+        .filter(|(p, _)| p.is_none())
+        .flat_map(|(_, r)| r.images.clone())
+        .collect();
+    for w in &wanted {
+        let parts: Vec<(Platform, &ImageReport)> = passes
+            .iter()
+            .filter_map(|(p, r)| Some((p.clone()?, r.images.iter().find(|i| i.name == w.name)?)))
+            .collect();
+        images.push(publish(project, ctx, sel, w, &parts, engine.as_ref())?);
+    }
+    super::publish::drop_orphan_sboms(&ctx.store)?;
+    Ok(merge(passes, images, started))
+}
+
+/// Tags (pushes, loads) one image of a multi-platform build: an index over
+/// its platforms' images, or the one image when it names one platform.
+fn publish(
+    project: &Project,
+    ctx: &Context,
+    sel: &Selection,
+    w: &Wanted,
+    parts: &[(Platform, &ImageReport)],
+    engine: Option<&transport::daemon::Engine>,
+) -> Result<ImageReport> {
+    let open = |r: &ImageReport| transport::open(&ImageRef::StoreDigest(r.digest.clone()), ctx);
+    let first = parts[0].1;
+    let tags = first.tags.clone();
+    let mut report = first.clone();
+    let made: Made = if w.index {
+        let mut b = IndexBuilder::new();
+        for (p, r) in parts {
+            b.add(p.clone(), open(r)?);
+        }
+        let index = b.build()?;
+        transport::oci::write_index(&index, &ctx.store, None)?;
+        report.platforms = parts
+            .iter()
+            .map(|(p, r)| PlatformImage {
+                platform: p.to_string(),
+                digest: r.digest.clone(),
+                size: r.size,
+                sbom: r.sbom.clone(),
+            })
+            .collect();
+        report.size = parts.iter().map(|(_, r)| r.size).sum();
+        report.packages = parts.iter().map(|(_, r)| r.packages).sum();
+        report.previous_size = None;
+        Made::Index(index)
+    } else {
+        Made::Single(open(first)?)
+    };
+    let desc = match &made {
+        Made::Index(i) => i.descriptor()?,
+        Made::Single(i) => i.descriptor()?,
+    };
+    for t in &tags {
+        ctx.store.set_tag(t, &desc)?;
+    }
+    report.digest = desc.digest.clone();
+    report.stored = true;
+    if sel.push {
+        let _span = crate::trace::span("image", format!("push {}", w.name));
+        let what = match &made {
+            Made::Index(i) => super::publish::Publishable::Index(i),
+            Made::Single(i) => super::publish::Publishable::Image(i.as_ref()),
+        };
+        let (refs, stats) = super::publish::push_image(project, ctx, what, &tags, None, None)?;
+        report.pushed = refs;
+        report.push = Some(stats);
+    }
+    if let Some(e) = engine {
+        // The engine holds one platform: the host's, else the first.
+        let host = Platform::host();
+        let (_, r) = parts
+            .iter()
+            .find(|(p, _)| host.matches(p))
+            .unwrap_or(&parts[0]);
+        let image: Arc<dyn Image> = open(r)?;
+        report.load = Some(transport::daemon::load(e, image.as_ref(), &tags)?);
+    }
+    Ok(report)
+}
+
+/// What a multi-platform build tags for an image.
+enum Made {
+    /// Its index.
+    Index(crate::image::BuiltIndex),
+    /// Its one platform's image.
+    Single(Arc<dyn Image>),
+}
+
+/// One report for the whole build: every pass's layers (with their
+/// platforms), the images, warnings once each, the cache counts summed.
+fn merge(
+    passes: Vec<(Option<Platform>, BuildReport)>,
+    images: Vec<ImageReport>,
+    started: std::time::Instant,
+) -> BuildReport {
+    let mut out = BuildReport {
+        layers: Vec::new(),
+        images,
+        files_hashed: 0,
+        seconds: started.elapsed().as_secs_f64(),
+        warnings: Vec::new(),
+        tests: Vec::new(),
+        cache: None,
+        cache_hit_rate: 0.0,
+    };
+    let mut by_key: BTreeMap<String, ()> = BTreeMap::new();
+    for (_, r) in passes {
+        out.layers.extend(r.layers);
+        out.files_hashed += r.files_hashed;
+        out.tests.extend(r.tests);
+        for w in r.warnings {
+            if by_key.insert(w.clone(), ()).is_none() {
+                out.warnings.push(w);
+            }
+        }
+        if let Some(c) = r.cache {
+            let sum = out
+                .cache
+                .get_or_insert_with(|| super::regcache::CacheReport {
+                    repository: c.repository.clone(),
+                    writable: c.writable,
+                    ..Default::default()
+                });
+            sum.writable &= c.writable;
+            sum.hits += c.hits;
+            sum.misses += c.misses;
+            sum.recorded += c.recorded;
+            sum.bytes_downloaded += c.bytes_downloaded;
+            sum.bytes_uploaded += c.bytes_uploaded;
+        }
+    }
+    let hits = out
+        .layers
+        .iter()
+        .filter(|l| {
+            matches!(
+                l.status,
+                super::source::Status::Cached | super::source::Status::Remote
+            )
+        })
+        .count();
+    out.cache_hit_rate = match out.layers.len() {
+        0 => 1.0,
+        n => hits as f64 / n as f64,
+    };
+    out
+}

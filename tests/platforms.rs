@@ -1,0 +1,240 @@
+//! Multi-platform projects: `platforms` builds each image once per platform
+//! into an OCI index; deb layers resolve each architecture's packages from
+//! the same sources; copy layers are one blob shared by every platform.
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use common::apt::{Pkg, Repo, host_arch};
+use common::{BUSYBOX, Env, Schemas, replace, write};
+use serde_json::Value;
+
+/// The architecture that is not the host's (of amd64 and arm64).
+fn other_arch() -> String {
+    if host_arch() == "arm64" {
+        "amd64"
+    } else {
+        "arm64"
+    }
+    .to_string()
+}
+
+/// A repository with `tool` for the host's architecture and the other one
+/// (different files), and `shared` for all.
+fn repo(env: &Env) -> Repo {
+    let mut r = Repo::new(env.dir.path());
+    let other = other_arch();
+    r.extra_arches = vec![other.clone()];
+    r.add(&Pkg {
+        name: "tool",
+        version: "1.0",
+        arch: "any",
+        fields: &[("Depends", "shared")],
+        files: &[("/usr/bin/tool", "#!/bin/sh\necho host build\n", 0o755)],
+    });
+    r.add(&Pkg {
+        name: "tool",
+        version: "1.0",
+        arch: &other,
+        fields: &[("Depends", "shared")],
+        files: &[("/usr/bin/tool", "#!/bin/sh\necho other build\n", 0o755)],
+    });
+    r.add(&Pkg {
+        name: "shared",
+        version: "2.0",
+        arch: "all",
+        fields: &[],
+        files: &[("/usr/share/shared.txt", "same everywhere\n", 0o644)],
+    });
+    r.publish();
+    r
+}
+
+fn platform(arch: &str) -> String {
+    format!("linux/{arch}")
+}
+
+fn project(env: &Env, r: &Repo) -> PathBuf {
+    let root = env.path("proj");
+    let bin = root.join("layers/base/rootfs/bin");
+    fs::create_dir_all(&bin).unwrap();
+    fs::copy(BUSYBOX, bin.join("busybox")).unwrap();
+    write(
+        &root,
+        "layers/base/layer.toml",
+        "[layer]\nname = \"base\"\n\n[[source.copy]]\nfrom = \"rootfs\"\nto = \"/\"\n",
+    );
+    write(
+        &root,
+        "layers/pkgs/layer.toml",
+        &format!(
+            "[layer]\nname = \"pkgs\"\nversion = \"1\"\n\n[runtime]\nlayers = [\"base\"]\n\n[source.deb]\npackages = [\"tool\"]\n\n{}",
+            r.toml(&r.keyring)
+        ),
+    );
+    write(
+        &root,
+        "strata.toml",
+        &format!(
+            "[project]\nname = \"mp\"\n\n[defaults]\nplatforms = [\"{}\", \"{}\"]\n\n[images.app]\nlayers = [\"pkgs\"]\nentrypoint = [\"/usr/bin/tool\"]\n",
+            platform(&host_arch()),
+            platform(&other_arch())
+        ),
+    );
+    root
+}
+
+fn build(env: &Env, root: &Path, extra: &[&str]) -> Value {
+    let mut args = vec!["build", "-C", root.to_str().unwrap(), "--json"];
+    args.extend(extra);
+    let out = env.strata(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn layer<'a>(report: &'a Value, name: &str, arch: &str) -> &'a Value {
+    report["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["name"] == name && l["platform"] == platform(arch).as_str())
+        .unwrap_or_else(|| panic!("{name} for {arch}: {report}"))
+}
+
+#[test]
+fn a_project_with_two_platforms_builds_an_index_with_shared_copy_layers() {
+    let env = Env::new();
+    let r = repo(&env);
+    let root = project(&env, &r);
+    let (host, other) = (host_arch(), other_arch());
+    let report = build(&env, &root, &[]);
+    let image = &report["images"][0];
+    let platforms = image["platforms"].as_array().unwrap();
+    assert_eq!(platforms.len(), 2, "{report}");
+    assert_eq!(platforms[0]["platform"], platform(&host).as_str());
+    assert_eq!(platforms[1]["platform"], platform(&other).as_str());
+    // The copy layer is one blob for both; the deb layer differs.
+    assert_eq!(
+        layer(&report, "base", &host)["digests"],
+        layer(&report, "base", &other)["digests"]
+    );
+    assert_ne!(
+        layer(&report, "pkgs", &host)["digests"],
+        layer(&report, "pkgs", &other)["digests"]
+    );
+
+    // The store tag is the index; it validates, and each platform's config
+    // names its architecture.
+    let digest = image["digest"].as_str().unwrap();
+    let layout = env.path("layout");
+    env.ok(&[
+        "copy",
+        "--all",
+        "mp/app:latest",
+        &format!("oci:{}:1", layout.display()),
+    ]);
+    let read = |d: &str| -> Value {
+        let hex = d.strip_prefix("sha256:").unwrap();
+        serde_json::from_slice(&fs::read(layout.join("blobs/sha256").join(hex)).unwrap()).unwrap()
+    };
+    let schemas = Schemas::new();
+    let index = read(digest);
+    schemas.check("image-index-schema.json", &index, "index");
+    for (m, arch) in index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip([&host, &other])
+    {
+        let manifest = read(m["digest"].as_str().unwrap());
+        schemas.check("image-manifest-schema.json", &manifest, "manifest");
+        let config = read(manifest["config"]["digest"].as_str().unwrap());
+        assert_eq!(config["architecture"], arch.as_str());
+    }
+    // The other platform's image has the other build of the package.
+    let ls = env.ok(&["ls", "--platform", &platform(&other), "mp/app:latest"]);
+    assert!(ls.contains("usr/bin/tool"), "{ls}");
+    let ls_json = env.ok(&[
+        "inspect",
+        "--json",
+        "--platform",
+        &platform(&other),
+        "mp/app:latest",
+    ]);
+    assert!(ls_json.contains(&format!("\"{other}\"")), "{ls_json}");
+
+    // Again: nothing is built, the same index.
+    let again = build(&env, &root, &[]);
+    assert_eq!(again["images"][0]["digest"], digest);
+    assert!(
+        again["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|l| l["status"] == "cached"),
+        "{again}"
+    );
+    // The lock pins each platform's layers.
+    let lock = fs::read_to_string(root.join("strata.lock")).unwrap();
+    for arch in [&host, &other] {
+        assert!(
+            lock.contains(&format!("platform = \"linux/{arch}\"")),
+            "{lock}"
+        );
+    }
+    // --platform narrows the build: the index holds that platform.
+    let narrowed = build(&env, &root, &["--platform", &platform(&other)]);
+    let ps = narrowed["images"][0]["platforms"].as_array().unwrap();
+    assert_eq!(ps.len(), 1, "{narrowed}");
+    assert_eq!(ps[0]["digest"], platforms[1]["digest"]);
+}
+
+#[test]
+fn bad_platforms_are_refused_naming_the_key_or_the_platform() {
+    let env = Env::new();
+    let r = repo(&env);
+    let root = project(&env, &r);
+    let p = root.to_str().unwrap();
+    replace(
+        &root,
+        "strata.toml",
+        "platforms = [\"",
+        "platforms = [\"linux/sparc\", \"",
+    );
+    let err = env.fails(&["build", "-C", p]);
+    assert!(
+        err.contains("strata.toml key defaults.platforms")
+            && err.contains("unknown platform \"linux/sparc\"")
+            && err.contains("linux/arm64"),
+        "{err}"
+    );
+    replace(&root, "strata.toml", "\"linux/sparc\", ", "");
+    let err = env.fails(&["build", "-C", p, "--platform", "linux/s390x"]);
+    assert!(err.contains("none of which --platform names"), "{err}");
+    // A package the other architecture's index lacks: the error names it.
+    replace(
+        &root,
+        "layers/pkgs/layer.toml",
+        "[\"tool\"]",
+        "[\"tool\", \"hostonly\"]",
+    );
+    let mut r2 = r;
+    r2.add(&Pkg {
+        name: "hostonly",
+        version: "1",
+        arch: "any",
+        fields: &[],
+        files: &[("/usr/bin/hostonly", "x\n", 0o755)],
+    });
+    r2.publish();
+    let err = env.fails(&["build", "-C", p]);
+    assert!(err.contains("hostonly"), "{err}");
+    assert!(err.contains(&other_arch()), "{err}");
+    assert!(env.fails(&["inspect", "mp/app:latest"]).contains("mp/app"));
+}
