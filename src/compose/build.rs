@@ -14,8 +14,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use serde::Serialize;
-
 use super::cache::{LayerCache, StatCache};
 use super::debsrc::{DebPlanner, Resolution};
 use super::echo::EchoMode;
@@ -30,106 +28,9 @@ use crate::layer::{Compression, Layer};
 use crate::spec::Platform;
 use crate::transport::{self, Context};
 
+pub use super::report::{BuildReport, ImageReport, LayerReport, PlatformImage};
 pub use super::source::{Inputs, annotations};
 pub use super::tags::{TagVars, check_tag_clashes, image_tags, shown_tag};
-
-/// What happened to one layer.
-#[derive(Debug, Clone, Serialize)]
-pub struct LayerReport {
-    /// Layer name.
-    pub name: String,
-    /// Layer version.
-    pub version: Option<String>,
-    /// Built, cached or imported.
-    pub status: Status,
-    /// Seconds spent.
-    pub seconds: f64,
-    /// Compressed size of its blobs.
-    pub size: u64,
-    /// Its blob digests.
-    pub digests: Vec<Digest>,
-    /// The cache key.
-    pub key: Digest,
-    /// The platform it was built for, in a multi-platform build.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub platform: Option<String>,
-    /// The last lines its commands printed (build steps and maintainer
-    /// scripts run now, with [`EchoMode::Report`]).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub output: Vec<String>,
-    /// The whole log of its commands, when they ran in this build.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub log: Option<std::path::PathBuf>,
-}
-
-/// What happened to one image.
-#[derive(Debug, Clone, Serialize)]
-pub struct ImageReport {
-    /// Image name.
-    pub name: String,
-    /// Manifest digest.
-    pub digest: Digest,
-    /// Sum of its layers' compressed sizes.
-    pub size: u64,
-    /// The same sum for the image the first tag pointed at before, if any.
-    pub previous_size: Option<u64>,
-    /// Tags written.
-    pub tags: Vec<String>,
-    /// Registry references pushed (with `--push`).
-    pub pushed: Vec<String>,
-    /// What the push moved (with `--push`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub push: Option<super::publish::PushStats>,
-    /// Whether it was written and tagged in the store (a push-only build
-    /// whose layers are in the registry cache leaves them there).
-    pub stored: bool,
-    /// What loading it into the Docker Engine sent (with `load`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub load: Option<transport::daemon::LoadReport>,
-    /// Store tag of the image's SPDX SBOM.
-    pub sbom: String,
-    /// Packages the SBOM lists.
-    pub packages: usize,
-    /// For a multi-platform image (an index, whose digest `digest` is):
-    /// each platform's manifest.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub platforms: Vec<PlatformImage>,
-}
-
-/// One platform of a multi-platform image.
-#[derive(Debug, Clone, Serialize)]
-pub struct PlatformImage {
-    /// `os/arch[/variant]`.
-    pub platform: String,
-    /// Its manifest digest.
-    pub digest: Digest,
-    /// Its layers' compressed size.
-    pub size: u64,
-    /// Store tag of its SBOM.
-    pub sbom: String,
-}
-
-/// The build report.
-#[derive(Debug, Clone, Serialize)]
-pub struct BuildReport {
-    /// Layers in build order.
-    pub layers: Vec<LayerReport>,
-    /// Images.
-    pub images: Vec<ImageReport>,
-    /// Cached layers / all layers.
-    pub cache_hit_rate: f64,
-    /// Files whose content was read to compute keys.
-    pub files_hashed: usize,
-    /// Total seconds.
-    pub seconds: f64,
-    /// Warnings (layers whose bytes changed without a version bump).
-    pub warnings: Vec<String>,
-    /// Layer and image tests (with `test`).
-    pub tests: Vec<super::layertest::TestReport>,
-    /// What the registry cache did, when one was used.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub cache: Option<super::regcache::CacheReport>,
-}
 
 /// Which registry cache a build or plan uses.
 #[derive(Debug, Clone, Default)]

@@ -19,6 +19,7 @@ pub mod project;
 pub mod provides;
 mod publish;
 pub mod regcache;
+mod report;
 pub mod repro;
 pub mod source;
 pub mod step;

@@ -12,11 +12,108 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::build::{BuildReport, ImageReport, PlatformImage, Selection};
-use super::project::Project;
+use super::project::{Defaults, Project};
 use crate::error::{Error, Result};
 use crate::image::{Image, ImageIndex, IndexBuilder};
 use crate::spec::Platform;
 use crate::transport::{self, Context, ImageRef};
+
+/// The architectures strata builds for, as OCI names them, with the
+/// variants each takes.
+const KNOWN_PLATFORMS: &[(&str, &[&str])] = &[
+    ("amd64", &[]),
+    ("arm64", &["v8"]),
+    ("arm", &["v5", "v6", "v7"]),
+    ("386", &[]),
+    ("riscv64", &[]),
+    ("ppc64le", &[]),
+    ("s390x", &[]),
+    ("mips64le", &[]),
+];
+
+/// Parses a platform of a project (`linux/ARCH[/VARIANT]`), refusing what
+/// strata cannot build for with the known ones; `key` names where it was
+/// written.
+pub fn parse_platform(s: &str, key: &str) -> Result<crate::spec::Platform> {
+    let known = || {
+        KNOWN_PLATFORMS
+            .iter()
+            .flat_map(|(a, vs)| {
+                std::iter::once(format!("linux/{a}"))
+                    .chain(vs.iter().map(move |v| format!("linux/{a}/{v}")))
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let bad = || {
+        Error::bad_input(
+            key,
+            format!("unknown platform {s:?}; strata builds for {}", known()),
+        )
+    };
+    let p = crate::spec::Platform::parse(s).map_err(|_| bad())?;
+    let ok = p.os == "linux"
+        && KNOWN_PLATFORMS.iter().any(|(a, vs)| {
+            *a == p.architecture && p.variant.as_deref().is_none_or(|v| vs.contains(&v))
+        });
+    if !ok {
+        return Err(bad());
+    }
+    Ok(p)
+}
+
+impl super::project::ImageSpec {
+    /// The platforms the image is built for: its `platforms`, else its
+    /// `platform`, else `[defaults] platforms`, else the host's. `name`
+    /// names the image in errors; a platform given twice is refused.
+    pub fn platforms(&self, name: &str, defaults: &Defaults) -> Result<Vec<crate::spec::Platform>> {
+        let (list, key) = match (&self.platforms, &self.platform) {
+            (Some(l), _) => (
+                l.clone(),
+                format!("strata.toml key images.{name}.platforms"),
+            ),
+            (None, Some(_)) => return Ok(vec![self.platform()?]),
+            (None, None) if !defaults.platforms.is_empty() => (
+                defaults.platforms.clone(),
+                "strata.toml key defaults.platforms".to_string(),
+            ),
+            (None, None) => return Ok(vec![crate::spec::Platform::host()]),
+        };
+        if list.is_empty() {
+            return Err(Error::bad_input(&key, "give at least one platform"));
+        }
+        let mut out: Vec<crate::spec::Platform> = Vec::new();
+        for s in &list {
+            let p = parse_platform(s, &key)?;
+            if out.contains(&p) {
+                return Err(Error::bad_input(&key, format!("{s} is given twice")));
+            }
+            out.push(p);
+        }
+        Ok(out)
+    }
+
+    /// Whether it names platforms (its own `platforms`, or `[defaults]
+    /// platforms` when it names no `platform`): then it is built in a pass
+    /// per platform, and a pass's platform is the image's.
+    pub fn names_platforms(&self, defaults: &Defaults) -> bool {
+        self.platforms.is_some() || (self.platform.is_none() && !defaults.platforms.is_empty())
+    }
+
+    /// The platform the image is for in a build whose context is for
+    /// `pass`: that one when the image names platforms, else its
+    /// `platform` (the host's when not given).
+    pub fn platform_in(
+        &self,
+        defaults: &Defaults,
+        pass: &crate::spec::Platform,
+    ) -> Result<crate::spec::Platform> {
+        if self.names_platforms(defaults) {
+            return Ok(pass.clone());
+        }
+        self.platform()
+    }
+}
 
 /// An image built per platform: its name, the platforms of this build and
 /// whether it is an index (it names two or more platforms, even when
