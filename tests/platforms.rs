@@ -32,7 +32,10 @@ fn repo(env: &Env) -> Repo {
         version: "1.0",
         arch: "any",
         fields: &[("Depends", "shared")],
-        files: &[("/usr/bin/tool", "#!/bin/sh\necho host build\n", 0o755)],
+        files: &[
+            ("/usr/bin/tool", "#!/bin/sh\necho host build\n", 0o755),
+            ("/usr/bin/tool-extra", "#!/bin/sh\n", 0o755),
+        ],
     });
     r.add(&Pkg {
         name: "tool",
@@ -236,5 +239,39 @@ fn bad_platforms_are_refused_naming_the_key_or_the_platform() {
     let err = env.fails(&["build", "-C", p]);
     assert!(err.contains("hostonly"), "{err}");
     assert!(err.contains(&other_arch()), "{err}");
+    assert!(env.fails(&["inspect", "mp/app:latest"]).contains("mp/app"));
+}
+
+/// check looks at each platform on its own: a declared binary only the
+/// host's package has is an error for the other platform, named; the build
+/// fails the same way and tags nothing.
+#[test]
+fn check_finds_a_binary_missing_on_one_platform() {
+    let env = Env::new();
+    let r = repo(&env);
+    let root = project(&env, &r);
+    let p = root.to_str().unwrap();
+    let ok = env.ok(&["check", "-C", p]);
+    assert!(ok.contains("ok: 1 image(s) checked"), "{ok}");
+    replace(
+        &root,
+        "layers/pkgs/layer.toml",
+        "[source.deb]",
+        "[provides]\nbinaries = [\"tool-extra\"]\npaths = [\"/usr/bin\"]\n\n[source.deb]",
+    );
+    let other = platform(&other_arch());
+    let err = env.fails(&["check", "-C", p]);
+    assert!(
+        err.contains(&format!("error: image app ({other}):")) && err.contains("tool-extra"),
+        "{err}"
+    );
+    assert!(
+        !err.contains(&format!("image app ({}):", platform(&host_arch()))),
+        "{err}"
+    );
+    // Narrowed to the host's platform, it passes.
+    env.ok(&["check", "-C", p, "--platform", &platform(&host_arch())]);
+    let err = env.fails(&["build", "-C", p]);
+    assert!(err.contains("tool-extra"), "{err}");
     assert!(env.fails(&["inspect", "mp/app:latest"]).contains("mp/app"));
 }

@@ -75,6 +75,14 @@ pub struct CheckArgs {
     /// those layers, and their new [requires] and [runtime] lists.
     #[arg(long)]
     suggest: bool,
+    /// Check only these of the images' platforms (comma-separated; default:
+    /// every platform each image names, each checked on its own).
+    #[arg(
+        long = "platform",
+        value_name = "OS/ARCH[/VARIANT],...",
+        value_delimiter = ','
+    )]
+    platforms: Vec<String>,
 }
 
 pub fn check(ctx: &Ctx, a: CheckArgs) -> Result<()> {
@@ -85,44 +93,28 @@ pub fn check(ctx: &Ctx, a: CheckArgs) -> Result<()> {
     } else {
         a.images.clone()
     };
-    let t = ctx.transport(&None)?;
-    // The keys a build would use: layers whose key is unchanged are listed
-    // from the listing cached under it, not walked or unpacked again.
-    let deb = strata::compose::debsrc::DebPlanner::new(&project, &g, &t, false);
-    let keys = plan::image_keys(&project, &g, &deb, &names)?;
-    // Tags: each must be valid, and no two images may share one.
-    let vars = build::TagVars::now().with_content(&project, &g, &keys);
-    build::check_tag_clashes(&project, &names, &vars)?;
-    let read = check::Listings::default();
+    let narrow = parse_platforms(&a.platforms)?;
     let mut findings = Vec::new();
-    let mut said = std::collections::BTreeSet::new();
-    let bumps: std::collections::BTreeMap<String, String> =
-        check::bump_warnings(&project, &t, &keys)?
-            .into_iter()
-            .collect();
-    for name in &names {
-        findings.extend(check::check_image_keyed(
-            &project, &g, name, &deb, &keys, &read,
-        )?);
-        // What a build says only when it builds the layer, said here
-        // every time (once per layer).
-        for l in g.image_layers(name)? {
-            if said.insert(l) {
-                let mut messages = check::layer_warnings(&project, l, &deb)?;
-                messages.extend(bumps.get(l).cloned());
-                findings.extend(messages.into_iter().map(|message| check::Finding {
-                    level: "warning",
-                    image: name.clone(),
-                    message,
-                }));
+    let mut suggestions: Vec<strata::compose::suggest::Suggestion> = Vec::new();
+    for (pass, images) in strata::compose::platforms::passes(&project, &names, &narrow)? {
+        let mut t = ctx.transport(&None)?;
+        if let Some(p) = &pass {
+            t.platform = p.clone();
+        }
+        let (found, suggested) = check_pass(&project, &g, &images, &t, a.suggest)?;
+        findings.extend(found.into_iter().map(|mut f| {
+            f.platform = pass.as_ref().map(|p| p.to_string());
+            f
+        }));
+        for s in suggested {
+            if !suggestions
+                .iter()
+                .any(|o| o.file == s.file && o.text == s.text)
+            {
+                suggestions.push(s);
             }
         }
     }
-    let suggestions = if a.suggest {
-        strata::compose::suggest::shared_packages(&project, &g, &names, &deb)?
-    } else {
-        Vec::new()
-    };
     if a.json && a.suggest {
         let out = serde_json::json!({"findings": findings, "suggestions": suggestions});
         println!("{}", serde_json::to_string_pretty(&out)?);
@@ -130,7 +122,10 @@ pub fn check(ctx: &Ctx, a: CheckArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&findings)?);
     } else {
         for f in &findings {
-            eprintln!("{}: image {}: {}", f.level, f.image, f.message);
+            match &f.platform {
+                Some(p) => eprintln!("{}: image {} ({p}): {}", f.level, f.image, f.message),
+                None => eprintln!("{}: image {}: {}", f.level, f.image, f.message),
+            }
         }
         for s in &suggestions {
             println!("--- {}\n{}", s.file, s.text);
@@ -710,4 +705,57 @@ fn parse_platforms(list: &[String]) -> Result<Vec<strata::spec::Platform>> {
         .iter()
         .map(|p| strata::compose::project::parse_platform(p, "--platform"))
         .collect::<strata::Result<_>>()?)
+}
+
+/// One platform's check of `names` (the context's platform): findings and,
+/// with `suggest`, the layer.toml edits.
+fn check_pass(
+    project: &Project,
+    g: &Graph<'_>,
+    names: &[String],
+    t: &strata::transport::Context,
+    suggest: bool,
+) -> Result<(
+    Vec<check::Finding>,
+    Vec<strata::compose::suggest::Suggestion>,
+)> {
+    // The keys a build would use: layers whose key is unchanged are listed
+    // from the listing cached under it, not walked or unpacked again.
+    let deb = strata::compose::debsrc::DebPlanner::new(project, g, t, false);
+    let keys = plan::image_keys(project, g, &deb, names)?;
+    // Tags: each must be valid, and no two images may share one.
+    let vars = build::TagVars::now().with_content(project, g, &keys);
+    build::check_tag_clashes(project, names, &vars)?;
+    let read = check::Listings::default();
+    let mut findings = Vec::new();
+    let mut said = std::collections::BTreeSet::new();
+    let bumps: std::collections::BTreeMap<String, String> =
+        check::bump_warnings(project, t, &keys)?
+            .into_iter()
+            .collect();
+    for name in names {
+        findings.extend(check::check_image_keyed(
+            project, g, name, &deb, &keys, &read,
+        )?);
+        // What a build says only when it builds the layer, said here
+        // every time (once per layer).
+        for l in g.image_layers(name)? {
+            if said.insert(l) {
+                let mut messages = check::layer_warnings(project, l, &deb)?;
+                messages.extend(bumps.get(l).cloned());
+                findings.extend(messages.into_iter().map(|message| check::Finding {
+                    level: "warning",
+                    image: name.clone(),
+                    message,
+                    platform: None,
+                }));
+            }
+        }
+    }
+    let suggestions = if suggest {
+        strata::compose::suggest::shared_packages(project, g, names, &deb)?
+    } else {
+        Vec::new()
+    };
+    Ok((findings, suggestions))
 }

@@ -264,6 +264,9 @@ pub struct Finding {
     pub image: String,
     /// What is wrong, naming layers and paths.
     pub message: String,
+    /// The platform it was found for, for an image built for several.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
 }
 
 /// The first line of a listing file: its format version (a file of
@@ -415,6 +418,7 @@ pub fn check_image_listed<'p>(
             level,
             image: name.to_string(),
             message,
+            platform: None,
         })
     };
     let layers = graph.image_layers(name)?;

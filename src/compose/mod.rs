@@ -14,7 +14,7 @@ pub mod graph;
 pub mod layertest;
 pub mod lock;
 pub mod plan;
-mod platforms;
+pub mod platforms;
 pub mod project;
 pub mod provides;
 mod publish;

@@ -377,3 +377,56 @@ fn merge(
     };
     out
 }
+
+/// The passes a check (or any per-platform walk) over images `names` makes:
+/// `None` (the context's platform) for the images that name no platforms,
+/// then each platform with the images built for it, narrowed to `narrow`
+/// when it is not empty.
+pub fn passes(
+    project: &Project,
+    names: &[String],
+    narrow: &[Platform],
+) -> Result<Vec<(Option<Platform>, Vec<String>)>> {
+    let defaults = &project.file.defaults;
+    let mut out: Vec<(Option<Platform>, Vec<String>)> = Vec::new();
+    let mut plain = Vec::new();
+    for name in names {
+        let spec = project
+            .file
+            .images
+            .get(name)
+            .ok_or_else(|| Error::NotFound {
+                what: format!("image {name:?}"),
+                location: "strata.toml".into(),
+                hint: String::new(),
+            })?;
+        if !spec.names_platforms(defaults) {
+            plain.push(name.clone());
+            continue;
+        }
+        let all = spec.platforms(name, defaults)?;
+        let chosen: Vec<&Platform> = all
+            .iter()
+            .filter(|p| narrow.is_empty() || narrow.contains(p))
+            .collect();
+        if chosen.is_empty() {
+            return Err(Error::bad_input(
+                "--platform",
+                format!(
+                    "image {name} is built for {}, none of which --platform names",
+                    list(&all)
+                ),
+            ));
+        }
+        for p in chosen {
+            match out.iter_mut().find(|(q, _)| q.as_ref() == Some(p)) {
+                Some((_, images)) => images.push(name.clone()),
+                None => out.push((Some(p.clone()), vec![name.clone()])),
+            }
+        }
+    }
+    if !plain.is_empty() {
+        out.insert(0, (None, plain));
+    }
+    Ok(out)
+}

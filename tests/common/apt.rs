@@ -92,7 +92,8 @@ impl Repo {
             .root
             .parent()
             .unwrap()
-            .join(format!("build-{}-{}", p.name, p.version));
+            .join(format!("build-{}-{}-{arch}", p.name, p.version));
+        let _ = fs::remove_dir_all(&build);
         fs::create_dir_all(build.join("DEBIAN")).unwrap();
         let mut control = format!(
             "Package: {}\nVersion: {}\nArchitecture: {arch}\nMaintainer: strata tests <test@example.invalid>\nDescription: test package {}\n",
