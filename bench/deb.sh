@@ -39,7 +39,7 @@ time_cmd() { # NAME CMD... : appends seconds to $WORK/NAME
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 # Warm both package caches, each with the very package set it is timed on.
-STRATA_STORE=$WORK/warm "$STRATA" build -C examples/debian > /dev/null
+STRATA_STORE=$WORK/warm "$STRATA" build -C examples/debian --platform linux/amd64 > /dev/null
 mkdir -p "$WORK/debcache"
 debootstrap --variant=minbase --include=ca-certificates,git --cache-dir="$WORK/debcache" "$SUITE" "$WORK/warmroot" "$MIRROR" > /dev/null
 rm -rf "$WORK/warmroot"
@@ -49,7 +49,7 @@ for i in $(seq "$RUNS"); do
   mkdir -p "$WORK/store/.strata"
   cp -a "$WORK/warm/.strata/deb" "$WORK/store/.strata/deb"
   rm -rf "$WORK/store/.strata/deb/resolved"
-  time_cmd strata env STRATA_STORE="$WORK/store" "$STRATA" build -C examples/debian
+  time_cmd strata env STRATA_STORE="$WORK/store" "$STRATA" build -C examples/debian --platform linux/amd64
 
   rm -rf "$WORK/root" "$WORK/layout"
   cat > "$WORK/peer.sh" <<EOS

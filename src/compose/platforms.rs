@@ -268,6 +268,7 @@ fn publish(
                 platform: p.to_string(),
                 digest: r.digest.clone(),
                 size: r.size,
+                packages: r.packages,
                 sbom: r.sbom.clone(),
             })
             .collect();

@@ -62,7 +62,8 @@ pub struct ImageReport {
     pub load: Option<transport::daemon::LoadReport>,
     /// Store tag of the image's SPDX SBOM.
     pub sbom: String,
-    /// Packages the SBOM lists.
+    /// Packages the SBOM lists (for a multi-platform image, summed over
+    /// its platforms).
     pub packages: usize,
     /// For a multi-platform image (an index, whose digest `digest` is):
     /// each platform's manifest.
@@ -79,6 +80,8 @@ pub struct PlatformImage {
     pub digest: Digest,
     /// Its layers' compressed size.
     pub size: u64,
+    /// Packages its SBOM lists.
+    pub packages: usize,
     /// Store tag of its SBOM.
     pub sbom: String,
 }
