@@ -275,3 +275,33 @@ fn check_finds_a_binary_missing_on_one_platform() {
     assert!(err.contains("tool-extra"), "{err}");
     assert!(env.fails(&["inspect", "mp/app:latest"]).contains("mp/app"));
 }
+
+/// build --push sends every platform's manifest, then the index under the
+/// image's tag; the index read back is the one built.
+#[test]
+fn build_push_sends_the_index() {
+    let reg = common::registry::Registry::start(common::registry::Auth::None, false);
+    let env = Env::new();
+    let r = repo(&env);
+    let root = project(&env, &r);
+    replace(
+        &root,
+        "strata.toml",
+        "[defaults]\n",
+        &format!("[defaults]\nregistry = \"{}/team\"\n", reg.host()),
+    );
+    let report = build(&env, &root, &["--push"]);
+    let image = &report["images"][0];
+    assert_eq!(image["pushed"][0], reg.r("team/mp/app:latest").as_str(), "{report}");
+    let back = Env::new();
+    let digest = back.ok(&["copy", "--all", &reg.r("team/mp/app:latest"), "x:1"]);
+    assert_eq!(digest.trim(), image["digest"].as_str().unwrap());
+    let raw = common::run(std::process::Command::new("skopeo").args([
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &reg.r("team/mp/app:latest"),
+    ]));
+    let index: Value = serde_json::from_str(&raw).unwrap();
+    assert_eq!(index["manifests"].as_array().unwrap().len(), 2, "{index}");
+}
