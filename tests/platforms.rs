@@ -292,7 +292,11 @@ fn build_push_sends_the_index() {
     );
     let report = build(&env, &root, &["--push"]);
     let image = &report["images"][0];
-    assert_eq!(image["pushed"][0], reg.r("team/mp/app:latest").as_str(), "{report}");
+    assert_eq!(
+        image["pushed"][0],
+        reg.r("team/mp/app:latest").as_str(),
+        "{report}"
+    );
     let back = Env::new();
     let digest = back.ok(&["copy", "--all", &reg.r("team/mp/app:latest"), "x:1"]);
     assert_eq!(digest.trim(), image["digest"].as_str().unwrap());
@@ -304,4 +308,57 @@ fn build_push_sends_the_index() {
     ]));
     let index: Value = serde_json::from_str(&raw).unwrap();
     assert_eq!(index["manifests"].as_array().unwrap().len(), 2, "{index}");
+}
+
+/// plan lists each platform's layers, marks the ones every platform shares,
+/// and `build --layer NAME --platform P` builds that layer for P alone.
+#[test]
+fn plan_is_per_platform_and_says_what_is_shared() {
+    let env = Env::new();
+    let r = repo(&env);
+    let root = project(&env, &r);
+    let p = root.to_str().unwrap();
+    let (host, other) = (platform(&host_arch()), platform(&other_arch()));
+    let plan: Value = serde_json::from_str(&env.ok(&["plan", "-C", p, "--json"])).unwrap();
+    let find = |name: &str, on: &str| -> Value {
+        plan["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["name"] == name && l["platform"] == on)
+            .unwrap_or_else(|| panic!("{name} {on}: {plan}"))
+            .clone()
+    };
+    for on in [&host, &other] {
+        assert_eq!(find("base", on)["shared"], true, "{plan}");
+        assert!(find("pkgs", on)["shared"].is_null(), "{plan}");
+        assert_eq!(find("pkgs", on)["action"], "build");
+    }
+    assert_eq!(plan["images"].as_array().unwrap().len(), 2, "{plan}");
+    let text = env.ok(&["plan", "-C", p]);
+    assert!(
+        text.contains(&format!("base [{other}]")) && text.contains("shared by platforms"),
+        "{text}"
+    );
+    let only = env.ok(&["plan", "-C", p, "--platform", &other, "--json"]);
+    assert!(!only.contains(&format!("\"{host}\"")), "{only}");
+
+    let built = build(&env, &root, &["--layer", "pkgs", "--platform", &other]);
+    let layers = built["layers"].as_array().unwrap();
+    assert!(
+        !layers.is_empty() && layers.iter().all(|l| l["platform"] == other.as_str()),
+        "{built}"
+    );
+    let plan: Value = serde_json::from_str(&env.ok(&["plan", "-C", p, "--json"])).unwrap();
+    let find = |name: &str, on: &str| -> Value {
+        plan["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["name"] == name && l["platform"] == on)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(find("pkgs", &other)["action"], "reuse", "{plan}");
+    assert_eq!(find("pkgs", &host)["action"], "build", "{plan}");
 }

@@ -433,6 +433,14 @@ pub struct PlanArgs {
     /// dependency waves, for a CI matrix).
     #[arg(long)]
     json: bool,
+    /// Plan only these of the images' platforms (comma-separated; default:
+    /// every platform each image names, each planned on its own).
+    #[arg(
+        long = "platform",
+        value_name = "OS/ARCH[/VARIANT],...",
+        value_delimiter = ','
+    )]
+    platforms: Vec<String>,
 }
 
 pub fn plan(ctx: &Ctx, a: PlanArgs) -> Result<()> {
@@ -449,6 +457,7 @@ pub fn plan(ctx: &Ctx, a: PlanArgs) -> Result<()> {
             off: a.no_cache,
             read_only: true,
         },
+        platforms: parse_platforms(&a.platforms)?,
         ..Default::default()
     };
     let t = ctx.transport(&None)?;
@@ -464,7 +473,21 @@ pub fn plan(ctx: &Ctx, a: PlanArgs) -> Result<()> {
             .map(|v| format!("@{v}"))
             .unwrap_or_default();
         let from = l.from.map(|f| format!(" ({f})")).unwrap_or_default();
-        println!("layer {:<24} {}{from}", format!("{}{v}", l.name), l.action);
+        let on = l
+            .platform
+            .as_deref()
+            .map(|p| format!(" [{p}]"))
+            .unwrap_or_default();
+        let shared = if l.shared {
+            ", shared by platforms"
+        } else {
+            ""
+        };
+        println!(
+            "layer {:<24} {}{from}{shared}",
+            format!("{}{v}{on}", l.name),
+            l.action
+        );
         for r in &l.reasons {
             println!("    {r}");
         }
@@ -488,7 +511,12 @@ pub fn plan(ctx: &Ctx, a: PlanArgs) -> Result<()> {
         } else {
             format!(" (layers: {})", i.changed_layers.join(", "))
         };
-        println!("image {:<24} {}{why}", i.name, i.action);
+        let on = i
+            .platform
+            .as_deref()
+            .map(|p| format!(" [{p}]"))
+            .unwrap_or_default();
+        println!("image {:<24} {}{why}", format!("{}{on}", i.name), i.action);
     }
     for (i, w) in p.waves.iter().enumerate() {
         println!("wave {}: build {}", i + 1, w.join(" "));

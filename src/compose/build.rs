@@ -394,6 +394,9 @@ fn build_waves<'p>(
 
 /// Builds the selected images.
 pub fn build(project: &Project, ctx: &Context, sel: &Selection) -> Result<BuildReport> {
+    if !sel.layers.is_empty() && !sel.platforms.is_empty() && !sel.platform_pass {
+        return super::platforms::build_layers(project, ctx, sel);
+    }
     let wanted = super::platforms::wanted(project, sel)?;
     if !wanted.is_empty() {
         return super::platforms::build(project, ctx, sel, wanted);

@@ -40,6 +40,14 @@ pub struct LayerPlan {
     /// downloads its key does not cover).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// Its cache key.
+    pub key: crate::digest::Digest,
+    /// The platform, for images built for several.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
+    /// The same blob serves another platform too (same key).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub shared: bool,
 }
 
 /// One image in the plan.
@@ -53,6 +61,9 @@ pub struct ImagePlan {
     pub layers: Vec<String>,
     /// The layers that would be built.
     pub changed_layers: Vec<String>,
+    /// The platform, for images built for several.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
 }
 
 /// What `--since` found.
@@ -90,7 +101,82 @@ pub struct Plan {
 }
 
 /// Plans a build of `sel`, reading the store's cache but writing nothing.
+/// Images that name platforms are planned once per platform (narrowed by
+/// `sel.platforms`); their layers and images name the platform, and a
+/// layer whose key is the same on several platforms is `shared`.
 pub fn plan(
+    project: &Project,
+    ctx: &Context,
+    sel: &Selection,
+    since: Option<&str>,
+) -> Result<Plan> {
+    let names = selected_images(project, sel)?;
+    let passes = super::platforms::passes(project, &names, &sel.platforms)?;
+    if passes.iter().all(|(p, _)| p.is_none()) {
+        return plan_one(project, ctx, sel, since);
+    }
+    let mut merged: Option<Plan> = None;
+    for (pass, images) in passes {
+        let one = Selection {
+            images,
+            profile: None,
+            ..sel.clone()
+        };
+        let pctx;
+        let c = match &pass {
+            Some(p) => {
+                pctx = ctx.for_platform(p.clone());
+                &pctx
+            }
+            None => ctx,
+        };
+        let mut p = plan_one(project, c, &one, since)?;
+        let label = pass.as_ref().map(|p| p.to_string());
+        for l in &mut p.layers {
+            l.platform = label.clone();
+        }
+        for i in &mut p.images {
+            i.platform = label.clone();
+        }
+        merged = Some(match merged {
+            None => p,
+            Some(mut m) => {
+                m.layers.extend(p.layers);
+                m.images.extend(p.images);
+                for (i, w) in p.waves.into_iter().enumerate() {
+                    if m.waves.len() <= i {
+                        m.waves.push(Vec::new());
+                    }
+                    for l in w {
+                        if !m.waves[i].contains(&l) {
+                            m.waves[i].push(l);
+                        }
+                    }
+                }
+                for w in p.warnings {
+                    if !m.warnings.contains(&w) {
+                        m.warnings.push(w);
+                    }
+                }
+                m
+            }
+        });
+    }
+    let mut plan = merged.expect("at least one pass");
+    let keys: Vec<(crate::digest::Digest, Option<String>)> = plan
+        .layers
+        .iter()
+        .map(|l| (l.key.clone(), l.platform.clone()))
+        .collect();
+    for l in &mut plan.layers {
+        l.shared = keys
+            .iter()
+            .any(|(k, p)| *k == l.key && *p != l.platform && p.is_some());
+    }
+    Ok(plan)
+}
+
+fn plan_one(
     project: &Project,
     ctx: &Context,
     sel: &Selection,
@@ -174,6 +260,9 @@ pub fn plan(
             packages,
             suites: source.suites(def)?,
             warnings: source.plan_warnings(def),
+            key,
+            platform: None,
+            shared: false,
         });
     }
     stat.discard();
@@ -194,6 +283,7 @@ pub fn plan(
                 },
                 layers: ls.iter().map(|l| l.to_string()).collect(),
                 changed_layers: changed,
+                platform: None,
             }
         })
         .collect();

@@ -241,6 +241,33 @@ pub(super) fn build(
     Ok(merge(passes, images, started))
 }
 
+/// `build --layer NAME --platform P,...`: the layers (and what they need)
+/// for each platform, recorded in the registry cache; a CI fan-out job per
+/// layer and platform.
+pub(super) fn build_layers(
+    project: &Project,
+    ctx: &Context,
+    sel: &Selection,
+) -> Result<BuildReport> {
+    let started = std::time::Instant::now();
+    let mut passes = Vec::new();
+    for p in &sel.platforms {
+        let pass = Selection {
+            platform_pass: true,
+            push: false,
+            load: false,
+            ..sel.clone()
+        };
+        let mut report = super::build::build(project, &ctx.for_platform(p.clone()), &pass)?;
+        for l in &mut report.layers {
+            l.platform = Some(p.to_string());
+        }
+        passes.push((Some(p.clone()), report));
+    }
+    let images = passes.iter().flat_map(|(_, r)| r.images.clone()).collect();
+    Ok(merge(passes, images, started))
+}
+
 /// Tags (pushes, loads) one image of a multi-platform build: an index over
 /// its platforms' images, or the one image when it names one platform.
 fn publish(
@@ -392,15 +419,11 @@ pub fn passes(
     let mut out: Vec<(Option<Platform>, Vec<String>)> = Vec::new();
     let mut plain = Vec::new();
     for name in names {
-        let spec = project
-            .file
-            .images
-            .get(name)
-            .ok_or_else(|| Error::NotFound {
-                what: format!("image {name:?}"),
-                location: "strata.toml".into(),
-                hint: String::new(),
-            })?;
+        // An unknown name is left to the pass, which says what it meant.
+        let Some(spec) = project.file.images.get(name) else {
+            plain.push(name.clone());
+            continue;
+        };
         if !spec.names_platforms(defaults) {
             plain.push(name.clone());
             continue;
