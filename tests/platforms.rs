@@ -362,3 +362,60 @@ fn plan_is_per_platform_and_says_what_is_shared() {
     assert_eq!(find("pkgs", &other)["action"], "reuse", "{plan}");
     assert_eq!(find("pkgs", &host)["action"], "build", "{plan}");
 }
+
+/// A build step for a platform this machine cannot run (no binfmt_misc
+/// handler) fails naming the layer and what to install; nothing is tagged.
+#[test]
+fn a_foreign_build_step_without_binfmt_says_what_to_install() {
+    let other = other_arch();
+    let qemu = if other == "arm64" {
+        "aarch64"
+    } else {
+        "x86_64"
+    };
+    if std::path::Path::new(&format!("/proc/sys/fs/binfmt_misc/qemu-{qemu}")).exists() {
+        common::note(
+            "foreign build step without binfmt",
+            "SKIPPED (this kernel has a qemu handler registered)",
+        );
+        return;
+    }
+    if !common::have("runc") {
+        common::note("foreign build step without binfmt", "SKIPPED (no runc)");
+        return;
+    }
+    common::note("foreign build step without binfmt", "RAN");
+    let env = Env::new();
+    let root = env.path("steps");
+    let bin = root.join("layers/base/rootfs/bin");
+    fs::create_dir_all(&bin).unwrap();
+    fs::copy(BUSYBOX, bin.join("busybox")).unwrap();
+    std::os::unix::fs::symlink("busybox", bin.join("sh")).unwrap();
+    write(
+        &root,
+        "layers/base/layer.toml",
+        "[layer]\nname = \"base\"\n\n[[source.copy]]\nfrom = \"rootfs\"\nto = \"/\"\n",
+    );
+    write(
+        &root,
+        "layers/app/layer.toml",
+        "[layer]\nname = \"app\"\n\n[requires]\nlayers = [\"base\"]\n\n[runtime]\nlayers = [\"base\"]\n\n[source.run]\ncommands = [\"mkdir -p /out && echo hi > /out/x\"]\noutputs = [\"/out\"]\n",
+    );
+    write(
+        &root,
+        "strata.toml",
+        &format!(
+            "[project]\nname = \"fs\"\n\n[defaults]\nplatforms = [\"linux/{}\", \"linux/{other}\"]\n\n[images.app]\nlayers = [\"app\"]\n",
+            host_arch()
+        ),
+    );
+    let err = env.fails(&["build", "-C", root.to_str().unwrap()]);
+    assert!(
+        err.contains("layer app")
+            && err.contains(&format!("commands for linux/{other} cannot run"))
+            && err.contains("qemu-user-static")
+            && err.contains("cross-compile"),
+        "{err}"
+    );
+    assert!(env.fails(&["inspect", "fs/app:latest"]).contains("fs/app"));
+}

@@ -12,6 +12,7 @@
 pub mod canon;
 pub mod capture;
 mod copyfs;
+pub mod foreign;
 pub(crate) mod interrupt;
 pub mod mounts;
 pub mod rootfs;

@@ -65,6 +65,9 @@ impl LayerSource for Run<'_> {
         if let Some(layers) = self.cached(def, &cx) {
             return Ok(Made::cached(layers));
         }
+        crate::sandbox::foreign::check_platform(&cx.ctx.platform).map_err(|e| {
+            crate::error::Error::invalid("build step", format!("layer {}", cx.name), e.to_string())
+        })?;
         let builder = cx.builder(def, format!("run:layers/{}/layer.toml", cx.name));
         let echo = Echo::new(cx.name, cx.echo);
         let scx = step::StepContext {
