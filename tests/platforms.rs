@@ -376,7 +376,7 @@ fn a_foreign_build_step_without_binfmt_says_what_to_install() {
     if std::path::Path::new(&format!("/proc/sys/fs/binfmt_misc/qemu-{qemu}")).exists() {
         common::note(
             "foreign build step without binfmt",
-            "SKIPPED (this kernel has a qemu handler registered)",
+            "SKIPPED (this kernel's binfmt_misc has a qemu handler registered)",
         );
         return;
     }
