@@ -42,7 +42,7 @@ done
 one=$(median < "$WORK/one"); two=$(median < "$WORK/two")
 
 # Bytes: each platform's blobs, and those both share.
-report=$(b_strata build -C examples/debian --json)
+report=$(b_strata build -C examples/debian --json 2>/dev/null)
 echo "$report" | python3 -c '
 import json, sys
 r = json.load(sys.stdin)
