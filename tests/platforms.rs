@@ -419,3 +419,60 @@ fn a_foreign_build_step_without_binfmt_says_what_to_install() {
     );
     assert!(env.fails(&["inspect", "fs/app:latest"]).contains("fs/app"));
 }
+
+/// A base image (or a [source.image] layer's image) that is an index
+/// without one of the project's platforms: the error names the platform and
+/// the ones it has; nothing is tagged.
+#[test]
+fn an_index_without_a_platform_is_refused_naming_it() {
+    let env = Env::new();
+    let f = env.path("a.txt");
+    fs::write(&f, "a\n").unwrap();
+    let host = platform(&host_arch());
+    let other = platform(&other_arch());
+    env.ok(&[
+        "new",
+        "--platform",
+        &host,
+        "--add",
+        &format!("{}:/a.txt", f.display()),
+        "--tag",
+        "one:host",
+    ]);
+    env.ok(&["index", "base:multi", "one:host"]);
+    let root = env.path("p");
+    write(
+        &root,
+        "layers/app/layer.toml",
+        "[layer]\nname = \"app\"\n\n[[source.copy]]\nfrom = \"f\"\nto = \"/f\"\n",
+    );
+    write(&root, "layers/app/f/x", "x\n");
+    write(
+        &root,
+        "strata.toml",
+        &format!(
+            "[project]\nname = \"bi\"\n\n[defaults]\nplatforms = [\"{host}\", \"{other}\"]\n\n[images.app]\nbase = \"base:multi\"\nlayers = [\"app\"]\n"
+        ),
+    );
+    let p = root.to_str().unwrap();
+    let err = env.fails(&["build", "-C", p]);
+    assert!(
+        err.contains(&format!("platform {other}")) && err.contains(&format!("available: {host}")),
+        "{err}"
+    );
+    assert!(env.fails(&["inspect", "bi/app:latest"]).contains("bi/app"));
+    // The same image as a [source.image] layer.
+    replace(&root, "strata.toml", "base = \"base:multi\"\n", "");
+    write(
+        &root,
+        "layers/app/layer.toml",
+        "[layer]\nname = \"app\"\n\n[source.image]\nref = \"base:multi\"\nindexes = [0]\n",
+    );
+    let err = env.fails(&["build", "-C", p]);
+    assert!(
+        err.contains(&format!("platform {other}")) && err.contains(&format!("available: {host}")),
+        "{err}"
+    );
+    // Narrowed to the platform the index has, it builds.
+    build(&env, &root, &["--platform", &host]);
+}
