@@ -251,6 +251,16 @@ impl Artifact {
     /// The artifact store tag `tag` points at, when it was made from
     /// `inputs` (so it need not be made again).
     pub fn find(store: &Store, tag: &str, inputs: &Digest) -> Result<Option<Self>> {
+        Ok(Self::open(store, tag)?.filter(|a| {
+            serde_json::from_slice::<Value>(&a.manifest).is_ok_and(|v| {
+                v["annotations"][INPUTS_ANNOTATION].as_str() == Some(inputs.to_string().as_str())
+            })
+        }))
+    }
+
+    /// The artifact store tag `tag` points at, if it is one whose blob the
+    /// store has.
+    pub fn open(store: &Store, tag: &str) -> Result<Option<Self>> {
         let Ok(desc) = store.resolve(tag) else {
             return Ok(None);
         };
@@ -262,9 +272,6 @@ impl Artifact {
         let Ok(v) = serde_json::from_slice::<Value>(&manifest) else {
             return Ok(None);
         };
-        if v["annotations"][INPUTS_ANNOTATION].as_str() != Some(inputs.to_string().as_str()) {
-            return Ok(None);
-        }
         let Ok(blob) = serde_json::from_value::<Descriptor>(v["layers"][0].clone()) else {
             return Ok(None);
         };

@@ -308,6 +308,15 @@ fn build_push_sends_the_index() {
     ]));
     let index: Value = serde_json::from_str(&raw).unwrap();
     assert_eq!(index["manifests"].as_array().unwrap().len(), 2, "{index}");
+
+    // With --attach-sbom each platform's manifest gets its own SBOM (here
+    // by the referrers tag schema: docker-registry has no referrers API).
+    let again = build(&env, &root, &["--push", "--attach-sbom"]);
+    let tags = env.ok(&["tags", &reg.r("team/mp/app")]);
+    for p in again["images"][0]["platforms"].as_array().unwrap() {
+        let hex = p["digest"].as_str().unwrap().trim_start_matches("sha256:");
+        assert!(tags.contains(&format!("sha256-{hex}")), "{tags}");
+    }
 }
 
 /// plan lists each platform's layers, marks the ones every platform shares,

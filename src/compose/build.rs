@@ -698,7 +698,11 @@ fn write_images(
         drop(assembling);
         let (mut pushed, mut push) = (Vec::new(), None);
         if sel.push && !sel.platform_pass {
-            let attach = sel.attach_sbom.then_some((&artifact, &digest));
+            let attach: Vec<_> = sel
+                .attach_sbom
+                .then_some((&artifact, &digest))
+                .into_iter()
+                .collect();
             let _span = crate::trace::span("image", format!("push {name}"));
             let cache = remote.map(|rc| rc.mount_source());
             let (refs, stats) = super::publish::push_image(
@@ -706,7 +710,7 @@ fn write_images(
                 ctx,
                 super::publish::Publishable::Image(&image),
                 &tags,
-                attach,
+                &attach,
                 cache.as_ref(),
             )?;
             (pushed, push) = (refs, Some(stats));

@@ -321,7 +321,17 @@ fn publish(
             Made::Index(i) => super::publish::Publishable::Index(i),
             Made::Single(i) => super::publish::Publishable::Image(i.as_ref()),
         };
-        let (refs, stats) = super::publish::push_image(project, ctx, what, &tags, None, None)?;
+        // Each platform's SBOM is attached to its manifest.
+        let mut artifacts = Vec::new();
+        if sel.attach_sbom {
+            for (_, r) in parts {
+                if let Some(a) = crate::sbom::Artifact::open(&ctx.store, &r.sbom)? {
+                    artifacts.push((a, r.digest.clone()));
+                }
+            }
+        }
+        let sboms: Vec<_> = artifacts.iter().map(|(a, d)| (a, d)).collect();
+        let (refs, stats) = super::publish::push_image(project, ctx, what, &tags, &sboms, None)?;
         report.pushed = refs;
         report.push = Some(stats);
     }

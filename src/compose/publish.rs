@@ -28,7 +28,7 @@ pub(super) fn push_image(
     ctx: &Context,
     image: Publishable<'_>,
     tags: &[String],
-    sbom: Option<(&crate::sbom::Artifact, &Digest)>,
+    sboms: &[(&crate::sbom::Artifact, &Digest)],
     cache: Option<&(String, String)>,
 ) -> Result<(Vec<String>, PushStats)> {
     let registry = project.file.defaults.registry.as_deref().ok_or_else(|| {
@@ -91,11 +91,11 @@ pub(super) fn push_image(
         stats.mounted += report.mounted;
         stats.bytes += report.bytes;
         pushed.extend(repo_tags.iter().map(|t| target.with_tag(t).to_string()));
-        if let Some((artifact, subject)) = sbom {
+        for (artifact, subject) in sboms {
             crate::registry::referrers::attach(
                 &client,
                 &target,
-                artifact,
+                *artifact,
                 &artifact.referrer_descriptor(),
                 subject,
             )?;
