@@ -485,3 +485,64 @@ fn an_index_without_a_platform_is_refused_naming_it() {
     // Narrowed to the platform the index has, it builds.
     build(&env, &root, &["--platform", &host]);
 }
+
+/// `from = "dist/{arch}"`: a copy layer per platform from each
+/// architecture's files; a path missing for one platform is an error naming
+/// it.
+#[test]
+fn per_platform_copy_paths() {
+    let env = Env::new();
+    let root = env.path("pp");
+    let (host, other) = (host_arch(), other_arch());
+    write(
+        &root,
+        &format!("layers/app/dist/{host}/app"),
+        "host binary\n",
+    );
+    write(
+        &root,
+        "layers/app/layer.toml",
+        "[layer]\nname = \"app\"\n\n[[source.copy]]\nfrom = \"dist/{arch}\"\nto = \"/opt/app\"\n",
+    );
+    write(
+        &root,
+        "strata.toml",
+        &format!(
+            "[project]\nname = \"pp\"\n\n[defaults]\nplatforms = [\"linux/{host}\", \"linux/{other}\"]\n\n[images.app]\nlayers = [\"app\"]\n"
+        ),
+    );
+    let p = root.to_str().unwrap();
+    let err = env.fails(&["build", "-C", p]);
+    assert!(
+        err.contains("source.copy.from: \"dist/{arch}\" for linux/")
+            && err.contains(&format!("layers/app/dist/{other}")),
+        "{err}"
+    );
+    write(
+        &root,
+        &format!("layers/app/dist/{other}/app"),
+        "other binary, longer\n",
+    );
+    let report = build(&env, &root, &[]);
+    assert_ne!(
+        layer(&report, "app", &host)["digests"],
+        layer(&report, "app", &other)["digests"]
+    );
+    let ls = env.ok(&[
+        "ls",
+        "--json",
+        "--platform",
+        &platform(&other),
+        "pp/app:latest",
+    ]);
+    assert!(ls.contains("opt/app/app"), "{ls}");
+    let plan: Value = serde_json::from_str(&env.ok(&["plan", "-C", p, "--json"])).unwrap();
+    assert!(
+        plan["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|l| l["shared"].is_null()),
+        "{plan}"
+    );
+}

@@ -238,6 +238,7 @@ pub(super) fn needed_layers<'p>(
     graph: &Graph<'p>,
     plans: &[(String, Vec<&'p str>, Vec<String>)],
     extra: &[&'p str],
+    platform: &Platform,
 ) -> Result<std::collections::BTreeSet<&'p str>> {
     let mut all: Vec<&'p str> = plans
         .iter()
@@ -250,7 +251,9 @@ pub(super) fn needed_layers<'p>(
         graph.with_step_stacks(&all).into_iter().collect();
     // Checked here, for these layers only: a missing input elsewhere in
     // the project blocks nothing.
-    graph.project().check_inputs(needed.iter().copied())?;
+    graph
+        .project()
+        .check_inputs(needed.iter().copied(), platform)?;
     Ok(needed)
 }
 
@@ -318,7 +321,7 @@ fn key_layers<'p>(
         keys: BTreeMap::new(),
         records: Vec::new(),
     };
-    let needed = needed_layers(graph, plans, extra)?;
+    let needed = needed_layers(graph, plans, extra, &planner.context().platform)?;
     // The record explains the next rebuild; a cache hit means the recorded
     // inputs are these already.
     let want = |l: &str, k: &Digest| cache.get(k).is_none() || !cache.has_inputs(l);

@@ -196,7 +196,7 @@ fn plan_one(
         image_layers.insert(n.clone(), ls);
     }
     // What the images' build steps run over is built too.
-    let wanted = super::build::needed_layers(&graph, &[], &all)?;
+    let wanted = super::build::needed_layers(&graph, &[], &all, &ctx.platform)?;
     let mut layers = Vec::new();
     let mut building = BTreeSet::new();
     // The inputs record only explains a rebuild.
@@ -364,7 +364,7 @@ pub fn image_keys<'p>(
     for n in images {
         all.extend(graph.image_layers(n)?);
     }
-    let wanted = super::build::needed_layers(graph, &[], &all)?;
+    let wanted = super::build::needed_layers(graph, &[], &all, &deb.context().platform)?;
     let mut stat = StatCache::load(&deb.context().store)?;
     let keyed = layer_keys(
         project,

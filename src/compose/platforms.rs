@@ -31,6 +31,17 @@ const KNOWN_PLATFORMS: &[(&str, &[&str])] = &[
     ("mips64le", &[]),
 ];
 
+/// `path` with `{os}`, `{arch}` and `{variant}` replaced by `platform`'s
+/// (a per-platform input path such as `dist/{arch}/app`).
+pub fn expand_path(path: &str, platform: &Platform) -> String {
+    if !path.contains('{') {
+        return path.to_string();
+    }
+    path.replace("{os}", &platform.os)
+        .replace("{arch}", &platform.architecture)
+        .replace("{variant}", platform.variant.as_deref().unwrap_or(""))
+}
+
 /// Parses a platform of a project (`linux/ARCH[/VARIANT]`), refusing what
 /// strata cannot build for with the known ones; `key` names where it was
 /// written.

@@ -682,17 +682,28 @@ impl Project {
 
     /// Every input of `layers` that does not exist, all at once: an error
     /// naming each layer.toml key and path, or Ok when all exist.
-    pub fn check_inputs<'a>(&self, layers: impl IntoIterator<Item = &'a str>) -> Result<()> {
+    /// Paths with `{arch}` (`{os}`, `{variant}`) are those of `platform`.
+    pub fn check_inputs<'a>(
+        &self,
+        layers: impl IntoIterator<Item = &'a str>,
+        platform: &crate::spec::Platform,
+    ) -> Result<()> {
         let mut missing = Vec::new();
         for name in layers {
             let Some(def) = self.layers.get(name) else {
                 continue;
             };
             for (key, p) in def.input_paths() {
-                let full = def.dir.join(p);
+                let expanded = super::platforms::expand_path(p, platform);
+                let full = def.dir.join(&expanded);
                 if std::fs::symlink_metadata(&full).is_err() {
+                    let on = if expanded != p {
+                        format!(" for {platform}")
+                    } else {
+                        String::new()
+                    };
                     missing.push(format!(
-                        "  {} key {key}: {p:?} ({})",
+                        "  {} key {key}: {p:?}{on} ({})",
                         def.rel,
                         full.strip_prefix(&self.root).unwrap_or(&full).display()
                     ));
@@ -742,7 +753,9 @@ impl Project {
             for (key, p) in def.input_paths() {
                 // A missing input is reported when its layer is planned or
                 // built (Project::check_inputs), not here: one layer whose
-                // input is not made yet must not block the project.
+                // input is not made yet must not block the project. A
+                // per-platform path ({arch}) is checked as written: its
+                // placeholders cannot climb out.
                 let canon = resolve_within(&def.dir.join(p)).map_err(|e| {
                     Error::invalid(
                         "layer",

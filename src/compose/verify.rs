@@ -253,7 +253,7 @@ pub(super) fn verify_locked(
     let real_cache = LayerCache::new(&ctx.store).ok();
     let scratch_cache = LayerCache::new(&scratch.store)?;
     let mut stat = StatCache::load(&ctx.store)?;
-    let needed = needed_layers(graph, plans, &[])?;
+    let needed = needed_layers(graph, plans, &[], &ctx.platform)?;
     let mut keys: BTreeMap<&str, Digest> = BTreeMap::new();
     let mut made: BTreeMap<&str, Vec<Arc<dyn Layer>>> = BTreeMap::new();
     for &l in graph.order().iter().filter(|l| needed.contains(*l)) {

@@ -8,19 +8,23 @@ use crate::compose::project::{CopySource, LayerDef};
 use crate::digest::{Digest, Hasher};
 use crate::error::Result;
 use crate::layer::{Entry, EntryKind, Mapping, collect};
+use crate::spec::Platform;
 use crate::transport::Context;
 
 /// A copy layer.
 pub(super) struct Copy<'a>(pub(super) &'a [CopySource]);
 
-/// The mappings of a layer's `[[source.copy]]` entries.
-pub fn copy_mappings(def: &LayerDef) -> Result<Vec<Mapping>> {
+/// The mappings of a layer's `[[source.copy]]` entries for `platform`
+/// (whose os, arch and variant replace `{os}`, `{arch}`, `{variant}` in
+/// `from`).
+pub fn copy_mappings(def: &LayerDef, platform: &Platform) -> Result<Vec<Mapping>> {
     def.file
         .source
         .copy
         .iter()
         .map(|c| {
-            let mut m = Mapping::new(def.dir.join(&c.from), &c.to)?
+            let from = crate::compose::platforms::expand_path(&c.from, platform);
+            let mut m = Mapping::new(def.dir.join(from), &c.to)?
                 .owner(c.uid.unwrap_or(0), c.gid.unwrap_or(0))
                 .exclude(c.exclude.clone());
             if let Some(mode) = c.mode {
@@ -43,7 +47,7 @@ impl LayerSource for Copy<'_> {
         mut h: Hasher,
         mut inputs: Inputs,
     ) -> Result<(Digest, Option<Inputs>)> {
-        let entries = collect(&copy_mappings(def)?, false)?;
+        let entries = collect(&copy_mappings(def, &cx.ctx.platform)?, false)?;
         let (fingerprint, racy) = stat_fingerprint(h.clone(), &entries, cx.stat);
         let slot = key_slot(def);
         if let Some(key) = cx.stat.remembered_key(&slot, &fingerprint)
@@ -91,7 +95,7 @@ impl LayerSource for Copy<'_> {
             .map(|c| format!("{rel_dir}/{}", c.from))
             .collect();
         let mut lb = cx.builder(def, format!("copy:{}", froms.join(",")));
-        for m in copy_mappings(def)? {
+        for m in copy_mappings(def, &cx.ctx.platform)? {
             lb = lb.mapping(m);
         }
         let layer = lb.build(&cx.ctx.store)?;
@@ -102,11 +106,11 @@ impl LayerSource for Copy<'_> {
     fn contents(
         &self,
         def: &LayerDef,
-        _ctx: &Context,
+        ctx: &Context,
         _deb: &DebPlanner<'_>,
         visit: &mut dyn FnMut(Content<'_>) -> Result<()>,
     ) -> Result<bool> {
-        let entries = collect(&copy_mappings(def)?, false)?;
+        let entries = collect(&copy_mappings(def, &ctx.platform)?, false)?;
         visit(Content::Entries(&entries))?;
         Ok(true)
     }
