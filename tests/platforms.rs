@@ -545,4 +545,34 @@ fn per_platform_copy_paths() {
             .all(|l| l["shared"].is_null()),
         "{plan}"
     );
+    // A tarball per platform the same way.
+    for arch in [&host, &other] {
+        let dir = env.path(&format!("t-{arch}"));
+        write(&dir, "etc/arch", &format!("{arch}\n"));
+        fs::create_dir_all(root.join("layers/data")).unwrap();
+        common::run(
+            std::process::Command::new("tar")
+                .arg("-cf")
+                .arg(root.join(format!("layers/data/{arch}.tar")))
+                .arg("-C")
+                .arg(&dir)
+                .arg("etc"),
+        );
+    }
+    write(
+        &root,
+        "layers/data/layer.toml",
+        "[layer]\nname = \"data\"\n\n[source.tar]\npath = \"{arch}.tar\"\n",
+    );
+    replace(
+        &root,
+        "strata.toml",
+        "layers = [\"app\"]",
+        "layers = [\"app\", \"data\"]",
+    );
+    let report = build(&env, &root, &[]);
+    assert_ne!(
+        layer(&report, "data", &host)["digests"],
+        layer(&report, "data", &other)["digests"]
+    );
 }

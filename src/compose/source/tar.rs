@@ -13,6 +13,13 @@ use crate::transport::Context;
 /// A tarball layer.
 pub(super) struct Tar<'a>(pub(super) &'a TarSource);
 
+impl Tar<'_> {
+    /// Its path for `platform` (`{arch}`, `{os}`, `{variant}` replaced).
+    fn path(&self, platform: &crate::spec::Platform) -> String {
+        crate::compose::platforms::expand_path(&self.0.path, platform)
+    }
+}
+
 impl LayerSource for Tar<'_> {
     /// The tarball's digest (through the stat cache).
     fn key(
@@ -24,7 +31,7 @@ impl LayerSource for Tar<'_> {
     ) -> Result<(Digest, Option<Inputs>)> {
         let d = cx
             .stat
-            .digest(&key_slot(def), &def.dir.join(&self.0.path))?;
+            .digest(&key_slot(def), &def.dir.join(self.path(&cx.ctx.platform)))?;
         put(&mut h, b"tar");
         put(&mut h, d.hex().as_bytes());
         inputs
@@ -40,7 +47,7 @@ impl LayerSource for Tar<'_> {
         let source = format!("tar:layers/{}/{}", cx.name, self.0.path);
         let layer = cx
             .builder(def, source)
-            .build_from_tar(&cx.ctx.store, &def.dir.join(&self.0.path))?;
+            .build_from_tar(&cx.ctx.store, &def.dir.join(self.path(&cx.ctx.platform)))?;
         cx.remember(cx.key, &layer)?;
         Ok(Made::built(Arc::new(layer)))
     }
@@ -48,11 +55,11 @@ impl LayerSource for Tar<'_> {
     fn contents(
         &self,
         def: &LayerDef,
-        _ctx: &Context,
+        ctx: &Context,
         _deb: &DebPlanner<'_>,
         visit: &mut dyn FnMut(Content<'_>) -> Result<()>,
     ) -> Result<bool> {
-        let path = def.dir.join(&self.0.path);
+        let path = def.dir.join(self.path(&ctx.platform));
         let f = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
         let mut r = decompress(f).map_err(|e| Error::io(&path, e))?;
         visit(Content::Tar(&mut r, &path))?;
