@@ -254,3 +254,54 @@ fn an_interrupted_index_push_tags_nothing() {
         "at most the first platform's manifest"
     );
 }
+
+/// An index over the manifest size cap (4 MiB, as registries cap it) is
+/// refused naming its size and the cap, before it is read; nothing is
+/// written.
+#[test]
+fn an_index_over_the_size_cap_is_refused() {
+    let env = Env::new();
+    let layout = env.path("big");
+    fs::create_dir_all(layout.join("blobs/sha256")).unwrap();
+    fs::write(
+        layout.join("oci-layout"),
+        r#"{"imageLayoutVersion":"1.0.0"}"#,
+    )
+    .unwrap();
+    // A well-formed index padded past the cap with annotations.
+    let pad = "x".repeat(5 << 20);
+    let body = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [],
+        "annotations": {"pad": pad},
+    })
+    .to_string();
+    let digest = strata::Digest::of(body.as_bytes());
+    fs::write(layout.join("blobs/sha256").join(digest.hex()), &body).unwrap();
+    fs::write(
+        layout.join("index.json"),
+        serde_json::json!({
+            "schemaVersion": 2,
+            "manifests": [{
+                "mediaType": "application/vnd.oci.image.index.v1+json",
+                "digest": digest.to_string(),
+                "size": body.len(),
+                "annotations": {"org.opencontainers.image.ref.name": "big"},
+            }],
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let err = env.fails(&[
+        "copy",
+        "--all",
+        &format!("oci:{}:big", layout.display()),
+        "big:1",
+    ]);
+    assert!(
+        err.contains(&format!("declares {} bytes", body.len())) && err.contains("more than the"),
+        "{err}"
+    );
+    assert!(env.fails(&["inspect", "big:1"]).contains("big"));
+}
