@@ -576,3 +576,56 @@ fn per_platform_copy_paths() {
         layer(&report, "data", &other)["digests"]
     );
 }
+
+/// With a registry cache, a fresh machine pushes a multi-platform image
+/// without downloading a layer blob: each platform's image is composed from
+/// the records and pushed by mount; the index is the one machine A pushed.
+#[test]
+fn a_fresh_machine_pushes_the_index_from_the_cache_without_layer_bytes() {
+    let reg = common::registry::Registry::start(common::registry::Auth::None, false);
+    let (host, other) = (host_arch(), other_arch());
+    let make = |env: &Env| {
+        let root = env.path("pc");
+        write(
+            &root,
+            &format!("layers/app/dist/{host}/app"),
+            &"h".repeat(200_000),
+        );
+        write(
+            &root,
+            &format!("layers/app/dist/{other}/app"),
+            &"o".repeat(200_000),
+        );
+        write(
+            &root,
+            "layers/app/layer.toml",
+            "[layer]\nname = \"app\"\n\n[[source.copy]]\nfrom = \"dist/{arch}\"\nto = \"/opt/app\"\n",
+        );
+        write(
+            &root,
+            "strata.toml",
+            &format!(
+                "[project]\nname = \"pc\"\n\n[defaults]\nsource_date_epoch = 1700000000\nregistry = \"{h}/team\"\ncache = \"docker://{h}/team/cache\"\nplatforms = [\"linux/{host}\", \"linux/{other}\"]\n\n[images.app]\nlayers = [\"app\"]\n",
+                h = reg.host()
+            ),
+        );
+        common::backdate(&root);
+        root
+    };
+    let a = Env::new();
+    let first = build(&a, &make(&a), &["--push"]);
+    let b = Env::new();
+    let second = build(&b, &make(&b), &["--push"]);
+    assert_eq!(second["images"][0]["digest"], first["images"][0]["digest"]);
+    assert_eq!(second["images"][0]["stored"], false, "{second}");
+    assert!(
+        second["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|l| l["status"] == "remote"),
+        "{second}"
+    );
+    let down = second["cache"]["bytes_downloaded"].as_u64().unwrap();
+    assert!(down < 100_000, "no layer blob downloaded: {second}");
+}

@@ -563,10 +563,18 @@ pub fn build(project: &Project, ctx: &Context, sel: &Selection) -> Result<BuildR
     if !sel.tests_only && !failed.is_empty() {
         return Err(super::verify::tests_failed(project, &failed, tests.len()));
     }
+    let mut composed = Vec::new();
     let images = if sel.tests_only {
         Vec::new()
     } else {
-        write_images(&run, plans, sel, engine.as_ref(), remote.as_ref())?
+        write_images(
+            &run,
+            plans,
+            sel,
+            engine.as_ref(),
+            remote.as_ref(),
+            &mut composed,
+        )?
     };
     let layers: Vec<LayerReport> = keyed
         .order
@@ -593,6 +601,7 @@ pub fn build(project: &Project, ctx: &Context, sel: &Selection) -> Result<BuildR
         warnings,
         tests,
         cache: remote.as_ref().map(|rc| rc.report()),
+        composed: super::report::Composed(composed),
     })
 }
 
@@ -642,6 +651,7 @@ fn write_images(
     sel: &Selection,
     engine: Option<&transport::daemon::Engine>,
     remote: Option<&super::regcache::RegistryCache>,
+    composed: &mut Vec<(String, Arc<dyn Image>)>,
 ) -> Result<Vec<ImageReport>> {
     let (project, ctx) = (run.project, run.ctx);
     let mut images = Vec::new();
@@ -658,7 +668,7 @@ fn write_images(
             .layers()?
             .iter()
             .all(|l| ctx.store.has_blob(&l.descriptor().digest));
-        let stored = all_local || !sel.push || sel.keep_local || sel.platform_pass;
+        let stored = all_local || !sel.push || sel.keep_local;
         let (digest, desc) = if stored {
             let digest = transport::oci::write_image(&image, &ctx.store, None)?;
             let desc = image.descriptor()?;
@@ -692,7 +702,9 @@ fn write_images(
                     epoch,
                     Some(&inputs),
                 )?;
-                if stored {
+                // A platform's SBOM is found by its tag when its index is
+                // pushed.
+                if stored || sel.platform_pass {
                     ctx.store.set_tag(&sbom_tag, &a.descriptor()?)?;
                 }
                 a
@@ -722,10 +734,14 @@ fn write_images(
             Some(e) => Some(transport::daemon::load(e, &image, &tags)?),
             None => None,
         };
+        let size = image.layers()?.iter().map(|l| l.descriptor().size).sum();
+        if sel.platform_pass {
+            composed.push((name.clone(), Arc::new(image) as Arc<dyn Image>));
+        }
         images.push(ImageReport {
             name,
             digest,
-            size: image.layers()?.iter().map(|l| l.descriptor().size).sum(),
+            size,
             previous_size,
             tags,
             pushed,

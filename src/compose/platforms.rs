@@ -16,7 +16,7 @@ use super::project::{Defaults, Project};
 use crate::error::{Error, Result};
 use crate::image::{Image, ImageIndex, IndexBuilder};
 use crate::spec::Platform;
-use crate::transport::{self, Context, ImageRef};
+use crate::transport::{self, Context};
 
 /// The architectures strata builds for, as OCI names them, with the
 /// variants each takes.
@@ -224,8 +224,10 @@ pub(super) fn build(
                 .map(|w| w.name.clone())
                 .collect(),
             profile: None,
+            // A pass pushes and loads nothing (the index does), but knows
+            // whether the build pushes: a push-only build leaves cache
+            // hits in the registry.
             platform_pass: true,
-            push: false,
             load: false,
             ..sel.clone()
         };
@@ -242,9 +244,20 @@ pub(super) fn build(
         .flat_map(|(_, r)| r.images.clone())
         .collect();
     for w in &wanted {
-        let parts: Vec<(Platform, &ImageReport)> = passes
+        let parts: Vec<Part<'_>> = passes
             .iter()
-            .filter_map(|(p, r)| Some((p.clone()?, r.images.iter().find(|i| i.name == w.name)?)))
+            .filter_map(|(p, r)| {
+                Some(Part {
+                    platform: p.clone()?,
+                    report: r.images.iter().find(|i| i.name == w.name)?,
+                    image: r
+                        .composed
+                        .0
+                        .iter()
+                        .find(|(n, _)| *n == w.name)
+                        .map(|(_, i)| Arc::clone(i))?,
+                })
+            })
             .collect();
         images.push(publish(project, ctx, sel, w, &parts, engine.as_ref())?);
     }
@@ -286,46 +299,52 @@ fn publish(
     ctx: &Context,
     sel: &Selection,
     w: &Wanted,
-    parts: &[(Platform, &ImageReport)],
+    parts: &[Part<'_>],
     engine: Option<&transport::daemon::Engine>,
 ) -> Result<ImageReport> {
-    let open = |r: &ImageReport| transport::open(&ImageRef::StoreDigest(r.digest.clone()), ctx);
-    let first = parts[0].1;
+    let first = parts[0].report;
     let tags = first.tags.clone();
     let mut report = first.clone();
+    // Stored when every platform's image is (not so for a push-only build
+    // whose layers stay in the registry cache).
+    let stored = parts.iter().all(|p| p.report.stored);
     let made: Made = if w.index {
         let mut b = IndexBuilder::new();
-        for (p, r) in parts {
-            b.add(p.clone(), open(r)?);
+        for p in parts {
+            b.add(p.platform.clone(), Arc::clone(&p.image));
         }
         let index = b.build()?;
-        transport::oci::write_index(&index, &ctx.store, None)?;
+        if stored {
+            transport::oci::write_index(&index, &ctx.store, None)?;
+        }
         report.platforms = parts
             .iter()
-            .map(|(p, r)| PlatformImage {
-                platform: p.to_string(),
-                digest: r.digest.clone(),
-                size: r.size,
-                packages: r.packages,
-                sbom: r.sbom.clone(),
+            .map(|p| PlatformImage {
+                platform: p.platform.to_string(),
+                digest: p.report.digest.clone(),
+                size: p.report.size,
+                packages: p.report.packages,
+                sbom: p.report.sbom.clone(),
             })
             .collect();
-        report.size = parts.iter().map(|(_, r)| r.size).sum();
-        report.packages = parts.iter().map(|(_, r)| r.packages).sum();
+        report.size = parts.iter().map(|p| p.report.size).sum();
+        report.packages = parts.iter().map(|p| p.report.packages).sum();
         report.previous_size = None;
         Made::Index(index)
     } else {
-        Made::Single(open(first)?)
+        Made::Single(Arc::clone(&parts[0].image))
     };
     let desc = match &made {
         Made::Index(i) => i.descriptor()?,
         Made::Single(i) => i.descriptor()?,
     };
-    for t in &tags {
-        ctx.store.set_tag(t, &desc)?;
+    if stored {
+        for t in &tags {
+            ctx.store.set_tag(t, &desc)?;
+        }
     }
     report.digest = desc.digest.clone();
-    report.stored = true;
+    report.stored = stored;
     if sel.push {
         let _span = crate::trace::span("image", format!("push {}", w.name));
         let what = match &made {
@@ -335,9 +354,9 @@ fn publish(
         // Each platform's SBOM is attached to its manifest.
         let mut artifacts = Vec::new();
         if sel.attach_sbom {
-            for (_, r) in parts {
-                if let Some(a) = crate::sbom::Artifact::open(&ctx.store, &r.sbom)? {
-                    artifacts.push((a, r.digest.clone()));
+            for p in parts {
+                if let Some(a) = crate::sbom::Artifact::open(&ctx.store, &p.report.sbom)? {
+                    artifacts.push((a, p.report.digest.clone()));
                 }
             }
         }
@@ -349,14 +368,20 @@ fn publish(
     if let Some(e) = engine {
         // The engine holds one platform: the host's, else the first.
         let host = Platform::host();
-        let (_, r) = parts
+        let part = parts
             .iter()
-            .find(|(p, _)| host.matches(p))
+            .find(|p| host.matches(&p.platform))
             .unwrap_or(&parts[0]);
-        let image: Arc<dyn Image> = open(r)?;
-        report.load = Some(transport::daemon::load(e, image.as_ref(), &tags)?);
+        report.load = Some(transport::daemon::load(e, part.image.as_ref(), &tags)?);
     }
     Ok(report)
+}
+
+/// One platform's image of a multi-platform build.
+struct Part<'a> {
+    platform: Platform,
+    report: &'a ImageReport,
+    image: Arc<dyn Image>,
 }
 
 /// What a multi-platform build tags for an image.
@@ -383,6 +408,7 @@ fn merge(
         tests: Vec::new(),
         cache: None,
         cache_hit_rate: 0.0,
+        composed: Default::default(),
     };
     let mut by_key: BTreeMap<String, ()> = BTreeMap::new();
     for (_, r) in passes {

@@ -106,4 +106,20 @@ pub struct BuildReport {
     /// What the registry cache did, when one was used.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cache: Option<super::regcache::CacheReport>,
+    /// A platform pass's composed images (by name), for their index.
+    #[serde(skip)]
+    pub(crate) composed: Composed,
+}
+
+/// Images a platform pass composed, which may not be in the store (a
+/// push-only build leaves cache hits in the registry).
+#[derive(Clone, Default)]
+pub(crate) struct Composed(pub(crate) Vec<(String, std::sync::Arc<dyn crate::image::Image>)>);
+
+impl std::fmt::Debug for Composed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|(n, _)| n))
+            .finish()
+    }
 }
