@@ -12,19 +12,6 @@ use common::registry::{Auth, Registry};
 use common::{BUSYBOX, Env, write};
 use serde_json::Value;
 
-unsafe extern "C" {
-    fn geteuid() -> u32;
-}
-
-fn can_run(check: &str) -> bool {
-    if unsafe { geteuid() } != 0 || !common::have("runc") {
-        common::note(check, "SKIPPED (build steps need root and runc)");
-        return false;
-    }
-    common::note(check, "RAN");
-    true
-}
-
 /// base (busybox) and app, a step over base that "compiles" src/app.txt.
 fn project(env: &Env, host: &str) -> PathBuf {
     let root = env.path("proj");
@@ -98,7 +85,7 @@ fn status(report: &Value, layer: &str) -> String {
 
 #[test]
 fn a_step_layer_comes_from_the_cache_and_reruns_over_remote_layers_when_changed() {
-    if !can_run("cache: step layers from the registry cache") {
+    if !common::can_run_steps("cache: step layers from the registry cache") {
         return;
     }
     let reg = Registry::start(Auth::None, false);

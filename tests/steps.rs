@@ -9,20 +9,6 @@ use std::path::{Path, PathBuf};
 use common::{BUSYBOX, Env, write};
 use serde_json::Value;
 
-unsafe extern "C" {
-    fn geteuid() -> u32;
-}
-
-/// Whether build steps can run here (root and runc); records a skip.
-fn can_run(check: &str) -> bool {
-    if unsafe { geteuid() } != 0 || !common::have("runc") {
-        common::note(check, "SKIPPED (build steps need root and runc)");
-        return false;
-    }
-    common::note(check, "RAN");
-    true
-}
-
 /// A project: `base` (busybox, /etc/passwd with bob), `app` (a build step
 /// over base that "compiles" /src/app.txt into /usr/local/bin/app, keeping
 /// only that), image `img` = base + app.
@@ -111,7 +97,7 @@ fn diff_ids(env: &Env, image: &str) -> Vec<String> {
 
 #[test]
 fn a_build_step_compiles_over_its_requires_and_keeps_only_its_outputs() {
-    if !can_run("build steps") {
+    if !common::can_run_steps("build steps") {
         return;
     }
     let env = Env::new();
@@ -188,7 +174,7 @@ fn a_build_step_compiles_over_its_requires_and_keeps_only_its_outputs() {
 
 #[test]
 fn a_step_layer_is_reproducible_across_stores_and_checkouts() {
-    if !can_run("build steps: reproducible") {
+    if !common::can_run_steps("build steps: reproducible") {
         return;
     }
     let a = Env::new();
@@ -204,7 +190,7 @@ fn a_step_layer_is_reproducible_across_stores_and_checkouts() {
 
 #[test]
 fn a_step_reruns_when_a_layer_beneath_or_an_input_changes_and_plan_says_why() {
-    if !can_run("build steps: rebuild rules") {
+    if !common::can_run_steps("build steps: rebuild rules") {
         return;
     }
     let env = Env::new();
@@ -249,7 +235,7 @@ fn a_step_reruns_when_a_layer_beneath_or_an_input_changes_and_plan_says_why() {
 
 #[test]
 fn a_failing_step_names_the_layer_command_status_and_output_and_tags_nothing() {
-    if !can_run("build steps: failure") {
+    if !common::can_run_steps("build steps: failure") {
         return;
     }
     let env = Env::new();
@@ -281,7 +267,7 @@ fn a_failing_step_names_the_layer_command_status_and_output_and_tags_nothing() {
 
 #[test]
 fn outputs_that_match_nothing_and_unknown_users_are_errors() {
-    if !can_run("build steps: bad input") {
+    if !common::can_run_steps("build steps: bad input") {
         return;
     }
     let env = Env::new();
@@ -360,7 +346,7 @@ fn step_definitions_are_checked_before_anything_runs() {
 
 #[test]
 fn strata_run_runs_an_image_with_mounts_env_and_its_exit_status() {
-    if !can_run("strata run") {
+    if !common::can_run_steps("strata run") {
         return;
     }
     let env = Env::new();
@@ -435,7 +421,7 @@ fn strata_run_runs_an_image_with_mounts_env_and_its_exit_status() {
 
 #[test]
 fn sigterm_during_a_step_kills_it_cleans_up_and_tags_nothing() {
-    if !can_run("build steps: SIGTERM") {
+    if !common::can_run_steps("build steps: SIGTERM") {
         return;
     }
     let env = Env::new();
@@ -503,7 +489,7 @@ fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
 
 #[test]
 fn cache_mounts_persist_across_builds_and_stay_out_of_layers_and_keys() {
-    if !can_run("build steps: cache mounts") {
+    if !common::can_run_steps("build steps: cache mounts") {
         return;
     }
     let env = Env::new();
@@ -553,7 +539,7 @@ fn cache_mounts_persist_across_builds_and_stay_out_of_layers_and_keys() {
 
 #[test]
 fn secrets_reach_the_commands_and_nothing_else() {
-    if !can_run("build steps: secrets") {
+    if !common::can_run_steps("build steps: secrets") {
         return;
     }
     let env = Env::new();
@@ -636,7 +622,7 @@ fn mount_targets_that_overlap_are_refused() {
 
 #[test]
 fn layer_and_image_tests_run_in_their_own_stacks_and_gate_tagging() {
-    if !can_run("layer and image tests") {
+    if !common::can_run_steps("layer and image tests") {
         return;
     }
     let env = Env::new();
@@ -723,7 +709,7 @@ fn layer_and_image_tests_run_in_their_own_stacks_and_gate_tagging() {
 
 #[test]
 fn store_gc_removes_snapshots_no_tagged_image_needs_and_stale_work_directories() {
-    if !can_run("build steps: gc") {
+    if !common::can_run_steps("build steps: gc") {
         return;
     }
     let env = Env::new();
@@ -784,7 +770,7 @@ fn plan_warns_about_steps_with_network_access() {
 
 #[test]
 fn check_reproducible_names_what_differs_between_two_builds() {
-    if !can_run("build steps: --check-reproducible") {
+    if !common::can_run_steps("build steps: --check-reproducible") {
         return;
     }
     let env = Env::new();
@@ -882,7 +868,7 @@ fn a_step_in_a_dependency_cycle_is_refused_naming_the_cycle() {
 
 #[test]
 fn locked_builds_a_step_not_in_the_cache_and_names_a_step_that_is_not_reproducible() {
-    if !can_run("build steps: --locked") {
+    if !common::can_run_steps("build steps: --locked") {
         return;
     }
     let env = Env::new();
@@ -918,7 +904,7 @@ fn locked_builds_a_step_not_in_the_cache_and_names_a_step_that_is_not_reproducib
 
 #[test]
 fn independent_tests_run_in_parallel() {
-    if !can_run("layer tests in parallel") {
+    if !common::can_run_steps("layer tests in parallel") {
         return;
     }
     let env = Env::new();
@@ -948,7 +934,7 @@ fn independent_tests_run_in_parallel() {
 
 #[test]
 fn a_copied_root_filesystem_gives_the_layer_overlayfs_gives() {
-    if !can_run("build steps on a copied root filesystem") {
+    if !common::can_run_steps("build steps on a copied root filesystem") {
         return;
     }
     let make = |env: &Env| {
@@ -1041,7 +1027,7 @@ fn a_copied_root_filesystem_gives_the_layer_overlayfs_gives() {
 
 #[test]
 fn no_overlay_and_no_space_for_the_copy_is_a_clear_error() {
-    if !can_run("build steps: no space for a copied root filesystem") {
+    if !common::can_run_steps("build steps: no space for a copied root filesystem") {
         return;
     }
     let env = Env::new();
@@ -1090,7 +1076,7 @@ fn no_overlay_and_no_space_for_the_copy_is_a_clear_error() {
 
 #[test]
 fn a_step_layers_files_are_checked_against_the_image_once_built() {
-    if !can_run("composition check of a build step's files") {
+    if !common::can_run_steps("composition check of a build step's files") {
         return;
     }
     let env = Env::new();
@@ -1137,7 +1123,7 @@ fn a_step_layers_files_are_checked_against_the_image_once_built() {
 
 #[test]
 fn strata_test_runs_one_layers_tests_over_its_runtime_stack() {
-    if !can_run("strata test LAYER") {
+    if !common::can_run_steps("strata test LAYER") {
         return;
     }
     let env = Env::new();

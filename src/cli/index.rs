@@ -24,7 +24,7 @@ pub struct IndexArgs {
     /// Single-platform images to put in it (any transport).
     #[arg(required = true)]
     images: Vec<String>,
-    /// Print {digest, manifests: [{platform, digest}]} as JSON.
+    /// Print {digest, manifests: [{platform, digest, size}]} as JSON.
     #[arg(long)]
     json: bool,
 }
@@ -48,16 +48,7 @@ pub fn index(ctx: &Ctx, a: IndexArgs) -> Result<()> {
     }
     let written = transport::write_index(&built, &dst, &t)?;
     if a.json {
-        let manifests: Vec<_> = built
-            .images()?
-            .iter()
-            .map(|(d, _)| {
-                serde_json::json!({
-                    "platform": d.platform.as_ref().map(|p| p.to_string()),
-                    "digest": d.digest,
-                })
-            })
-            .collect();
+        let manifests = manifests(&built)?;
         println!(
             "{}",
             serde_json::to_string_pretty(
@@ -120,7 +111,13 @@ pub fn describe(r: &ImageRef, t: &transport::Context) -> Result<serde_json::Valu
     let Some(index) = transport::open_index(r, t)? else {
         return Ok(serde_json::Value::Null);
     };
-    let manifests: Vec<_> = index
+    let manifests = manifests(index.as_ref())?;
+    Ok(serde_json::json!({"digest": index.digest()?, "manifests": manifests}))
+}
+
+/// An index's manifests as `[{platform, digest, size}]`.
+fn manifests(index: &dyn ImageIndex) -> Result<Vec<serde_json::Value>> {
+    Ok(index
         .images()?
         .iter()
         .map(|(d, _)| {
@@ -130,6 +127,5 @@ pub fn describe(r: &ImageRef, t: &transport::Context) -> Result<serde_json::Valu
                 "size": d.size,
             })
         })
-        .collect();
-    Ok(serde_json::json!({"digest": index.digest()?, "manifests": manifests}))
+        .collect())
 }

@@ -408,15 +408,7 @@ pub fn build(project: &Project, ctx: &Context, sel: &Selection) -> Result<BuildR
     let graph = Graph::new(project)?;
     let names = selected_images(project, sel)?;
     let settings = settings(project)?;
-    // An engine that cannot be reached fails the build before it starts.
-    let engine = sel
-        .load
-        .then(|| -> Result<_> {
-            let e = transport::daemon::Engine::from_env()?;
-            e.ping()?;
-            Ok(e)
-        })
-        .transpose()?;
+    let engine = engine_for(sel)?;
     // Check every image's layer list before writing anything; tags are
     // filled in once the layer keys are known.
     let started_at = TagVars::now();
@@ -603,6 +595,18 @@ pub fn build(project: &Project, ctx: &Context, sel: &Selection) -> Result<BuildR
         cache: remote.as_ref().map(|rc| rc.report()),
         composed: super::report::Composed(composed),
     })
+}
+
+/// With `load`, the Docker Engine, reached before anything is built (an
+/// engine that cannot be reached fails the build before it starts).
+pub(super) fn engine_for(sel: &Selection) -> Result<Option<transport::daemon::Engine>> {
+    sel.load
+        .then(|| -> Result<_> {
+            let e = transport::daemon::Engine::from_env()?;
+            e.ping()?;
+            Ok(e)
+        })
+        .transpose()
 }
 
 /// What a build made, for the steps after the layers: reproducibility,

@@ -189,14 +189,7 @@ pub(super) fn build(
     wanted: Vec<Wanted>,
 ) -> Result<BuildReport> {
     let started = std::time::Instant::now();
-    let engine = sel
-        .load
-        .then(|| -> Result<_> {
-            let e = transport::daemon::Engine::from_env()?;
-            e.ping()?;
-            Ok(e)
-        })
-        .transpose()?;
+    let engine = super::build::engine_for(sel)?;
     let singles: Vec<String> = super::build::selected_images(project, sel)?
         .into_iter()
         .filter(|n| !wanted.iter().any(|w| &w.name == n))

@@ -180,6 +180,21 @@ pub fn have(tool: &str) -> bool {
     found
 }
 
+unsafe extern "C" {
+    fn geteuid() -> u32;
+}
+
+/// Whether build steps can run here (root and runc); records the check as
+/// run, or as skipped saying why.
+pub fn can_run_steps(check: &str) -> bool {
+    if unsafe { geteuid() } != 0 || !have("runc") {
+        note(check, "SKIPPED (build steps need root and runc)");
+        return false;
+    }
+    note(check, "RAN");
+    true
+}
+
 /// Whether a tool is on PATH, whatever the strict mode says.
 fn on_path(tool: &str) -> bool {
     Command::new("sh")
