@@ -8,7 +8,7 @@
 //! platforms becomes an OCI index over them, tagged (and pushed) once every
 //! platform's manifest is written.
 
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use super::build::{BuildReport, ImageReport, PlatformImage, Selection};
@@ -141,35 +141,51 @@ pub(super) fn wanted(project: &Project, sel: &Selection) -> Result<Vec<Wanted>> 
     if sel.platform_pass || sel.tests_only || !sel.layers.is_empty() {
         return Ok(Vec::new());
     }
-    let defaults = &project.file.defaults;
     let mut out = Vec::new();
     for name in super::build::selected_images(project, sel)? {
-        let spec = &project.file.images[&name];
-        if !spec.names_platforms(defaults) {
-            continue;
+        if let Some((all, platforms)) = narrowed(project, &name, &sel.platforms)? {
+            out.push(Wanted {
+                name,
+                platforms,
+                index: all > 1,
+            });
         }
-        let all = spec.platforms(&name, defaults)?;
-        let platforms: Vec<Platform> = all
-            .iter()
-            .filter(|p| sel.platforms.is_empty() || sel.platforms.contains(p))
-            .cloned()
-            .collect();
-        if platforms.is_empty() {
-            return Err(Error::bad_input(
-                "--platform",
-                format!(
-                    "image {name} is built for {}, none of which --platform names",
-                    list(&all)
-                ),
-            ));
-        }
-        out.push(Wanted {
-            name,
-            platforms,
-            index: all.len() > 1,
-        });
     }
     Ok(out)
+}
+
+/// For an image that names platforms: how many it names, and those of
+/// them `narrow` keeps (all when `narrow` is empty; none is an error).
+/// `None` for an image that names none (or an unknown name, left to the
+/// caller, which says what it meant).
+fn narrowed(
+    project: &Project,
+    name: &str,
+    narrow: &[Platform],
+) -> Result<Option<(usize, Vec<Platform>)>> {
+    let defaults = &project.file.defaults;
+    let Some(spec) = project.file.images.get(name) else {
+        return Ok(None);
+    };
+    if !spec.names_platforms(defaults) {
+        return Ok(None);
+    }
+    let all = spec.platforms(name, defaults)?;
+    let chosen: Vec<Platform> = all
+        .iter()
+        .filter(|p| narrow.is_empty() || narrow.contains(p))
+        .cloned()
+        .collect();
+    if chosen.is_empty() {
+        return Err(Error::bad_input(
+            "--platform",
+            format!(
+                "image {name} is built for {}, none of which --platform names",
+                list(&all)
+            ),
+        ));
+    }
+    Ok(Some((all.len(), chosen)))
 }
 
 fn list(ps: &[Platform]) -> String {
@@ -224,12 +240,7 @@ pub(super) fn build(
             load: false,
             ..sel.clone()
         };
-        let _span = crate::trace::span("platform", p.to_string());
-        let mut report = super::build::build(project, &ctx.for_platform(p.clone()), &pass)?;
-        for l in &mut report.layers {
-            l.platform = Some(p.to_string());
-        }
-        passes.push((Some(p.clone()), report));
+        passes.push(run_pass(project, ctx, p, &pass)?);
     }
     let mut images: Vec<ImageReport> = passes
         .iter()
@@ -258,6 +269,22 @@ pub(super) fn build(
     Ok(merge(passes, images, started))
 }
 
+/// One platform's pass of the build: `pass` in a context for `p`, its
+/// layers marked with the platform.
+fn run_pass(
+    project: &Project,
+    ctx: &Context,
+    p: &Platform,
+    pass: &Selection,
+) -> Result<(Option<Platform>, BuildReport)> {
+    let _span = crate::trace::span("platform", p.to_string());
+    let mut report = super::build::build(project, &ctx.for_platform(p.clone()), pass)?;
+    for l in &mut report.layers {
+        l.platform = Some(p.to_string());
+    }
+    Ok((Some(p.clone()), report))
+}
+
 /// `build --layer NAME --platform P,...`: the layers (and what they need)
 /// for each platform, recorded in the registry cache; a CI fan-out job per
 /// layer and platform.
@@ -275,11 +302,7 @@ pub(super) fn build_layers(
             load: false,
             ..sel.clone()
         };
-        let mut report = super::build::build(project, &ctx.for_platform(p.clone()), &pass)?;
-        for l in &mut report.layers {
-            l.platform = Some(p.to_string());
-        }
-        passes.push((Some(p.clone()), report));
+        passes.push(run_pass(project, ctx, p, &pass)?);
     }
     let images = passes.iter().flat_map(|(_, r)| r.images.clone()).collect();
     Ok(merge(passes, images, started))
@@ -403,13 +426,13 @@ fn merge(
         cache_hit_rate: 0.0,
         composed: Default::default(),
     };
-    let mut by_key: BTreeMap<String, ()> = BTreeMap::new();
+    let mut said = BTreeSet::new();
     for (_, r) in passes {
         out.layers.extend(r.layers);
         out.files_hashed += r.files_hashed;
         out.tests.extend(r.tests);
         for w in r.warnings {
-            if by_key.insert(w.clone(), ()).is_none() {
+            if said.insert(w.clone()) {
                 out.warnings.push(w);
             }
         }
@@ -455,34 +478,14 @@ pub fn passes(
     names: &[String],
     narrow: &[Platform],
 ) -> Result<Vec<(Option<Platform>, Vec<String>)>> {
-    let defaults = &project.file.defaults;
     let mut out: Vec<(Option<Platform>, Vec<String>)> = Vec::new();
     let mut plain = Vec::new();
     for name in names {
-        // An unknown name is left to the pass, which says what it meant.
-        let Some(spec) = project.file.images.get(name) else {
+        let Some((_, chosen)) = narrowed(project, name, narrow)? else {
             plain.push(name.clone());
             continue;
         };
-        if !spec.names_platforms(defaults) {
-            plain.push(name.clone());
-            continue;
-        }
-        let all = spec.platforms(name, defaults)?;
-        let chosen: Vec<&Platform> = all
-            .iter()
-            .filter(|p| narrow.is_empty() || narrow.contains(p))
-            .collect();
-        if chosen.is_empty() {
-            return Err(Error::bad_input(
-                "--platform",
-                format!(
-                    "image {name} is built for {}, none of which --platform names",
-                    list(&all)
-                ),
-            ));
-        }
-        for p in chosen {
+        for p in &chosen {
             match out.iter_mut().find(|(q, _)| q.as_ref() == Some(p)) {
                 Some((_, images)) => images.push(name.clone()),
                 None => out.push((Some(p.clone()), vec![name.clone()])),
