@@ -79,15 +79,21 @@ pub fn of_cached_deb(store: &Store, cache: &DebCache, p: &Selected) -> Result<Fa
 /// of those not known yet.
 pub fn of_all(store: &Store, packages: &[Selected]) -> Result<Vec<Facts>> {
     let cache = DebCache::new(store)?;
+    let known: Vec<Option<Facts>> = packages.iter().map(|p| lookup(store, &p.sha256)).collect();
     let unknown: Vec<Selected> = packages
         .iter()
-        .filter(|p| lookup(store, &p.sha256).is_none())
-        .cloned()
+        .zip(&known)
+        .filter(|(_, f)| f.is_none())
+        .map(|(p, _)| p.clone())
         .collect();
     super::debsrc::fetch_all(&cache, &unknown, &Default::default())?;
     packages
         .iter()
-        .map(|p| of_cached_deb(store, &cache, p))
+        .zip(known)
+        .map(|(p, f)| match f {
+            Some(f) => Ok(f),
+            None => of_cached_deb(store, &cache, p),
+        })
         .collect()
 }
 

@@ -206,25 +206,14 @@ pub fn push_with(
     }
     let outcomes = outcomes.into_inner().expect("lock");
     let digest = Digest::of(&raw);
-    let media_type = manifest.media_type().to_string();
-    repo.put_manifest(&digest.to_string(), &raw, &media_type)?;
-    let mut tags: Vec<String> = target.tag.iter().cloned().collect();
-    tags.extend(extra_tags.iter().cloned());
-    for t in &tags {
-        repo.put_manifest(t, &raw, &media_type)?;
-    }
-    // When each tag was pushed, for retention (the API does not say).
-    let mut warnings = Vec::new();
-    let untagged = target.repository_only();
-    if record_times
-        && let Err(e) = super::pushtimes::record(client, &untagged, &tags, super::pushtimes::now())
-    {
-        warnings.push(format!(
-            "the push time of {} was not recorded in {} ({e}); strata prune falls back to the tag names",
-            tags.join(", "),
-            super::pushtimes::TAG
-        ));
-    }
+    let (tags, warnings) = put_manifest_and_tags(
+        client,
+        target,
+        extra_tags,
+        &raw,
+        manifest.media_type(),
+        record_times,
+    )?;
     Ok(PushReport {
         digest: Some(digest),
         pushed: outcomes
@@ -385,26 +374,50 @@ pub fn push_index(
         report.mounted += r.mounted;
         report.bytes += r.bytes;
     }
-    let repo = Repo::new(client, target);
     let raw = index.raw_index()?;
     let desc = index.descriptor()?;
-    repo.put_manifest(&desc.digest.to_string(), &raw, &desc.media_type)?;
+    let (tags, warnings) =
+        put_manifest_and_tags(client, target, extra_tags, &raw, &desc.media_type, true)?;
+    report.warnings = warnings;
+    report.digest = Some(desc.digest);
+    report.tags = tags;
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// Puts the manifest (or index) `raw` by digest, then under `target`'s tag
+/// and `extra_tags`; with `record_times`, records when the tags were pushed
+/// (for retention: the API does not say). Returns the tags and the
+/// warnings (a push-times record that could not be written).
+fn put_manifest_and_tags(
+    client: &Client,
+    target: &RegistryRef,
+    extra_tags: &[String],
+    raw: &[u8],
+    media_type: &str,
+    record_times: bool,
+) -> Result<(Vec<String>, Vec<String>)> {
+    let repo = Repo::new(client, target);
+    repo.put_manifest(&Digest::of(raw).to_string(), raw, media_type)?;
     let mut tags: Vec<String> = target.tag.iter().cloned().collect();
     tags.extend(extra_tags.iter().cloned());
     for t in &tags {
-        repo.put_manifest(t, &raw, &desc.media_type)?;
+        repo.put_manifest(t, raw, media_type)?;
     }
-    if !tags.is_empty()
-        && let Err(e) = super::pushtimes::record(client, &untagged, &tags, super::pushtimes::now())
+    let mut warnings = Vec::new();
+    if record_times
+        && let Err(e) = super::pushtimes::record(
+            client,
+            &target.repository_only(),
+            &tags,
+            super::pushtimes::now(),
+        )
     {
-        report.warnings.push(format!(
+        warnings.push(format!(
             "the push time of {} was not recorded in {} ({e}); strata prune falls back to the tag names",
             tags.join(", "),
             super::pushtimes::TAG
         ));
     }
-    report.digest = Some(desc.digest);
-    report.tags = tags;
-    report.seconds = started.elapsed().as_secs_f64();
-    Ok(report)
+    Ok((tags, warnings))
 }
