@@ -4,26 +4,14 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use common::registry::{Auth, Registry};
-use common::{Env, Schemas};
+use common::{Env, Schemas, build_json as build};
 use serde_json::Value;
 
 fn project(env: &Env, reg: &Registry) -> PathBuf {
     common::cache_project(env, &reg.host())
-}
-
-fn build(env: &Env, p: &Path, args: &[&str]) -> Value {
-    let mut all = vec!["build", "-C", p.to_str().unwrap(), "--json"];
-    all.extend(args);
-    let out = env.strata(&all);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 fn statuses(report: &Value) -> Vec<(String, String)> {

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use common::apt::{Pkg, Repo, project, repo};
 use common::registry::{Auth, Registry};
-use common::{Env, replace};
+use common::{Env, build_json, layer_status, replace};
 use serde_json::Value;
 
 /// The test repository plus dpkg itself (so images get a dpkg database
@@ -60,36 +60,14 @@ fn deb_cache_project(env: &Env, r: &Repo, host: &str) -> PathBuf {
     root
 }
 
-fn build(env: &Env, root: &Path) -> Value {
-    let out = env.strata(&["build", "-C", root.to_str().unwrap(), "--push", "--json"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-fn status_of(report: &Value, layer: &str) -> String {
-    report["layers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|l| l["name"] == layer)
-        .unwrap_or_else(|| panic!("{report}"))["status"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
-
 #[test]
 fn a_fresh_machine_writes_the_dpkg_database_of_cached_deb_layers_without_debs() {
     let reg = Registry::start(Auth::None, false);
     let a = Env::new();
     let r = deb_repo(&a);
     let pa = deb_cache_project(&a, &r, &reg.host());
-    let first = build(&a, &pa);
-    assert_eq!(status_of(&first, "pkgs"), "built", "{first}");
+    let first = build_json(&a, &pa, &["--push"]);
+    assert_eq!(layer_status(&first, "pkgs"), "built", "{first}");
     // The image has its dpkg database layer (what B must write too).
     let image = first["images"][0]["pushed"][0].as_str().unwrap();
     let inspect = a.ok(&["inspect", "--json", image]);
@@ -130,8 +108,8 @@ fn a_fresh_machine_writes_the_dpkg_database_of_cached_deb_layers_without_debs() 
     }
     let b = Env::new();
     let pb = deb_cache_project(&b, &r, &reg.host());
-    let second = build(&b, &pb);
-    assert_eq!(status_of(&second, "pkgs"), "remote", "{second}");
+    let second = build_json(&b, &pb, &["--push"]);
+    assert_eq!(layer_status(&second, "pkgs"), "remote", "{second}");
     assert_eq!(
         second["images"][0]["digest"], first["images"][0]["digest"],
         "same image, same dpkg database: {second}"
@@ -168,7 +146,7 @@ fn a_package_list_with_a_smuggled_paragraph_is_a_miss() {
     let a = Env::new();
     let r = deb_repo(&a);
     let pa = deb_cache_project(&a, &r, &reg.host());
-    build(&a, &pa);
+    build_json(&a, &pa, &["--push"]);
     // Rewrite every package fact on A so its next record is poisoned,
     // then record again into a fresh cache repository.
     let facts = a.store().join(".strata/deb/facts");
@@ -187,7 +165,7 @@ fn a_package_list_with_a_smuggled_paragraph_is_a_miss() {
     }
     replace(&pa, "strata.toml", "team/cache", "team/cache2");
     fs::remove_dir_all(a.store().join(".strata/cache-records")).unwrap();
-    build(&a, &pa);
+    build_json(&a, &pa, &["--push"]);
 
     let b = Env::new();
     let pb = deb_cache_project(&b, &r, &reg.host());
@@ -199,7 +177,7 @@ fn a_package_list_with_a_smuggled_paragraph_is_a_miss() {
         String::from_utf8_lossy(&out.stderr)
     );
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(status_of(&report, "pkgs"), "built", "{report}");
+    assert_eq!(layer_status(&report, "pkgs"), "built", "{report}");
     let warnings = report["warnings"].to_string();
     assert!(
         warnings.contains("record pkgs.") && warnings.contains("not one paragraph of that package"),
@@ -229,7 +207,7 @@ fn a_layer_of_several_blobs_is_one_record() {
     };
     let pa = deb_cache_project(&a, &r, &reg.host());
     per_package(&pa);
-    let first = build(&a, &pa);
+    let first = build_json(&a, &pa, &["--push"]);
     let digests = |rep: &Value| {
         rep["layers"]
             .as_array()
@@ -251,8 +229,8 @@ fn a_layer_of_several_blobs_is_one_record() {
     let b = Env::new();
     let pb = deb_cache_project(&b, &r, &reg.host());
     per_package(&pb);
-    let second = build(&b, &pb);
-    assert_eq!(status_of(&second, "pkgs"), "remote", "{second}");
+    let second = build_json(&b, &pb, &["--push"]);
+    assert_eq!(layer_status(&second, "pkgs"), "remote", "{second}");
     assert_eq!(digests(&second), blobs);
     assert_eq!(second["images"][0]["digest"], first["images"][0]["digest"]);
 }

@@ -6,11 +6,10 @@
 mod common;
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use common::registry::{Auth, Registry};
-use common::{BUSYBOX, Env, write};
-use serde_json::Value;
+use common::{BUSYBOX, Env, build_json, layer_status, write};
 
 /// base (busybox) and app, a step over base that "compiles" src/app.txt.
 fn project(env: &Env, host: &str) -> PathBuf {
@@ -61,28 +60,6 @@ to = "/src"
     root
 }
 
-fn build(env: &Env, root: &Path) -> Value {
-    let out = env.strata(&["build", "-C", root.to_str().unwrap(), "--push", "--json"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-fn status(report: &Value, layer: &str) -> String {
-    report["layers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|l| l["name"] == layer)
-        .unwrap_or_else(|| panic!("{report}"))["status"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
-
 #[test]
 fn a_step_layer_comes_from_the_cache_and_reruns_over_remote_layers_when_changed() {
     if !common::can_run_steps("cache: step layers from the registry cache") {
@@ -91,15 +68,15 @@ fn a_step_layer_comes_from_the_cache_and_reruns_over_remote_layers_when_changed(
     let reg = Registry::start(Auth::None, false);
     let a = Env::new();
     let pa = project(&a, &reg.host());
-    let first = build(&a, &pa);
-    assert_eq!(status(&first, "app"), "built", "{first}");
+    let first = build_json(&a, &pa, &["--push"]);
+    assert_eq!(layer_status(&first, "app"), "built", "{first}");
 
     // B: nothing runs, nothing of base or app is downloaded.
     let b = Env::new();
     let pb = project(&b, &reg.host());
-    let second = build(&b, &pb);
-    assert_eq!(status(&second, "app"), "remote", "{second}");
-    assert_eq!(status(&second, "base"), "remote", "{second}");
+    let second = build_json(&b, &pb, &["--push"]);
+    assert_eq!(layer_status(&second, "app"), "remote", "{second}");
+    assert_eq!(layer_status(&second, "base"), "remote", "{second}");
     assert_eq!(second["images"][0]["digest"], first["images"][0]["digest"]);
     let busybox = fs::metadata(BUSYBOX).unwrap().len();
     assert!(
@@ -111,15 +88,19 @@ fn a_step_layer_comes_from_the_cache_and_reruns_over_remote_layers_when_changed(
     // down now; the result is what A builds from the same change.
     write(&pb, "app/app.txt", "echo built 2\n");
     common::backdate(&pb);
-    let third = build(&b, &pb);
-    assert_eq!(status(&third, "app"), "built", "{third}");
+    let third = build_json(&b, &pb, &["--push"]);
+    assert_eq!(layer_status(&third, "app"), "built", "{third}");
     assert!(
         third["cache"]["bytes_downloaded"].as_u64().unwrap() > busybox / 4,
         "{third}"
     );
     write(&pa, "app/app.txt", "echo built 2\n");
     common::backdate(&pa);
-    let on_a = build(&a, &pa);
-    assert_eq!(status(&on_a, "app"), "remote", "B recorded it: {on_a}");
+    let on_a = build_json(&a, &pa, &["--push"]);
+    assert_eq!(
+        layer_status(&on_a, "app"),
+        "remote",
+        "B recorded it: {on_a}"
+    );
     assert_eq!(on_a["images"][0]["digest"], third["images"][0]["digest"]);
 }

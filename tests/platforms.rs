@@ -5,10 +5,10 @@
 mod common;
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use common::apt::{Pkg, Repo, host_arch};
-use common::{BUSYBOX, Env, Schemas, replace, write};
+use common::{BUSYBOX, Env, Schemas, build_json as build, replace, write};
 use serde_json::Value;
 
 /// The architecture that is not the host's (of amd64 and arm64).
@@ -87,18 +87,6 @@ fn project(env: &Env, r: &Repo) -> PathBuf {
         ),
     );
     root
-}
-
-fn build(env: &Env, root: &Path, extra: &[&str]) -> Value {
-    let mut args = vec!["build", "-C", root.to_str().unwrap(), "--json"];
-    args.extend(extra);
-    let out = env.strata(&args);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 fn layer<'a>(report: &'a Value, name: &str, arch: &str) -> &'a Value {

@@ -141,6 +141,32 @@ pub fn cache_project(env: &Env, host: &str) -> PathBuf {
     p
 }
 
+/// `strata build -C root --json ARGS`, which must succeed; its report.
+pub fn build_json(env: &Env, root: &Path, args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["build", "-C", root.to_str().unwrap(), "--json"];
+    all.extend(args);
+    let out = env.strata(&all);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The status of layer `name` in a build report.
+pub fn layer_status(report: &serde_json::Value, name: &str) -> String {
+    report["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["name"] == name)
+        .unwrap_or_else(|| panic!("{report}"))["status"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
 /// Replaces the first `from` in `root/rel` by `to`, asserting it is there.
 pub fn replace(root: &Path, rel: &str, from: &str, to: &str) {
     let p = root.join(rel);
