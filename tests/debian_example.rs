@@ -19,17 +19,23 @@ use serde_json::Value;
 
 const CHECK: &str = "examples/debian from the configured Debian archive";
 
-/// The ELF machine of `usr/bin/git` in the image `reference` for
-/// `platform`, read from its layers (the last layer that has it).
-fn git_elf_machine(env: &Env, reference: &str, platform: &str) -> u16 {
-    let layout = env.path(&format!("elf-{}", platform.replace('/', "-")));
-    env.ok(&[
-        "copy",
-        "--platform",
-        platform,
-        reference,
-        &format!("oci:{}:x", layout.display()),
-    ]);
+/// The bytes of `path` in the image `reference` for `platform`, read from
+/// its layers (the last layer that has it as a regular file).
+fn file_in_image(env: &Env, reference: &str, platform: &str, path: &str) -> Option<Vec<u8>> {
+    let layout = env.path(&format!(
+        "read-{}-{}",
+        reference.replace(['/', ':'], "-"),
+        platform.replace('/', "-")
+    ));
+    if !layout.exists() {
+        env.ok(&[
+            "copy",
+            "--platform",
+            platform,
+            reference,
+            &format!("oci:{}:x", layout.display()),
+        ]);
+    }
     let blob = |d: &str| {
         layout
             .join("blobs/sha256")
@@ -41,7 +47,7 @@ fn git_elf_machine(env: &Env, reference: &str, platform: &str) -> u16 {
         &fs::read(blob(index["manifests"][0]["digest"].as_str().unwrap())).unwrap(),
     )
     .unwrap();
-    let mut machine = None;
+    let mut found = None;
     for l in manifest["layers"].as_array().unwrap() {
         let file = fs::File::open(blob(l["digest"].as_str().unwrap())).unwrap();
         let reader: Box<dyn Read> = if l["mediaType"].as_str().unwrap().ends_with("zstd") {
@@ -52,16 +58,64 @@ fn git_elf_machine(env: &Env, reference: &str, platform: &str) -> u16 {
         let mut tar = tar::Archive::new(reader);
         for e in tar.entries().unwrap() {
             let mut e = e.unwrap();
-            let path = e.path().unwrap().to_string_lossy().into_owned();
-            if path.trim_start_matches("./") == "usr/bin/git" && e.header().entry_type().is_file() {
-                let mut head = [0u8; 20];
-                e.read_exact(&mut head).unwrap();
-                assert_eq!(&head[..4], b"\x7fELF", "usr/bin/git is not ELF");
-                machine = Some(u16::from_le_bytes([head[18], head[19]]));
+            let name = e.path().unwrap().to_string_lossy().into_owned();
+            if name.trim_start_matches("./") == path && e.header().entry_type().is_file() {
+                let mut bytes = Vec::new();
+                e.read_to_end(&mut bytes).unwrap();
+                found = Some(bytes);
             }
         }
     }
-    machine.expect("usr/bin/git in the image")
+    found
+}
+
+/// The ELF machine of `usr/bin/git` in the image `reference` for
+/// `platform`.
+fn git_elf_machine(env: &Env, reference: &str, platform: &str) -> u16 {
+    let git = file_in_image(env, reference, platform, "usr/bin/git").expect("usr/bin/git");
+    assert_eq!(&git[..4], b"\x7fELF", "usr/bin/git is not ELF");
+    u16::from_le_bytes([git[18], git[19]])
+}
+
+/// A build step over debian-base runs for both platforms, the other one
+/// under qemu-user: each sees its own machine and Debian architecture.
+fn foreign_step(env: &Env, root: &Path, other: &str) {
+    fs::create_dir_all(root.join("layers/arch")).unwrap();
+    fs::write(
+        root.join("layers/arch/layer.toml"),
+        "[layer]\nname = \"arch\"\n\n[requires]\nlayers = [\"debian-base\"]\n\n[runtime]\nlayers = [\"debian-base\"]\n\n[source.run]\ncommands = [\"mkdir -p /out && uname -m > /out/arch && dpkg --print-architecture >> /out/arch\"]\noutputs = [\"/out\"]\n",
+    )
+    .unwrap();
+    let toml = root.join("strata.toml");
+    let mut text = fs::read_to_string(&toml).unwrap();
+    text.push_str("\n[images.arch]\nlayers = [\"arch\"]\nkind = \"runtime\"\ntags = [\"debian/arch:latest\"]\n");
+    fs::write(&toml, text).unwrap();
+    env.ok(&["build", "-C", root.to_str().unwrap(), "arch"]);
+    for (arch, machine) in [
+        (host_arch(), std::env::consts::ARCH),
+        (
+            other.to_string(),
+            if other == "arm64" {
+                "aarch64"
+            } else {
+                "x86_64"
+            },
+        ),
+    ] {
+        let seen = file_in_image(
+            env,
+            "debian/arch:latest",
+            &format!("linux/{arch}"),
+            "out/arch",
+        )
+        .expect("out/arch in the step's layer");
+        assert_eq!(
+            String::from_utf8(seen).unwrap(),
+            format!("{machine}\n{arch}\n"),
+            "linux/{arch}"
+        );
+    }
+    note("a build step for the other platform under qemu-user", "RAN");
 }
 
 fn elf_machine_of(arch: &str) -> u16 {
@@ -217,9 +271,14 @@ fn debian_example_for_two_platforms_from_the_configured_archive() {
             "{stdout}"
         );
         note("examples/debian's other platform under qemu-user", "RAN");
+        foreign_step(&env, &root, other);
     } else {
         note(
             "examples/debian's other platform under qemu-user",
+            "SKIPPED (binfmt_misc has no qemu handler registered)",
+        );
+        note(
+            "a build step for the other platform under qemu-user",
             "SKIPPED (binfmt_misc has no qemu handler registered)",
         );
     }

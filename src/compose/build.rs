@@ -324,7 +324,9 @@ fn key_layers<'p>(
     let needed = needed_layers(graph, plans, extra, &planner.context().platform)?;
     // The record explains the next rebuild; a cache hit means the recorded
     // inputs are these already.
-    let want = |l: &str, k: &Digest| cache.get(k).is_none() || !cache.has_inputs(l);
+    let want = |l: &str, k: &Digest| {
+        cache.get(k).is_none() || !cache.has_inputs(l, &planner.context().platform)
+    };
     for (l, key, inputs) in
         super::plan::layer_keys(project, graph, planner, stat, settings, &needed, &want)?
     {
@@ -483,7 +485,7 @@ pub fn build(project: &Project, ctx: &Context, sel: &Selection) -> Result<BuildR
         }
     }
     for (l, record) in &keyed.records {
-        cache.put_inputs(l, record)?;
+        cache.put_inputs(l, &ctx.platform, record)?;
     }
     let built = build_waves(
         project,

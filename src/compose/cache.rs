@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::digest::{Digest, hash_reader};
 use crate::error::{IoContext, Result};
-use crate::spec::Descriptor;
+use crate::spec::{Descriptor, Platform};
 use crate::store::Store;
 
 /// A layer in the cache.
@@ -49,21 +49,27 @@ impl LayerCache {
         self.store.has_blob(&c.descriptor.digest).then_some(c)
     }
 
-    /// Records what layer `name` was last built from.
-    pub fn put_inputs(&self, name: &str, json: &[u8]) -> Result<()> {
+    /// Records what layer `name` was last built from for `platform`.
+    pub fn put_inputs(&self, name: &str, platform: &Platform, json: &[u8]) -> Result<()> {
         let dir = self.dir.with_file_name("inputs");
         std::fs::create_dir_all(&dir).at(&dir)?;
-        write_atomic(&dir, name, json)
+        write_atomic(&dir, &inputs_file(name, platform), json)
     }
 
-    /// Whether an inputs record exists for layer `name`.
-    pub fn has_inputs(&self, name: &str) -> bool {
-        self.dir.with_file_name("inputs").join(name).is_file()
+    /// Whether an inputs record exists for layer `name` on `platform`.
+    pub fn has_inputs(&self, name: &str, platform: &Platform) -> bool {
+        self.inputs_path(name, platform).is_file()
     }
 
-    /// What layer `name` was last built from, if recorded.
-    pub fn inputs(&self, name: &str) -> Option<Vec<u8>> {
-        std::fs::read(self.dir.with_file_name("inputs").join(name)).ok()
+    /// What layer `name` was last built from for `platform`, if recorded.
+    pub fn inputs(&self, name: &str, platform: &Platform) -> Option<Vec<u8>> {
+        std::fs::read(self.inputs_path(name, platform)).ok()
+    }
+
+    fn inputs_path(&self, name: &str, platform: &Platform) -> PathBuf {
+        self.dir
+            .with_file_name("inputs")
+            .join(inputs_file(name, platform))
     }
 
     /// Records the layer built for `key`.
@@ -74,6 +80,12 @@ impl LayerCache {
             &serde_json::to_vec(layer).expect("serializes"),
         )
     }
+}
+
+/// The file of a layer's inputs record: one per platform, so that a
+/// platform's rebuild is explained by what that platform was built from.
+fn inputs_file(name: &str, platform: &Platform) -> String {
+    format!("{name}@{}", platform.to_string().replace('/', "-"))
 }
 
 fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {

@@ -240,7 +240,7 @@ pub fn bump_warnings(
             || !pinned
             || super::source::of(def).never_builds()
             || cache.get(key).is_some()
-            || cache.inputs(l).is_none()
+            || cache.inputs(l, &ctx.platform).is_none()
         {
             continue;
         }

@@ -232,7 +232,7 @@ fn plan_one(
             Vec::new()
         } else {
             match cache
-                .inputs(l)
+                .inputs(l, &ctx.platform)
                 .and_then(|b| serde_json::from_slice::<Inputs>(&b).ok())
             {
                 Some(before) => {

@@ -131,7 +131,13 @@ pub(super) fn record_layers(
         let packages = super::source::of(def)
             .resolution(l, deb)?
             .and_then(|r| super::debfacts::entries(&deb.context().store, &r.packages));
-        todo.push((l, def, listing, cache.inputs(l), packages));
+        todo.push((
+            l,
+            def,
+            listing,
+            cache.inputs(l, &deb.context().platform),
+            packages,
+        ));
     }
     let next = std::sync::atomic::AtomicUsize::new(0);
     std::thread::scope(|s| {
