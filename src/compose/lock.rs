@@ -118,16 +118,17 @@ impl Lock {
                 "lock",
                 at,
                 format!(
-                    "layer {}@{} is not in strata.lock; run strata build without --locked to record it",
-                    pin.name, pin.version
+                    "layer {} is not in strata.lock; run strata build without --locked to record it",
+                    pin.label()
                 ),
             )),
             Some(old) if old.version != pin.version => Err(Error::invalid(
                 "lock",
                 at,
                 format!(
-                    "strata.lock pins {}@{}, the project has version {}; run strata build without --locked",
-                    pin.name, old.version, pin.version
+                    "strata.lock pins {}, the project has version {}; run strata build without --locked",
+                    old.label(),
+                    pin.version
                 ),
             )),
             Some(old) if old.diff_ids == pin.diff_ids && old.digests != pin.digests => {
@@ -135,9 +136,8 @@ impl Lock {
                     "lock",
                     at,
                     format!(
-                        "layer {}@{} has the content strata.lock pins, but its compressed bytes would differ (digest {} → {}): the compression or strata's compressor changed; run strata build without --locked to record the new digests",
-                        pin.name,
-                        pin.version,
+                        "layer {} has the content strata.lock pins, but its compressed bytes would differ (digest {} → {}): the compression or strata's compressor changed; run strata build without --locked to record the new digests",
+                        pin.label(),
                         first(&old.digests),
                         first(&pin.digests)
                     ),
@@ -147,9 +147,8 @@ impl Lock {
                 "lock",
                 at,
                 format!(
-                    "the bytes of layer {}@{} would differ from strata.lock (diff_id {} → {}); bump its version if the change is deliberate",
-                    pin.name,
-                    pin.version,
+                    "the bytes of layer {} would differ from strata.lock (diff_id {} → {}); bump its version if the change is deliberate",
+                    pin.label(),
                     first(&old.diff_ids),
                     first(&pin.diff_ids)
                 ),

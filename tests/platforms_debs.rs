@@ -1,0 +1,253 @@
+//! Multi-platform deb layers and what rests on them: `Architecture: all`
+//! packages are one blob for every platform; an architecture the sources
+//! do not carry and a version pinned where one platform lacks it are errors
+//! naming the architecture; `--locked` checks each platform's pins; `run
+//! --platform` runs that platform's image.
+
+mod common;
+
+use std::fs;
+use std::path::PathBuf;
+
+use common::apt::{Pkg, Repo, host_arch};
+use common::{BUSYBOX, Env, build_json as build, replace, write};
+use serde_json::Value;
+
+fn other_arch() -> String {
+    if host_arch() == "arm64" {
+        "amd64"
+    } else {
+        "arm64"
+    }
+    .to_string()
+}
+
+/// A repository for the host's and the other architecture: `tool` 1.0 for
+/// both (different files), `tool` 2.0 for the host's only, and `docs`
+/// (Architecture: all).
+fn repo(env: &Env) -> Repo {
+    let mut r = Repo::new(env.dir.path());
+    let other = other_arch();
+    r.extra_arches = vec![other.clone()];
+    for (version, arch, says) in [
+        ("1.0", "any", "host 1.0"),
+        ("1.0", other.as_str(), "other 1.0"),
+        ("2.0", "any", "host 2.0"),
+    ] {
+        r.add(&Pkg {
+            name: "tool",
+            version,
+            arch,
+            fields: &[],
+            files: &[("/usr/bin/tool", &format!("#!/bin/sh\necho {says}\n"), 0o755)],
+        });
+    }
+    r.add(&Pkg {
+        name: "docs",
+        version: "3.0",
+        arch: "all",
+        fields: &[],
+        files: &[("/usr/share/doc/docs/README", "same everywhere\n", 0o644)],
+    });
+    r.publish();
+    r
+}
+
+/// A busybox base and a deb layer `pkgs` of `packages`, for the host's and
+/// the other platform.
+fn project(env: &Env, r: &Repo, packages: &str) -> PathBuf {
+    let root = env.path("proj");
+    let bin = root.join("layers/base/rootfs/bin");
+    fs::create_dir_all(&bin).unwrap();
+    fs::copy(BUSYBOX, bin.join("busybox")).unwrap();
+    std::os::unix::fs::symlink("busybox", bin.join("sh")).unwrap();
+    write(
+        &root,
+        "layers/base/layer.toml",
+        "[layer]\nname = \"base\"\n\n[[source.copy]]\nfrom = \"rootfs\"\nto = \"/\"\n",
+    );
+    write(
+        &root,
+        "layers/pkgs/layer.toml",
+        &format!(
+            "[layer]\nname = \"pkgs\"\nversion = \"1\"\n\n[runtime]\nlayers = [\"base\"]\n\n[source.deb]\npackages = {packages}\n\n{}",
+            r.toml(&r.keyring)
+        ),
+    );
+    write(
+        &root,
+        "strata.toml",
+        &format!(
+            "[project]\nname = \"pd\"\n\n[defaults]\nplatforms = [\"linux/{}\", \"linux/{}\"]\n\n[images.app]\nlayers = [\"pkgs\"]\nentrypoint = [\"/bin/sh\", \"-c\", \"tool; ls /usr/share/doc\"]\n",
+            host_arch(),
+            other_arch()
+        ),
+    );
+    root
+}
+
+fn digests(report: &Value, arch: &str) -> Value {
+    report["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["name"] == "pkgs" && l["platform"] == format!("linux/{arch}").as_str())
+        .unwrap_or_else(|| panic!("pkgs for {arch}: {report}"))["digests"]
+        .clone()
+}
+
+/// A deb layer made only of `Architecture: all` packages is the same bytes
+/// on every platform: one blob.
+#[test]
+fn a_deb_layer_of_arch_all_packages_is_one_blob() {
+    let env = Env::new();
+    let r = repo(&env);
+    let root = project(&env, &r, "[\"docs\"]");
+    let report = build(&env, &root, &[]);
+    let (host, other) = (
+        digests(&report, &host_arch()),
+        digests(&report, &other_arch()),
+    );
+    assert_eq!(host, other, "{report}");
+    // With an architecture-specific package beside it, the blobs differ.
+    replace(
+        &root,
+        "layers/pkgs/layer.toml",
+        "[\"docs\"]",
+        "[\"docs\", \"tool\"]",
+    );
+    let report = build(&env, &root, &[]);
+    assert_ne!(
+        digests(&report, &host_arch()),
+        digests(&report, &other_arch()),
+        "{report}"
+    );
+}
+
+/// A platform whose architecture the sources do not carry, and a version
+/// pinned that one platform lacks: each an error naming the architecture;
+/// nothing is tagged.
+#[test]
+fn missing_architectures_and_versions_are_named() {
+    let env = Env::new();
+    let r = repo(&env);
+    let root = project(&env, &r, "[\"tool=2.0\"]");
+    let p = root.to_str().unwrap();
+    let err = env.fails(&["build", "-C", p]);
+    assert!(
+        err.contains("tool") && err.contains("2.0") && err.contains(&other_arch()),
+        "{err}"
+    );
+    assert!(env.fails(&["inspect", "pd/app:latest"]).contains("pd/app"));
+    // The host's platform alone has it.
+    env.ok(&[
+        "build",
+        "-C",
+        p,
+        "--platform",
+        &format!("linux/{}", host_arch()),
+    ]);
+
+    let foreign = if host_arch() == "s390x" {
+        "ppc64le"
+    } else {
+        "s390x"
+    };
+    replace(
+        &root,
+        "strata.toml",
+        &format!("\"linux/{}\"]", other_arch()),
+        &format!("\"linux/{foreign}\"]"),
+    );
+    replace(&root, "layers/pkgs/layer.toml", "tool=2.0", "tool");
+    let err = env.fails(&["build", "-C", p]);
+    assert!(
+        err.contains(&format!("architecture {foreign}")) && err.contains("InRelease"),
+        "{err}"
+    );
+}
+
+/// `--locked` checks every platform's pins: a new package version for one
+/// architecture fails naming its platform; the other platform alone still
+/// passes.
+#[test]
+fn locked_checks_each_platform() {
+    let env = Env::new();
+    let mut r = repo(&env);
+    let root = project(&env, &r, "[\"tool\"]");
+    let p = root.to_str().unwrap();
+    build(&env, &root, &[]);
+    build(&env, &root, &["--locked"]);
+    // A new tool for the other architecture only.
+    let other = other_arch();
+    r.add(&Pkg {
+        name: "tool",
+        version: "1.5",
+        arch: &other,
+        fields: &[],
+        files: &[("/usr/bin/tool", "#!/bin/sh\necho other 1.5\n", 0o755)],
+    });
+    r.publish();
+    let err = env.fails(&["build", "-C", p, "--locked", "--refresh"]);
+    assert!(
+        err.contains("strata.lock")
+            && err.contains("pkgs@1")
+            && err.contains(&format!("linux/{other}")),
+        "{err}"
+    );
+    build(
+        &env,
+        &root,
+        &[
+            "--locked",
+            "--refresh",
+            "--platform",
+            &format!("linux/{}", host_arch()),
+        ],
+    );
+}
+
+/// `strata run --platform` runs that platform's image of an index.
+#[test]
+fn run_takes_the_platform() {
+    if !common::have("runc") {
+        common::note("run --platform", "SKIPPED (no runc)");
+        return;
+    }
+    common::note("run --platform", "RAN");
+    let env = Env::new();
+    let r = repo(&env);
+    let root = project(&env, &r, "[\"tool=1.0\", \"docs\"]");
+    build(&env, &root, &[]);
+    let host = env.ok(&[
+        "run",
+        "--platform",
+        &format!("linux/{}", host_arch()),
+        "pd/app:latest",
+    ]);
+    assert!(host.contains("host 1.0") && host.contains("docs"), "{host}");
+    let other = other_arch();
+    let qemu = if other == "arm64" {
+        "aarch64"
+    } else {
+        "x86_64"
+    };
+    let out = env.strata(&[
+        "run",
+        "--platform",
+        &format!("linux/{other}"),
+        "pd/app:latest",
+    ]);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    if std::path::Path::new(&format!("/proc/sys/fs/binfmt_misc/qemu-{qemu}")).exists() {
+        // Its package's script runs under the host's busybox.
+        assert!(out.status.success(), "{stderr}");
+        assert!(stdout.contains("other 1.0"), "{stdout}");
+    } else {
+        assert!(!out.status.success());
+        assert!(stderr.contains("qemu-user-static"), "{stderr}");
+    }
+}
