@@ -305,3 +305,42 @@ fn an_index_over_the_size_cap_is_refused() {
     );
     assert!(env.fails(&["inspect", "big:1"]).contains("big"));
 }
+
+/// An index and a manifest named by digest in the store (`@sha256:…`):
+/// the index is whole with `--all`, one platform without, and the manifest
+/// is itself.
+#[test]
+fn store_digests_name_an_index_or_a_manifest() {
+    let env = Env::new();
+    let digest = two_platforms(&env);
+    let at = format!("@{digest}");
+    let shown = env.ok(&["inspect", "--json", &at]);
+    let v: Value = serde_json::from_str(&shown).unwrap();
+    assert_eq!(v["index"]["digest"], digest.as_str(), "{shown}");
+    assert_eq!(
+        v["index"]["manifests"].as_array().map(Vec::len),
+        Some(2),
+        "{shown}"
+    );
+    let layout = env.path("by-digest");
+    let out = env.ok(&["copy", "--all", &at, &format!("oci:{}:1", layout.display())]);
+    assert_eq!(out.trim(), digest);
+    let arm = blob(&layout, &digest)["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["platform"]["architecture"] == "arm64")
+        .unwrap()["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let one = env.ok(&["copy", "--platform", "linux/arm64", &at, "one:1"]);
+    assert_eq!(one.trim(), arm);
+    let ls = env.ok(&["ls", &format!("@{arm}")]);
+    assert!(ls.contains("app.txt"), "{ls}");
+    let err = env.fails(&[
+        "inspect",
+        "@sha256:0000000000000000000000000000000000000000000000000000000000000000",
+    ]);
+    assert!(err.contains("manifest sha256:0000"), "{err}");
+}

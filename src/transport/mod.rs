@@ -347,30 +347,11 @@ pub fn open(r: &ImageRef, ctx: &Context) -> Result<Arc<dyn Image>> {
     let (store, platform) = (&ctx.store, &ctx.platform);
     Ok(match r {
         ImageRef::Store(name) => Arc::new(oci::open(store, Some(name), platform)?),
-        ImageRef::StoreDigest(d) => {
-            if !store.has_blob(d) {
-                return Err(Error::NotFound {
-                    what: format!("manifest {d}"),
-                    location: store.root().display().to_string(),
-                    hint: String::new(),
-                });
-            }
-            let raw = store.read_blob(d, crate::spec::MAX_MANIFEST_SIZE)?;
-            let mt = serde_json::from_slice::<serde_json::Value>(&raw)
-                .ok()
-                .and_then(|v| {
-                    v.get("mediaType")
-                        .and_then(|m| m.as_str())
-                        .map(str::to_string)
-                })
-                .unwrap_or_else(|| crate::media::OCI_MANIFEST.to_string());
-            let desc = crate::spec::Descriptor::new(mt, d.clone(), raw.len() as u64);
-            Arc::new(crate::image::ManifestImage::load(
-                Arc::new(store.clone()) as Arc<dyn crate::image::BlobSource>,
-                &desc,
-                platform,
-            )?)
-        }
+        ImageRef::StoreDigest(d) => Arc::new(crate::image::ManifestImage::load(
+            Arc::new(store.clone()) as Arc<dyn crate::image::BlobSource>,
+            &store_descriptor(store, d)?,
+            platform,
+        )?),
         ImageRef::Oci { dir, tag } => {
             Arc::new(oci::open(&Store::open(dir)?, tag.as_deref(), platform)?)
         }
@@ -486,6 +467,44 @@ pub fn write(image: &dyn Image, r: &ImageRef, ctx: &Context) -> Result<Written> 
     })
 }
 
+/// The descriptor of the manifest or index `d` in `store`: its media type
+/// is the document's `mediaType`, else an index when it has `manifests`,
+/// else an OCI manifest.
+fn store_descriptor(store: &Store, d: &crate::digest::Digest) -> Result<crate::spec::Descriptor> {
+    if !store.has_blob(d) {
+        return Err(Error::NotFound {
+            what: format!("manifest {d}"),
+            location: store.root().display().to_string(),
+            hint: String::new(),
+        });
+    }
+    let raw = store.read_blob(d, crate::spec::MAX_MANIFEST_SIZE)?;
+    let doc = serde_json::from_slice::<serde_json::Value>(&raw).ok();
+    let declared = doc
+        .as_ref()
+        .and_then(|v| v.get("mediaType")?.as_str().map(str::to_string));
+    let media_type = declared.unwrap_or_else(|| {
+        let index = doc
+            .as_ref()
+            .and_then(|v| v.get("manifests"))
+            .is_some_and(|m| m.is_array());
+        match index {
+            true => crate::media::OCI_INDEX,
+            false => crate::media::OCI_MANIFEST,
+        }
+        .to_string()
+    });
+    Ok(crate::spec::Descriptor::new(
+        media_type,
+        d.clone(),
+        raw.len() as u64,
+    ))
+}
+
+fn is_index_type(media_type: &str) -> bool {
+    media_type == crate::media::OCI_INDEX || media_type == crate::media::DOCKER_MANIFEST_LIST
+}
+
 /// The image index `r` refers to, when it refers to one (`None` for a
 /// single image, and for docker-archive and docker-daemon, which hold
 /// single images).
@@ -495,16 +514,10 @@ pub fn open_index(r: &ImageRef, ctx: &Context) -> Result<Option<Arc<dyn ImageInd
     Ok(match r {
         ImageRef::Store(name) => boxed(oci::open_index(&ctx.store, Some(name))?),
         ImageRef::StoreDigest(d) => {
-            let raw = ctx.store.read_blob(d, crate::spec::MAX_MANIFEST_SIZE)?;
-            let is_index = serde_json::from_slice::<serde_json::Value>(&raw)
-                .ok()
-                .and_then(|v| v.get("manifests").map(|m| m.is_array()))
-                .unwrap_or(false);
-            if !is_index {
+            let desc = store_descriptor(&ctx.store, d)?;
+            if !is_index_type(&desc.media_type) {
                 return Ok(None);
             }
-            let desc =
-                crate::spec::Descriptor::new(crate::media::OCI_INDEX, d.clone(), raw.len() as u64);
             boxed(Some(crate::image::ManifestIndex::load(
                 Arc::new(ctx.store.clone()) as Arc<dyn crate::image::BlobSource>,
                 &desc,
