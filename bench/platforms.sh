@@ -9,10 +9,11 @@
 #   strata build (linux/amd64 + linux/arm64, one index) (goal <= 2.2x the first:
 #                                                        the arm64 half is unpack + compress)
 # and the bytes: blobs shared by both platforms vs per platform.
-# The peer, buildah bud --platform linux/amd64,linux/arm64 --manifest, needs
-# qemu-user registered with binfmt_misc to run the arm64 half's RUN lines;
-# this script runs it only where that handler is registered and says so
-# otherwise.
+# The peer, buildah bud --platform linux/amd64,linux/arm64 --manifest on the
+# equivalent Containerfile (FROM the same debian-base, apt-get install
+# ca-certificates git), needs qemu-user registered with binfmt_misc to run
+# the arm64 half's RUN lines: this script registers it (scripts/binfmt.sh,
+# root) and says so when it cannot.
 # Usage: bench/platforms.sh [RUNS]   (median of RUNS, default 3)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -59,8 +60,64 @@ printf '\n%-52s %8s\n' "examples/debian, warm download cache" "seconds"
 printf '%-52s %8s\n' "strata build --platform linux/amd64" "$one"
 printf '%-52s %8s\n' "strata build (amd64 + arm64 index)" "$two"
 printf '%-52s %8sx  (goal <= 2.2)\n' "ratio two platforms / one" "$(ratio "$two" "$one")"
-if [ -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ]; then
-  echo "buildah: a qemu-aarch64 handler is registered; run buildah bud --platform linux/amd64,linux/arm64 --manifest on an equivalent Containerfile by hand to compare"
-else
-  echo "buildah bud --platform linux/amd64,linux/arm64: not run (no qemu-aarch64 binfmt_misc handler here: its arm64 RUN lines (apt-get) need emulation, which strata's arm64 build does not)"
+# The peer: buildah bud --platform linux/amd64,linux/arm64 --manifest over
+# the same debian-base (built by strata, served by a docker-registry on
+# 127.0.0.1), installing ca-certificates and git with apt-get; arm64's RUN
+# runs under qemu-user. Its apt caches (archives and lists, per
+# architecture) are cache mounts, warmed by one untimed build first.
+if ! scripts/deps.sh buildah docker-registry || ! scripts/binfmt.sh aarch64; then
+  echo "buildah bud --platform linux/amd64,linux/arm64: not run (buildah or a qemu-aarch64 binfmt_misc handler is missing: its arm64 RUN lines need emulation, which strata's arm64 build does not)"
+  exit 0
 fi
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+REG=127.0.0.1:$PORT
+mkdir -p "$WORK/reg" "$WORK/ctx"
+cat > "$WORK/reg/config.yml" <<YML
+version: 0.1
+log: {level: error}
+storage: {filesystem: {rootdirectory: $WORK/reg/data}}
+http: {addr: $REG}
+YML
+docker-registry serve "$WORK/reg/config.yml" > "$WORK/reg/log" 2>&1 &
+REG_PID=$!
+trap 'kill $REG_PID 2>/dev/null; rm -rf "$WORK"' EXIT
+for _ in $(seq 50); do curl -fs "http://$REG/v2/" >/dev/null && break; sleep 0.1; done
+cp -a examples/debian "$WORK/proj"
+cat >> "$WORK/proj/strata.toml" <<'TOML'
+
+[images.base]
+layers = ["debian-base"]
+kind = "runtime"
+tags = ["bench/base:latest"]
+TOML
+STRATA_STORE=$WORK/warm "$STRATA" build -C "$WORK/proj" base > /dev/null 2>&1
+STRATA_STORE=$WORK/warm "$STRATA" copy --all bench/base:latest "docker://$REG/bench/base:1" > /dev/null
+# The machine's apt sources, as strata reads them.
+if [ -f /etc/apt/sources.list.d/debian.sources ]; then src=/etc/apt/sources.list.d/debian.sources; else src=/etc/apt/sources.list; fi
+cp "$src" "$WORK/ctx/debian.sources"
+cat > "$WORK/ctx/Containerfile" <<DOCKERFILE
+FROM $REG/bench/base:1
+ARG TARGETARCH
+COPY debian.sources $src
+RUN --mount=type=cache,target=/var/cache/apt,id=strata-bench-apt-\$TARGETARCH \\
+    --mount=type=cache,target=/var/lib/apt/lists,id=strata-bench-lists-\$TARGETARCH \\
+    apt-get update -qq && apt-get install -y -qq --no-install-recommends ca-certificates git > /dev/null && git --version
+DOCKERFILE
+B=(buildah --root "$WORK/buildah/root" --runroot "$WORK/buildah/run")
+bud() {
+  local platforms=$1
+  "${B[@]}" manifest rm bench/m > /dev/null 2>&1 || true
+  "${B[@]}" bud --quiet --tls-verify=false --platform "$platforms" --manifest bench/m \
+    -f "$WORK/ctx/Containerfile" "$WORK/ctx" > /dev/null
+}
+echo "warming buildah's apt caches (both architectures): $(t bud linux/amd64,linux/arm64) s"
+: > "$WORK/bone"; : > "$WORK/btwo"
+for _ in $(seq "$RUNS"); do
+  t bud linux/amd64 >> "$WORK/bone"
+  t bud linux/amd64,linux/arm64 >> "$WORK/btwo"
+done
+bone=$(median < "$WORK/bone"); btwo=$(median < "$WORK/btwo")
+printf '%-52s %8s\n' "buildah bud --platform linux/amd64" "$bone"
+printf '%-52s %8s\n' "buildah bud --platform linux/amd64,linux/arm64" "$btwo"
+printf '%-52s %8sx\n' "buildah ratio two platforms / one" "$(ratio "$btwo" "$bone")"
+printf '%-52s %8sx\n' "strata / buildah, two platforms" "$(ratio "$two" "$btwo")"
