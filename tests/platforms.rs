@@ -638,3 +638,73 @@ fn a_fresh_machine_pushes_the_index_from_the_cache_without_layer_bytes() {
     let down = second["cache"]["bytes_downloaded"].as_u64().unwrap();
     assert!(down < 100_000, "no layer blob downloaded: {second}");
 }
+
+/// `platforms` per image: that image is an index, the others stay single
+/// manifests. An image naming the host's platform alone is the same image,
+/// byte for byte, as one naming none; and a project without platforms
+/// gives the digest it gave before multi-platform builds existed.
+#[test]
+fn per_image_platforms_leave_single_platform_images_as_they_were() {
+    let env = Env::new();
+    let root = env.path("pi");
+    write(&root, "layers/data/files/hello.txt", "hello\n");
+    fs::set_permissions(
+        root.join("layers/data/files/hello.txt"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .unwrap();
+    write(
+        &root,
+        "layers/data/layer.toml",
+        "[layer]\nname = \"data\"\n\n[[source.copy]]\nfrom = \"files\"\nto = \"/srv\"\n",
+    );
+    let (host, other) = (host_arch(), other_arch());
+    let toml = |single_platform: &str| {
+        format!(
+            "[project]\nname = \"pi\"\n\n[defaults]\nsource_date_epoch = 1700000000\n\n[images.single]\nlayers = [\"data\"]\n{single_platform}\n[images.multi]\nlayers = [\"data\"]\nplatforms = [\"linux/{host}\", \"linux/{other}\"]\n"
+        )
+    };
+    write(&root, "strata.toml", &toml("platform = \"linux/amd64\"\n"));
+    let report = build(&env, &root, &[]);
+    let image = |r: &Value, name: &str| -> Value {
+        r["images"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["name"] == name)
+            .unwrap_or_else(|| panic!("no {name}: {r}"))
+            .clone()
+    };
+    let single = image(&report, "single");
+    let multi = image(&report, "multi");
+    assert!(
+        single["platforms"].as_array().is_none_or(Vec::is_empty),
+        "{report}"
+    );
+    assert_eq!(
+        multi["platforms"].as_array().map(Vec::len),
+        Some(2),
+        "{report}"
+    );
+    let inspect: Value =
+        serde_json::from_str(&env.ok(&["inspect", "--json", "pi/single:latest"])).unwrap();
+    assert!(inspect["index"].is_null(), "{inspect}");
+    // The digest strata gave this project before multi-platform builds
+    // (built with commit 1162ce8).
+    assert_eq!(
+        single["digest"], "sha256:b2719811d3347cc4086fa575d1b60677448f0c72a812dfdf6d74e15040f897a2",
+        "a project without platforms must keep its digests"
+    );
+    // Naming one platform changes nothing.
+    write(
+        &root,
+        "strata.toml",
+        &toml("platforms = [\"linux/amd64\"]\n"),
+    );
+    let again = build(&env, &root, &[]);
+    assert_eq!(
+        image(&again, "single")["digest"],
+        single["digest"],
+        "{again}"
+    );
+}
