@@ -251,3 +251,77 @@ fn run_takes_the_platform() {
         assert!(stderr.contains("qemu-user-static"), "{stderr}");
     }
 }
+
+/// linux/arm/v7 takes Debian's armhf packages; the index names the
+/// variant.
+#[test]
+fn arm_v7_takes_armhf_packages_and_the_index_names_the_variant() {
+    let env = Env::new();
+    let mut r = Repo::new(env.dir.path());
+    r.extra_arches = vec!["armhf".into()];
+    for (arch, says) in [("any", "host"), ("armhf", "armhf")] {
+        r.add(&Pkg {
+            name: "tool",
+            version: "1.0",
+            arch,
+            fields: &[],
+            files: &[("/usr/bin/tool", &format!("#!/bin/sh\necho {says}\n"), 0o755)],
+        });
+    }
+    r.publish();
+    let root = project(&env, &r, "[\"tool\"]");
+    replace(
+        &root,
+        "strata.toml",
+        &format!("\"linux/{}\"]", other_arch()),
+        "\"linux/arm/v7\"]",
+    );
+    let report = build(&env, &root, &[]);
+    let layer = report["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["name"] == "pkgs" && l["platform"] == "linux/arm/v7")
+        .unwrap_or_else(|| panic!("{report}"))
+        .clone();
+    assert_eq!(layer["status"], "built", "{layer}");
+    let layout = env.path("v7");
+    env.ok(&[
+        "copy",
+        "--all",
+        "pd/app:latest",
+        &format!("oci:{}:1", layout.display()),
+    ]);
+    let digest = report["images"][0]["digest"].as_str().unwrap();
+    let index: Value = serde_json::from_slice(
+        &fs::read(
+            layout
+                .join("blobs/sha256")
+                .join(digest.trim_start_matches("sha256:")),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let v7 = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["platform"]["architecture"] == "arm")
+        .unwrap_or_else(|| panic!("{index}"));
+    assert_eq!(v7["platform"]["variant"], "v7", "{index}");
+    // The armhf build of tool ("echo armhf", a byte longer than the
+    // host's "echo host").
+    let ls = env.ok(&[
+        "ls",
+        "--json",
+        "--platform",
+        "linux/arm/v7",
+        "pd/app:latest",
+    ]);
+    let tool: Value = ls
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|e| e["path"] == "/usr/bin/tool")
+        .unwrap_or_else(|| panic!("{ls}"));
+    assert_eq!(tool["size"], "#!/bin/sh\necho armhf\n".len(), "{tool}");
+}

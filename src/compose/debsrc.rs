@@ -765,7 +765,28 @@ pub fn status_layer(
 
 #[cfg(test)]
 mod suite_tests {
-    use super::in_suite;
+    use super::{debian_arch, in_suite};
+
+    #[test]
+    fn oci_platforms_map_to_debian_architectures() {
+        for (platform, arch) in [
+            ("linux/amd64", "amd64"),
+            ("linux/arm64", "arm64"),
+            ("linux/arm64/v8", "arm64"),
+            ("linux/arm/v7", "armhf"),
+            ("linux/arm", "armhf"),
+            ("linux/arm/v6", "armel"),
+            ("linux/arm/v5", "armel"),
+            ("linux/386", "i386"),
+            ("linux/ppc64le", "ppc64el"),
+            ("linux/mips64le", "mips64el"),
+            ("linux/s390x", "s390x"),
+            ("linux/riscv64", "riscv64"),
+        ] {
+            let p = crate::spec::Platform::parse(platform).unwrap();
+            assert_eq!(debian_arch(&p), arch, "{platform}");
+        }
+    }
 
     #[test]
     fn a_release_suite_takes_its_update_and_security_pockets_unless_told_not_to() {
