@@ -470,6 +470,22 @@ pub struct CopySource {
     /// Glob patterns (relative to `from`) to leave out.
     #[serde(default)]
     pub exclude: Vec<String>,
+    /// The platforms this entry is copied for (default: every platform);
+    /// e.g. a `target/x86_64-unknown-linux-gnu/release/app` entry for
+    /// linux/amd64 beside an aarch64 one for linux/arm64.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub platforms: Vec<String>,
+}
+
+impl CopySource {
+    /// Whether this entry is copied for `platform`.
+    pub fn applies_to(&self, platform: &crate::spec::Platform) -> bool {
+        self.platforms.is_empty()
+            || self
+                .platforms
+                .iter()
+                .any(|p| crate::spec::Platform::parse(p).is_ok_and(|p| p.matches(platform)))
+    }
 }
 
 /// `[source.tar]`.
@@ -693,7 +709,7 @@ impl Project {
             let Some(def) = self.layers.get(name) else {
                 continue;
             };
-            for (key, p) in def.input_paths() {
+            for (key, p) in def.input_paths(Some(platform)) {
                 let expanded = super::platforms::expand_path(p, platform);
                 let full = def.dir.join(&expanded);
                 if std::fs::symlink_metadata(&full).is_err() {
@@ -750,7 +766,7 @@ impl Project {
             if let Some(r) = &s.run {
                 super::step::check_definition(def, r)?;
             }
-            for (key, p) in def.input_paths() {
+            for (key, p) in def.input_paths(None) {
                 // A missing input is reported when its layer is planned or
                 // built (Project::check_inputs), not here: one layer whose
                 // input is not made yet must not block the project. A
@@ -785,6 +801,15 @@ impl Project {
                 ));
             }
             for c in &s.copy {
+                for p in &c.platforms {
+                    super::platforms::parse_platform(p, "source.copy.platforms").map_err(|e| {
+                        Error::invalid(
+                            "layer",
+                            format!("{} key source.copy.platforms", def.rel),
+                            e.to_string(),
+                        )
+                    })?;
+                }
                 crate::layer::normalize_dest(&c.to).map_err(|e| {
                     Error::invalid(
                         "layer",
@@ -800,12 +825,17 @@ impl Project {
 
 impl LayerDef {
     /// The project paths this layer's source reads, with the layer.toml
-    /// key each comes from.
-    pub fn input_paths(&self) -> Vec<(&'static str, &str)> {
+    /// key each comes from: for `platform` (its copy entries only), or every
+    /// one as written.
+    pub fn input_paths(
+        &self,
+        platform: Option<&crate::spec::Platform>,
+    ) -> Vec<(&'static str, &str)> {
         let s = &self.file.source;
         let mut paths: Vec<(&'static str, &str)> = s
             .copy
             .iter()
+            .filter(|c| platform.is_none_or(|p| c.applies_to(p)))
             .map(|c| ("source.copy.from", c.from.as_str()))
             .collect();
         if let Some(t) = &s.tar {

@@ -15,13 +15,23 @@ use crate::transport::Context;
 pub(super) struct Copy<'a>(pub(super) &'a [CopySource]);
 
 /// The mappings of a layer's `[[source.copy]]` entries for `platform`
-/// (whose os, arch and variant replace `{os}`, `{arch}`, `{variant}` in
-/// `from`).
+/// (those whose `platforms` name it, or name none; its os, arch and variant
+/// replace `{os}`, `{arch}`, `{variant}` in `from`). A layer with no entry
+/// for `platform` is an error naming it.
 pub fn copy_mappings(def: &LayerDef, platform: &Platform) -> Result<Vec<Mapping>> {
-    def.file
-        .source
-        .copy
-        .iter()
+    let copy = &def.file.source.copy;
+    if !copy.is_empty() && !copy.iter().any(|c| c.applies_to(platform)) {
+        return Err(crate::error::Error::invalid(
+            "layer",
+            format!("{} key source.copy.platforms", def.rel),
+            format!(
+                "layer {} has no [[source.copy]] entry for {platform}; add one, or build its images without that platform",
+                def.file.layer.name
+            ),
+        ));
+    }
+    copy.iter()
+        .filter(|c| c.applies_to(platform))
         .map(|c| {
             let from = crate::compose::platforms::expand_path(&c.from, platform);
             let mut m = Mapping::new(def.dir.join(from), &c.to)?

@@ -1,8 +1,9 @@
-//! Multi-platform deb layers and what rests on them: `Architecture: all`
+//! Multi-platform layers and what rests on them: `Architecture: all`
 //! packages are one blob for every platform; an architecture the sources
 //! do not carry and a version pinned where one platform lacks it are errors
-//! naming the architecture; `--locked` checks each platform's pins; `run
-//! --platform` runs that platform's image.
+//! naming the architecture; copy entries for some platforms only;
+//! `--locked` checks each platform's pins; `run --platform` runs that
+//! platform's image.
 
 mod common;
 
@@ -324,4 +325,80 @@ fn arm_v7_takes_armhf_packages_and_the_index_names_the_variant() {
         .find(|e| e["path"] == "/usr/bin/tool")
         .unwrap_or_else(|| panic!("{ls}"));
     assert_eq!(tool["size"], "#!/bin/sh\necho armhf\n".len(), "{tool}");
+}
+
+/// `[[source.copy]]` entries with `platforms`: each platform's layer has
+/// its own entries (paths that do not follow OCI's names, as Rust's target
+/// triples); a platform no entry names is an error naming the layer; an
+/// unknown platform names the key.
+#[test]
+fn copy_entries_for_some_platforms() {
+    let env = Env::new();
+    let root = env.path("ce");
+    write(
+        &root,
+        "layers/app/target/x86_64-unknown-linux-gnu/release/app",
+        "x86_64 build\n",
+    );
+    write(
+        &root,
+        "layers/app/target/aarch64-unknown-linux-gnu/release/app",
+        "aarch64 build, longer\n",
+    );
+    write(
+        &root,
+        "layers/app/layer.toml",
+        "[layer]\nname = \"app\"\n\n[[source.copy]]\nfrom = \"target/x86_64-unknown-linux-gnu/release/app\"\nto = \"/usr/local/bin/app\"\nplatforms = [\"linux/amd64\"]\n\n[[source.copy]]\nfrom = \"target/aarch64-unknown-linux-gnu/release/app\"\nto = \"/usr/local/bin/app\"\nplatforms = [\"linux/arm64\"]\n",
+    );
+    write(
+        &root,
+        "strata.toml",
+        "[project]\nname = \"ce\"\n\n[defaults]\nplatforms = [\"linux/amd64\", \"linux/arm64\"]\n\n[images.app]\nlayers = [\"app\"]\n",
+    );
+    let p = root.to_str().unwrap();
+    build(&env, &root, &[]);
+    for (platform, text) in [
+        ("linux/amd64", "x86_64 build\n"),
+        ("linux/arm64", "aarch64 build, longer\n"),
+    ] {
+        let ls = env.ok(&["ls", "--json", "--platform", platform, "ce/app:latest"]);
+        let app: Value = ls
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .find(|e| e["path"] == "/usr/local/bin/app")
+            .unwrap_or_else(|| panic!("{ls}"));
+        assert_eq!(app["size"], text.len(), "{platform}: {app}");
+    }
+    // The aarch64 build missing: an error for linux/arm64 only.
+    fs::remove_file(root.join("layers/app/target/aarch64-unknown-linux-gnu/release/app")).unwrap();
+    let err = env.fails(&["build", "-C", p]);
+    assert!(
+        err.contains("source.copy.from") && err.contains("aarch64-unknown-linux-gnu"),
+        "{err}"
+    );
+    env.ok(&["build", "-C", p, "--platform", "linux/amd64"]);
+    // A platform no entry names.
+    replace(
+        &root,
+        "strata.toml",
+        "\"linux/arm64\"]",
+        "\"linux/riscv64\"]",
+    );
+    let err = env.fails(&["build", "-C", p]);
+    assert!(
+        err.contains("layer app has no [[source.copy]] entry for linux/riscv64"),
+        "{err}"
+    );
+    // An unknown platform.
+    replace(
+        &root,
+        "layers/app/layer.toml",
+        "[\"linux/arm64\"]",
+        "[\"linux/sparc\"]",
+    );
+    let err = env.fails(&["check", "-C", p]);
+    assert!(
+        err.contains("source.copy.platforms") && err.contains("unknown platform \"linux/sparc\""),
+        "{err}"
+    );
 }
