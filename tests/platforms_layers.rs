@@ -402,3 +402,53 @@ fn copy_entries_for_some_platforms() {
         "{err}"
     );
 }
+
+/// A base index and a `[source.image]` layer from an index: each platform's
+/// image takes that platform's manifest.
+#[test]
+fn bases_and_image_layers_take_each_platform_from_an_index() {
+    let env = Env::new();
+    let (host, other) = (
+        format!("linux/{}", host_arch()),
+        format!("linux/{}", other_arch()),
+    );
+    for (platform, text, tag) in [(&host, "h\n", "one:host"), (&other, "other\n", "one:other")] {
+        let f = env.path(&format!("{}.txt", tag.replace(':', "-")));
+        fs::write(&f, text).unwrap();
+        env.ok(&[
+            "new",
+            "--platform",
+            platform,
+            "--add",
+            &format!("{}:/which.txt", f.display()),
+            "--tag",
+            tag,
+        ]);
+    }
+    env.ok(&["index", "base:multi", "one:host", "one:other"]);
+    let root = env.path("ib");
+    write(
+        &root,
+        "layers/donor/layer.toml",
+        "[layer]\nname = \"donor\"\n\n[source.image]\nref = \"base:multi\"\nindexes = [0]\n",
+    );
+    write(
+        &root,
+        "strata.toml",
+        &format!(
+            "[project]\nname = \"ib\"\n\n[defaults]\nplatforms = [\"{host}\", \"{other}\"]\n\n[images.app]\nbase = \"base:multi\"\nlayers = [\"donor\"]\n"
+        ),
+    );
+    let size = |platform: &str, path: &str| -> Vec<u64> {
+        let ls = env.ok(&["ls", "--json", "--platform", platform, "ib/app:latest"]);
+        ls.lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .filter(|e| e["path"] == path)
+            .map(|e| e["size"].as_u64().unwrap())
+            .collect()
+    };
+    build(&env, &root, &[]);
+    // The base's file and the donor layer's copy of it: that platform's.
+    assert_eq!(size(&host, "/which.txt"), [2, 2]);
+    assert_eq!(size(&other, "/which.txt"), [6, 6]);
+}
