@@ -38,7 +38,7 @@ pub fn check_platform_at(platform: &Platform, binfmt_dir: &Path) -> Result<()> {
         return Ok(());
     }
     Err(Error::Unsupported(format!(
-        "commands for {platform} cannot run on this {host} machine: the kernel has no binfmt_misc handler for them ({} is missing). Install Debian's qemu-user-static (and binfmt-support, or mount binfmt_misc and register it), or cross-compile: a step for the host's platform that writes the {platform} binaries into its outputs",
+        "commands for {platform} cannot run on this {host} machine: the kernel has no binfmt_misc handler for them ({} is missing). Install Debian's qemu-user-static (and binfmt-support, or mount binfmt_misc and register it), or cross-compile the {platform} binaries on this machine and copy them per platform ([[source.copy]] from = \"dist/{{arch}}/...\" or an entry with platforms = [\"{platform}\"]), which is faster than emulation",
         entry.display()
     )))
 }
