@@ -23,7 +23,6 @@ use super::source::{Below, BuildCx, Settings, Status};
 use super::vars::set_env_expanded;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::image::Image;
 use crate::layer::{Compression, Layer};
 use crate::spec::Platform;
 use crate::transport::{self, Context};
@@ -561,7 +560,7 @@ pub fn build(project: &Project, ctx: &Context, sel: &Selection) -> Result<BuildR
     let images = if sel.tests_only {
         Vec::new()
     } else {
-        write_images(
+        super::publish::write_images(
             &run,
             plans,
             sel,
@@ -647,182 +646,4 @@ impl Run<'_, '_> {
             !self.lazy_base,
         )
     }
-}
-
-/// Composes, writes, tags (and with `push`, pushes) each planned image with
-/// its SBOM. In a platform pass, each image is only stored with its SBOM
-/// and handed back in `composed`: its index is tagged, pushed and loaded.
-fn write_images(
-    run: &Run<'_, '_>,
-    plans: Vec<Plan<'_>>,
-    sel: &Selection,
-    engine: Option<&transport::daemon::Engine>,
-    remote: Option<&super::regcache::RegistryCache>,
-    composed: &mut Vec<(String, Arc<dyn Image>)>,
-) -> Result<Vec<ImageReport>> {
-    let mut images = Vec::new();
-    for (name, layers, tags) in plans {
-        let w = store_image(run, &name, &layers, &tags, sel)?;
-        let (mut pushed, mut push, mut load) = (Vec::new(), None, None);
-        if sel.platform_pass {
-            composed.push((name.clone(), Arc::clone(&w.image) as Arc<dyn Image>));
-        } else {
-            (pushed, push, load) = publish_image(run, &w, &tags, sel, engine, remote)?;
-        }
-        let size = w.image.layers()?.iter().map(|l| l.descriptor().size).sum();
-        images.push(ImageReport {
-            name,
-            digest: w.digest,
-            size,
-            previous_size: w.previous_size,
-            tags,
-            pushed,
-            push,
-            load,
-            stored: w.stored,
-            sbom: w.sbom_tag,
-            packages: w.packages,
-            platforms: Vec::new(),
-        });
-    }
-    if !sel.platform_pass {
-        super::publish::drop_orphan_sboms(&run.ctx.store)?;
-    }
-    Ok(images)
-}
-
-/// An image composed and (unless a push-only build leaves its layers in the
-/// registry cache) written to the store, with its SBOM.
-struct StoredImage {
-    name: String,
-    image: Arc<crate::image::ImageBuilder>,
-    digest: Digest,
-    desc: crate::spec::Descriptor,
-    stored: bool,
-    previous_size: Option<u64>,
-    artifact: crate::sbom::Artifact,
-    sbom_tag: String,
-    packages: usize,
-}
-
-/// Composes image `name`, writes it to the store when its layers are there
-/// (or the build keeps a local copy) and writes its SBOM, found by the tag
-/// the SBOM of `tags[0]`'s repository gets.
-fn store_image(
-    run: &Run<'_, '_>,
-    name: &str,
-    layers: &[&str],
-    tags: &[String],
-    sel: &Selection,
-) -> Result<StoredImage> {
-    let (project, ctx) = (run.project, run.ctx);
-    let spec = &project.file.images[name];
-    let _assembling = crate::trace::span("image", format!("assemble {name}"));
-    let image = run.compose(name, layers)?;
-    let previous_size = transport::oci::open(&ctx.store, Some(&tags[0]), &Platform::host())
-        .ok()
-        .and_then(|img| Some(img.layers().ok()?.iter().map(|l| l.descriptor().size).sum()));
-    // Layers still in the registry cache are downloaded for a store tag; a
-    // push-only build leaves them there and tags nothing here.
-    let all_local = image
-        .layers()?
-        .iter()
-        .all(|l| ctx.store.has_blob(&l.descriptor().digest));
-    let stored = all_local || !sel.push || sel.keep_local;
-    let (digest, desc) = if stored {
-        let digest = transport::oci::write_image(&image, &ctx.store, None)?;
-        (digest, image.descriptor()?)
-    } else {
-        (image.digest()?, image.descriptor()?)
-    };
-    let (sb_layers, sb_packages) =
-        super::publish::sbom_parts(&image, layers, run.built, run.resolutions, project, spec)?;
-    let packages = sb_packages.len();
-    let epoch = run.settings.epoch;
-    let inputs = crate::sbom::inputs_key(name, &digest, epoch, &sb_layers, &sb_packages);
-    let repo = tags[0]
-        .rsplit_once(':')
-        .map_or(tags[0].as_str(), |(n, _)| n);
-    let sbom_tag = crate::sbom::Artifact::tag(repo, &digest);
-    // The same inputs make the same document: a no-op build keeps it.
-    let artifact = match crate::sbom::Artifact::find(&ctx.store, &sbom_tag, &inputs)? {
-        Some(a) => a,
-        None => {
-            let doc = crate::sbom::spdx(name, &digest, epoch, &sb_layers, &sb_packages);
-            let a = crate::sbom::Artifact::write(
-                &ctx.store,
-                &desc,
-                crate::sbom::SPDX_JSON,
-                &doc,
-                epoch,
-                Some(&inputs),
-            )?;
-            // A platform's SBOM is found by its tag when its index is
-            // pushed.
-            if stored || sel.platform_pass {
-                ctx.store.set_tag(&sbom_tag, &a.descriptor()?)?;
-            }
-            a
-        }
-    };
-    Ok(StoredImage {
-        name: name.to_string(),
-        image: Arc::new(image),
-        digest,
-        desc,
-        stored,
-        previous_size,
-        artifact,
-        sbom_tag,
-        packages,
-    })
-}
-
-/// Tags a single-platform image in the store (when it is stored there),
-/// pushes it with `push` (its SBOM attached with `attach_sbom`) and loads
-/// it into `engine`: what was pushed, the push's numbers and the load's.
-type Published = (
-    Vec<String>,
-    Option<super::publish::PushStats>,
-    Option<transport::daemon::LoadReport>,
-);
-
-fn publish_image(
-    run: &Run<'_, '_>,
-    w: &StoredImage,
-    tags: &[String],
-    sel: &Selection,
-    engine: Option<&transport::daemon::Engine>,
-    remote: Option<&super::regcache::RegistryCache>,
-) -> Result<Published> {
-    let (project, ctx) = (run.project, run.ctx);
-    if w.stored {
-        for t in tags {
-            ctx.store.set_tag(t, &w.desc)?;
-        }
-    }
-    let (mut pushed, mut push) = (Vec::new(), None);
-    if sel.push {
-        let attach: Vec<_> = sel
-            .attach_sbom
-            .then_some((&w.artifact, &w.digest))
-            .into_iter()
-            .collect();
-        let _span = crate::trace::span("image", format!("push {}", w.name));
-        let cache = remote.map(|rc| rc.mount_source());
-        let (refs, stats) = super::publish::push_image(
-            project,
-            ctx,
-            super::publish::Publishable::Image(w.image.as_ref()),
-            tags,
-            &attach,
-            cache.as_ref(),
-        )?;
-        (pushed, push) = (refs, Some(stats));
-    }
-    let load = match engine {
-        Some(e) => Some(transport::daemon::load(e, w.image.as_ref(), tags)?),
-        None => None,
-    };
-    Ok((pushed, push, load))
 }

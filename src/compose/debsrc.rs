@@ -44,18 +44,6 @@ pub struct Resolution {
     pub usr_links: bool,
 }
 
-/// The Debian architecture of an OCI platform.
-pub fn debian_arch(p: &crate::spec::Platform) -> String {
-    match (p.architecture.as_str(), p.variant.as_deref()) {
-        ("arm", Some("v7") | None) => "armhf".into(),
-        ("arm", _) => "armel".into(),
-        ("386", _) => "i386".into(),
-        ("ppc64le", _) => "ppc64el".into(),
-        ("mips64le", _) => "mips64el".into(),
-        (a, _) => a.to_string(),
-    }
-}
-
 /// Resolves the deb layers of a project, once each per run.
 pub struct DebPlanner<'a> {
     project: &'a Project,
@@ -146,7 +134,7 @@ impl<'a> DebPlanner<'a> {
         let deb = def.file.source.deb.as_ref().expect("a deb layer");
         let arch = match &deb.architecture {
             Some(a) => a.clone(),
-            None => debian_arch(&self.ctx.platform),
+            None => super::platforms::debian_arch(&self.ctx.platform),
         };
         let mut below = Vec::new();
         // What /bin is beneath: Some(true) a link, Some(false) a directory.
@@ -765,28 +753,7 @@ pub fn status_layer(
 
 #[cfg(test)]
 mod suite_tests {
-    use super::{debian_arch, in_suite};
-
-    #[test]
-    fn oci_platforms_map_to_debian_architectures() {
-        for (platform, arch) in [
-            ("linux/amd64", "amd64"),
-            ("linux/arm64", "arm64"),
-            ("linux/arm64/v8", "arm64"),
-            ("linux/arm/v7", "armhf"),
-            ("linux/arm", "armhf"),
-            ("linux/arm/v6", "armel"),
-            ("linux/arm/v5", "armel"),
-            ("linux/386", "i386"),
-            ("linux/ppc64le", "ppc64el"),
-            ("linux/mips64le", "mips64el"),
-            ("linux/s390x", "s390x"),
-            ("linux/riscv64", "riscv64"),
-        ] {
-            let p = crate::spec::Platform::parse(platform).unwrap();
-            assert_eq!(debian_arch(&p), arch, "{platform}");
-        }
-    }
+    use super::in_suite;
 
     #[test]
     fn a_release_suite_takes_its_update_and_security_pockets_unless_told_not_to() {

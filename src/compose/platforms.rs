@@ -497,3 +497,41 @@ pub fn passes(
     }
     Ok(out)
 }
+
+/// The Debian architecture of an OCI platform.
+pub fn debian_arch(p: &Platform) -> String {
+    match (p.architecture.as_str(), p.variant.as_deref()) {
+        ("arm", Some("v7") | None) => "armhf".into(),
+        ("arm", _) => "armel".into(),
+        ("386", _) => "i386".into(),
+        ("ppc64le", _) => "ppc64el".into(),
+        ("mips64le", _) => "mips64el".into(),
+        (a, _) => a.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::debian_arch;
+
+    #[test]
+    fn oci_platforms_map_to_debian_architectures() {
+        for (platform, arch) in [
+            ("linux/amd64", "amd64"),
+            ("linux/arm64", "arm64"),
+            ("linux/arm64/v8", "arm64"),
+            ("linux/arm/v7", "armhf"),
+            ("linux/arm", "armhf"),
+            ("linux/arm/v6", "armel"),
+            ("linux/arm/v5", "armel"),
+            ("linux/386", "i386"),
+            ("linux/ppc64le", "ppc64el"),
+            ("linux/mips64le", "mips64el"),
+            ("linux/s390x", "s390x"),
+            ("linux/riscv64", "riscv64"),
+        ] {
+            let p = crate::spec::Platform::parse(platform).unwrap();
+            assert_eq!(debian_arch(&p), arch, "{platform}");
+        }
+    }
+}
