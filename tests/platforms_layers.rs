@@ -452,3 +452,47 @@ fn bases_and_image_layers_take_each_platform_from_an_index() {
     assert_eq!(size(&host, "/which.txt"), [2, 2]);
     assert_eq!(size(&other, "/which.txt"), [6, 6]);
 }
+
+/// `{content}` in an index's tag covers every platform: a change on the
+/// second platform alone gives a new tag, and the old tag keeps the old
+/// index.
+#[test]
+fn an_index_content_tag_changes_with_any_platform() {
+    let env = Env::new();
+    let root = env.path("ct");
+    for arch in ["amd64", "arm64"] {
+        write(
+            &root,
+            &format!("layers/app/dist/{arch}/app"),
+            &format!("{arch} 1\n"),
+        );
+    }
+    write(
+        &root,
+        "layers/app/layer.toml",
+        "[layer]\nname = \"app\"\n\n[[source.copy]]\nfrom = \"dist/{arch}\"\nto = \"/opt\"\n",
+    );
+    write(
+        &root,
+        "strata.toml",
+        "[project]\nname = \"ct\"\n\n[defaults]\nplatforms = [\"linux/amd64\", \"linux/arm64\"]\n\n[images.app]\nlayers = [\"app\"]\ntags = [\"ct/app:c-{content}\"]\n",
+    );
+    let first = build(&env, &root, &[]);
+    let tag1 = first["images"][0]["tags"][0].as_str().unwrap().to_string();
+    let digest1 = first["images"][0]["digest"].as_str().unwrap().to_string();
+    assert!(tag1.starts_with("ct/app:c-"), "{first}");
+    // The same inputs: the same tag.
+    let again = build(&env, &root, &[]);
+    assert_eq!(again["images"][0]["tags"][0], tag1.as_str());
+    // Only arm64's file changes (amd64 is the first platform).
+    write(&root, "layers/app/dist/arm64/app", "arm64 2\n");
+    let second = build(&env, &root, &[]);
+    let tag2 = second["images"][0]["tags"][0].as_str().unwrap();
+    assert_ne!(tag2, tag1, "{second}");
+    assert_eq!(
+        second["images"][0]["platforms"][0]["digest"], first["images"][0]["platforms"][0]["digest"],
+        "amd64 unchanged"
+    );
+    let old: Value = serde_json::from_str(&env.ok(&["inspect", "--json", &tag1])).unwrap();
+    assert_eq!(old["index"]["digest"], digest1.as_str(), "{old}");
+}

@@ -595,6 +595,7 @@ pub fn build(project: &Project, ctx: &Context, sel: &Selection) -> Result<BuildR
         tests,
         cache: remote.as_ref().map(|rc| rc.report()),
         composed: super::report::Composed(composed),
+        tag_vars: Some(vars),
     })
 }
 

@@ -254,6 +254,7 @@ pub(super) fn build(
                 Some(Part {
                     platform: p.clone()?,
                     report: r.images.iter().find(|i| i.name == w.name)?,
+                    vars: r.tag_vars.as_ref(),
                     image: r
                         .composed
                         .0
@@ -319,8 +320,12 @@ fn publish(
     engine: Option<&transport::daemon::Engine>,
 ) -> Result<ImageReport> {
     let first = parts[0].report;
-    let tags = first.tags.clone();
+    let tags = match w.index {
+        true => index_tags(project, &w.name, parts)?,
+        false => first.tags.clone(),
+    };
     let mut report = first.clone();
+    report.tags = tags.clone();
     // Stored when every platform's image is (not so for a push-only build
     // whose layers stay in the registry cache).
     let stored = parts.iter().all(|p| p.report.stored);
@@ -393,10 +398,37 @@ fn publish(
     Ok(report)
 }
 
+/// The tags of image `name`'s index: its patterns expanded as in the first
+/// platform's pass, but with `{content}` over every platform's content, so
+/// that a change on any one platform gives a new content tag.
+fn index_tags(project: &Project, name: &str, parts: &[Part<'_>]) -> Result<Vec<String>> {
+    let fallback = || Ok(parts[0].report.tags.clone());
+    let Some(first) = parts[0].vars else {
+        return fallback();
+    };
+    let mut h = crate::digest::Hasher::new();
+    h.update(b"strata-index-content-1\0");
+    for p in parts {
+        let Some(content) = p.vars.and_then(|v| v.content.get(name)) else {
+            return fallback();
+        };
+        h.update(p.platform.to_string().as_bytes());
+        h.update(b"\0");
+        h.update(content.as_bytes());
+        h.update(b"\0");
+    }
+    let mut vars = first.clone();
+    vars.content
+        .insert(name.to_string(), h.finish().hex()[..12].to_string());
+    super::tags::image_tags(project, name, &vars)
+}
+
 /// One platform's image of a multi-platform build.
 struct Part<'a> {
     platform: Platform,
     report: &'a ImageReport,
+    /// What its pass expanded tag patterns with.
+    vars: Option<&'a super::tags::TagVars>,
     image: Arc<dyn Image>,
 }
 
@@ -425,6 +457,7 @@ fn merge(
         cache: None,
         cache_hit_rate: 0.0,
         composed: Default::default(),
+        tag_vars: None,
     };
     let mut said = BTreeSet::new();
     for (_, r) in passes {

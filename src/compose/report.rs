@@ -109,6 +109,10 @@ pub struct BuildReport {
     /// A platform pass's composed images (by name), for their index.
     #[serde(skip)]
     pub(crate) composed: Composed,
+    /// What this build's tag patterns expanded with (`{content}` per
+    /// image), for an index over platform passes.
+    #[serde(skip)]
+    pub(crate) tag_vars: Option<super::tags::TagVars>,
 }
 
 /// Images a platform pass composed, which may not be in the store (a
