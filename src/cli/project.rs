@@ -96,10 +96,14 @@ pub fn check(ctx: &Ctx, a: CheckArgs) -> Result<()> {
     let narrow = parse_platforms(&a.platforms)?;
     let mut findings = Vec::new();
     let mut suggestions: Vec<strata::compose::suggest::Suggestion> = Vec::new();
+    let mut checked: std::collections::BTreeMap<String, Vec<String>> = Default::default();
     for (pass, images) in strata::compose::platforms::passes(&project, &names, &narrow)? {
         let mut t = ctx.transport(&None)?;
         if let Some(p) = &pass {
             t.platform = p.clone();
+            for i in &images {
+                checked.entry(i.clone()).or_default().push(p.to_string());
+            }
         }
         let (found, suggested) = check_pass(&project, &g, &images, &t, a.suggest)?;
         findings.extend(found.into_iter().map(|mut f| {
@@ -115,6 +119,7 @@ pub fn check(ctx: &Ctx, a: CheckArgs) -> Result<()> {
             }
         }
     }
+    strata::compose::check::name_platforms_without(&mut findings, &checked);
     if a.json && a.suggest {
         let out = serde_json::json!({"findings": findings, "suggestions": suggestions});
         println!("{}", serde_json::to_string_pretty(&out)?);

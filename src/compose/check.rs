@@ -269,6 +269,37 @@ pub struct Finding {
     pub platform: Option<String>,
 }
 
+/// For an image checked on several platforms: a finding for some of them
+/// only says which of its platforms are fine (a binary missing on arm64
+/// but present on amd64 names both). `checked` maps each image to the
+/// platforms it was checked for.
+pub fn name_platforms_without(
+    findings: &mut [Finding],
+    checked: &std::collections::BTreeMap<String, Vec<String>>,
+) {
+    let on: Vec<(String, String, Option<String>)> = findings
+        .iter()
+        .map(|f| (f.image.clone(), f.message.clone(), f.platform.clone()))
+        .collect();
+    for f in findings.iter_mut() {
+        let (Some(_), Some(all)) = (&f.platform, checked.get(&f.image)) else {
+            continue;
+        };
+        let fine: Vec<&str> = all
+            .iter()
+            .filter(|p| {
+                !on.iter().any(|(i, m, q)| {
+                    *i == f.image && *m == f.message && q.as_deref() == Some(p.as_str())
+                })
+            })
+            .map(String::as_str)
+            .collect();
+        if !fine.is_empty() {
+            f.message = format!("{} (not so on {})", f.message, fine.join(", "));
+        }
+    }
+}
+
 /// The first line of a listing file: its format version (a file of
 /// another version is listed again and rewritten). Lines are `KIND MODE
 /// PATH`, a symlink's `PATH` followed by NUL and its target.
