@@ -80,8 +80,8 @@ http: {addr: $REG}
 YML
 docker-registry serve "$WORK/reg/config.yml" > "$WORK/reg/log" 2>&1 &
 REG_PID=$!
-# buildah keeps cache mounts under /var/tmp/buildah-cache-UID: this run's go.
-trap 'kill $REG_PID 2>/dev/null; rm -rf "$WORK" /var/tmp/buildah-cache-*/strata-bench-*' EXIT
+# buildah keeps cache mounts under /var/tmp/buildah-cache*: this run's go.
+trap 'kill $REG_PID 2>/dev/null; rm -rf "$WORK" /var/tmp/buildah-cache*/strata-bench-*' EXIT
 for _ in $(seq 50); do curl -fs "http://$REG/v2/" >/dev/null && break; sleep 0.1; done
 cp -a examples/debian "$WORK/proj"
 cat >> "$WORK/proj/strata.toml" <<'TOML'
