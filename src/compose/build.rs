@@ -19,7 +19,7 @@ use super::debsrc::{DebPlanner, Resolution};
 use super::echo::EchoMode;
 use super::graph::Graph;
 use super::project::Project;
-use super::source::{Below, BuildCx, Settings, Status};
+use super::source::{Below, BuildCx, Settings};
 use super::vars::set_env_expanded;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
@@ -574,18 +574,13 @@ pub fn build(project: &Project, ctx: &Context, sel: &Selection) -> Result<BuildR
         .iter()
         .map(|l| built[l].report.clone())
         .collect();
-    let hits = layers
-        .iter()
-        .filter(|r| matches!(r.status, Status::Cached | Status::Remote))
-        .count();
     if let Some(rc) = &remote {
         warnings.extend(rc.warnings());
     }
     Ok(BuildReport {
-        cache_hit_rate: match (sel.tests_only, layers.len()) {
-            (true, _) => 0.0,
-            (false, 0) => 1.0,
-            (false, n) => hits as f64 / n as f64,
+        cache_hit_rate: match sel.tests_only {
+            true => 0.0,
+            false => super::report::hit_rate(&layers),
         },
         layers,
         images,

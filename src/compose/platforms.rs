@@ -402,25 +402,21 @@ fn publish(
 /// platform's pass, but with `{content}` over every platform's content, so
 /// that a change on any one platform gives a new content tag.
 fn index_tags(project: &Project, name: &str, parts: &[Part<'_>]) -> Result<Vec<String>> {
-    let fallback = || Ok(parts[0].report.tags.clone());
-    let Some(first) = parts[0].vars else {
-        return fallback();
-    };
-    let mut h = crate::digest::Hasher::new();
-    h.update(b"strata-index-content-1\0");
-    for p in parts {
-        let Some(content) = p.vars.and_then(|v| v.content.get(name)) else {
-            return fallback();
-        };
-        h.update(p.platform.to_string().as_bytes());
-        h.update(b"\0");
-        h.update(content.as_bytes());
-        h.update(b"\0");
+    let vars = parts[0].vars.and_then(|first| {
+        first.with_index_content(
+            name,
+            parts.iter().map(|p| {
+                (
+                    p.platform.to_string(),
+                    p.vars.and_then(|v| v.content.get(name)),
+                )
+            }),
+        )
+    });
+    match vars {
+        Some(vars) => super::tags::image_tags(project, name, &vars),
+        None => Ok(parts[0].report.tags.clone()),
     }
-    let mut vars = first.clone();
-    vars.content
-        .insert(name.to_string(), h.finish().hex()[..12].to_string());
-    super::tags::image_tags(project, name, &vars)
 }
 
 /// One platform's image of a multi-platform build.
@@ -485,20 +481,7 @@ fn merge(
             sum.bytes_uploaded += c.bytes_uploaded;
         }
     }
-    let hits = out
-        .layers
-        .iter()
-        .filter(|l| {
-            matches!(
-                l.status,
-                super::source::Status::Cached | super::source::Status::Remote
-            )
-        })
-        .count();
-    out.cache_hit_rate = match out.layers.len() {
-        0 => 1.0,
-        n => hits as f64 / n as f64,
-    };
+    out.cache_hit_rate = super::report::hit_rate(&out.layers);
     out
 }
 

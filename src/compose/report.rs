@@ -127,3 +127,16 @@ impl std::fmt::Debug for Composed {
             .finish()
     }
 }
+
+/// The share of `layers` taken from a cache (local or remote); 1 when there
+/// are none.
+pub(crate) fn hit_rate(layers: &[LayerReport]) -> f64 {
+    let hits = layers
+        .iter()
+        .filter(|l| matches!(l.status, Status::Cached | Status::Remote))
+        .count();
+    match layers.len() {
+        0 => 1.0,
+        n => hits as f64 / n as f64,
+    }
+}

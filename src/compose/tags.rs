@@ -68,12 +68,37 @@ impl TagVars {
                 }
             }
             if known {
-                self.content
-                    .insert(name.clone(), h.finish().hex()[..12].to_string());
+                self.content.insert(name.clone(), short(h));
             }
         }
         self
     }
+
+    /// These vars with image `name`'s `{content}` over every platform of
+    /// its index: `(platform, that platform's content)` in index order.
+    /// `None` when a platform's content is not known.
+    pub fn with_index_content<'a>(
+        &self,
+        name: &str,
+        platforms: impl IntoIterator<Item = (String, Option<&'a String>)>,
+    ) -> Option<Self> {
+        let mut h = Hasher::new();
+        h.update(b"strata-index-content-1\0");
+        for (platform, content) in platforms {
+            h.update(platform.as_bytes());
+            h.update(b"\0");
+            h.update(content?.as_bytes());
+            h.update(b"\0");
+        }
+        let mut vars = self.clone();
+        vars.content.insert(name.to_string(), short(h));
+        Some(vars)
+    }
+}
+
+/// A `{content}` value: 12 hex digits of `h`.
+fn short(h: Hasher) -> String {
+    h.finish().hex()[..12].to_string()
 }
 
 /// `{env:NAME}` placeholders of `t` replaced by the variables' values.
