@@ -8,66 +8,16 @@
 mod common;
 
 use std::fs;
-use std::io::Read;
 use std::path::Path;
 use std::process::Command;
 
 use common::apt::host_arch;
+use common::images::file_in_image;
 use common::registry::{Auth, Registry};
 use common::{Env, Schemas, have, note, replace, run, runc_run};
 use serde_json::Value;
 
 const CHECK: &str = "examples/debian from the configured Debian archive";
-
-/// The bytes of `path` in the image `reference` for `platform`, read from
-/// its layers (the last layer that has it as a regular file).
-fn file_in_image(env: &Env, reference: &str, platform: &str, path: &str) -> Option<Vec<u8>> {
-    let layout = env.path(&format!(
-        "read-{}-{}",
-        reference.replace(['/', ':'], "-"),
-        platform.replace('/', "-")
-    ));
-    if !layout.exists() {
-        env.ok(&[
-            "copy",
-            "--platform",
-            platform,
-            reference,
-            &format!("oci:{}:x", layout.display()),
-        ]);
-    }
-    let blob = |d: &str| {
-        layout
-            .join("blobs/sha256")
-            .join(d.trim_start_matches("sha256:"))
-    };
-    let index: Value =
-        serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap();
-    let manifest: Value = serde_json::from_slice(
-        &fs::read(blob(index["manifests"][0]["digest"].as_str().unwrap())).unwrap(),
-    )
-    .unwrap();
-    let mut found = None;
-    for l in manifest["layers"].as_array().unwrap() {
-        let file = fs::File::open(blob(l["digest"].as_str().unwrap())).unwrap();
-        let reader: Box<dyn Read> = if l["mediaType"].as_str().unwrap().ends_with("zstd") {
-            Box::new(zstd::stream::read::Decoder::new(file).unwrap())
-        } else {
-            Box::new(flate2::read::MultiGzDecoder::new(file))
-        };
-        let mut tar = tar::Archive::new(reader);
-        for e in tar.entries().unwrap() {
-            let mut e = e.unwrap();
-            let name = e.path().unwrap().to_string_lossy().into_owned();
-            if name.trim_start_matches("./") == path && e.header().entry_type().is_file() {
-                let mut bytes = Vec::new();
-                e.read_to_end(&mut bytes).unwrap();
-                found = Some(bytes);
-            }
-        }
-    }
-    found
-}
 
 /// The ELF machine of `usr/bin/git` in the image `reference` for
 /// `platform`.

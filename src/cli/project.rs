@@ -324,9 +324,10 @@ pub fn build(ctx: &Ctx, a: BuildArgs) -> Result<()> {
             .first()
             .map(|d| d.hex()[..12].to_string())
             .unwrap_or_else(|| "-".into());
+        let on = on_platform(l.platform.as_deref());
         println!(
             "layer {:<24} {:<8} {:>7.2}s {:>10}  {d}",
-            format!("{}{v}", l.name),
+            format!("{}{v}{on}", l.name),
             l.status.as_str(),
             l.seconds,
             human(l.size)
@@ -478,11 +479,7 @@ pub fn plan(ctx: &Ctx, a: PlanArgs) -> Result<()> {
             .map(|v| format!("@{v}"))
             .unwrap_or_default();
         let from = l.from.map(|f| format!(" ({f})")).unwrap_or_default();
-        let on = l
-            .platform
-            .as_deref()
-            .map(|p| format!(" [{p}]"))
-            .unwrap_or_default();
+        let on = on_platform(l.platform.as_deref());
         let shared = if l.shared {
             ", shared by platforms"
         } else {
@@ -791,4 +788,9 @@ fn check_pass(
         Vec::new()
     };
     Ok((findings, suggestions))
+}
+
+/// ` [linux/arm64]` after a layer built for one platform of several.
+fn on_platform(p: Option<&str>) -> String {
+    p.map(|p| format!(" [{p}]")).unwrap_or_default()
 }

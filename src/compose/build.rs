@@ -18,6 +18,7 @@ use super::cache::{LayerCache, StatCache};
 use super::debsrc::{DebPlanner, Resolution};
 use super::echo::EchoMode;
 use super::graph::Graph;
+use super::hoststack::HostStacks;
 use super::project::Project;
 use super::source::{Below, BuildCx, Settings};
 use super::vars::set_env_expanded;
@@ -246,13 +247,19 @@ pub(super) fn needed_layers<'p>(
         .collect();
     all.sort_unstable();
     all.dedup();
-    let needed: std::collections::BTreeSet<&'p str> =
-        graph.with_step_stacks(&all).into_iter().collect();
+    // In a pass for another platform than the build machine's, steps that
+    // run on it run over its own build of their stacks (HostStacks).
+    let project = graph.project();
+    let apart = super::hoststack::apart(platform);
+    let needed: std::collections::BTreeSet<&'p str> = graph
+        .with_step_stacks_but(&all, |l| {
+            apart && super::hoststack::on_build_machine(&project.layers[l])
+        })
+        .into_iter()
+        .collect();
     // Checked here, for these layers only: a missing input elsewhere in
     // the project blocks nothing.
-    graph
-        .project()
-        .check_inputs(needed.iter().copied(), platform)?;
+    project.check_inputs(needed.iter().copied(), platform)?;
     Ok(needed)
 }
 
@@ -309,7 +316,7 @@ struct Keyed<'p> {
 fn key_layers<'p>(
     project: &'p Project,
     graph: &Graph<'p>,
-    (plans, extra): (&[Plan<'p>], &[&'p str]),
+    (needed, hosts): (&std::collections::BTreeSet<&'p str>, &HostStacks<'p>),
     settings: Settings,
     stat: &mut StatCache,
     cache: &LayerCache,
@@ -320,15 +327,20 @@ fn key_layers<'p>(
         keys: BTreeMap::new(),
         records: Vec::new(),
     };
-    let needed = needed_layers(graph, plans, extra, &planner.context().platform)?;
     // The record explains the next rebuild; a cache hit means the recorded
     // inputs are these already.
     let want = |l: &str, k: &Digest| {
         cache.get(k).is_none() || !cache.has_inputs(l, &planner.context().platform)
     };
-    for (l, key, inputs) in
-        super::plan::layer_keys(project, graph, planner, stat, settings, &needed, &want)?
-    {
+    for (l, key, inputs) in super::plan::layer_keys(
+        project,
+        graph,
+        planner,
+        stat,
+        settings,
+        (needed, hosts),
+        &want,
+    )? {
         if let Some(inputs) = inputs {
             out.records
                 .push((l, serde_json::to_vec(&inputs).expect("serializes")));
@@ -341,7 +353,7 @@ fn key_layers<'p>(
 
 /// Builds the keyed layers, each dependency wave's layers in parallel,
 /// sharing the cores.
-fn build_waves<'p>(
+pub(super) fn build_waves<'p>(
     project: &Project,
     graph: &Graph<'p>,
     ctx: &Context,
@@ -351,7 +363,7 @@ fn build_waves<'p>(
     ),
     settings: Settings,
     (cache, hits): (&LayerCache, &BTreeMap<&str, super::regcache::Hit>),
-    echo: EchoMode,
+    (echo, hosts): (EchoMode, &HostStacks<'p>),
 ) -> Result<BTreeMap<&'p str, Built>> {
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
@@ -360,6 +372,17 @@ fn build_waves<'p>(
     for wave in graph.waves() {
         let todo: Vec<&str> = wave.into_iter().filter(|l| keys.contains_key(l)).collect();
         let threads = (cores / todo.len().clamp(1, cores)).max(1);
+        // What each runs over, before the threads start (a step on the
+        // build machine may build its stack first, when it is not cached).
+        let mut belows = BTreeMap::new();
+        for &l in &todo {
+            let cached = cache.get(&keys[l]).is_some() || hits.contains_key(l);
+            let below = match hosts.holds(l) && cached {
+                true => Below::default(),
+                false => hosts.below(project, graph, l, &built, (cache, settings, echo))?,
+            };
+            belows.insert(l, below);
+        }
         let results: Vec<(&str, Result<Built>)> = std::thread::scope(|s| {
             let handles: Vec<_> = todo
                 .iter()
@@ -371,7 +394,7 @@ fn build_waves<'p>(
                         threads,
                         cache,
                         ctx,
-                        below: step_below(project, graph, l, &built),
+                        below: belows.remove(l).unwrap_or_default(),
                         deb: resolutions.get(l).cloned(),
                         echo,
                     };
@@ -419,19 +442,6 @@ pub fn build(project: &Project, ctx: &Context, sel: &Selection) -> Result<BuildR
     }
     let mut lock = super::lock::Lock::load(&project.root)?;
     let planner = DebPlanner::new(project, &graph, ctx, sel.refresh);
-    if sel.locked {
-        let pinned = sel.platform_pass.then(|| ctx.platform.to_string());
-        super::verify::verify_locked(
-            project,
-            &graph,
-            &plans,
-            &lock,
-            settings,
-            &planner,
-            pinned.as_deref(),
-        )?;
-    }
-    let cache = LayerCache::new(&ctx.store)?;
     let mut stat = StatCache::load(&ctx.store)?;
     // Layers tested on their own need their [runtime] stacks.
     let mut alone: Vec<&str> = Vec::new();
@@ -443,10 +453,32 @@ pub fn build(project: &Project, ctx: &Context, sel: &Selection) -> Result<BuildR
         })?;
         alone.extend(graph.runtime_stack(&def.file.layer.name));
     }
+    let needed = needed_layers(&graph, &plans, &alone, &ctx.platform)?;
+    let hosts = HostStacks::key(
+        project,
+        &graph,
+        ctx,
+        &needed,
+        (settings, sel.refresh),
+        &mut stat,
+    )?;
+    if sel.locked {
+        let pinned = sel.platform_pass.then(|| ctx.platform.to_string());
+        super::verify::verify_locked(
+            project,
+            (&graph, &hosts),
+            &plans,
+            &lock,
+            settings,
+            &planner,
+            pinned.as_deref(),
+        )?;
+    }
+    let cache = LayerCache::new(&ctx.store)?;
     let keyed = key_layers(
         project,
         &graph,
-        (&plans, &alone),
+        (&needed, &hosts),
         settings,
         &mut stat,
         &cache,
@@ -493,7 +525,7 @@ pub fn build(project: &Project, ctx: &Context, sel: &Selection) -> Result<BuildR
         (&keyed.keys, &resolutions),
         settings,
         (&cache, &remote_hits),
-        sel.echo,
+        (sel.echo, &hosts),
     )?;
     for &l in &keyed.order {
         warnings.extend(built[l].warnings.iter().cloned());
@@ -543,6 +575,7 @@ pub fn build(project: &Project, ctx: &Context, sel: &Selection) -> Result<BuildR
         settings,
         echo: sel.echo,
         lazy_base: sel.push && !sel.keep_local,
+        hosts: &hosts,
     };
     if sel.check_reproducible {
         super::verify::check_reproducible(&run, &keyed.keys)?;
@@ -569,10 +602,11 @@ pub fn build(project: &Project, ctx: &Context, sel: &Selection) -> Result<BuildR
             &mut composed,
         )?
     };
-    let layers: Vec<LayerReport> = keyed
-        .order
-        .iter()
-        .map(|l| built[l].report.clone())
+    // What was built for the build machine comes first, as it did.
+    let layers: Vec<LayerReport> = hosts
+        .reports(&graph)
+        .into_iter()
+        .chain(keyed.order.iter().map(|l| built[l].report.clone()))
         .collect();
     if let Some(rc) = &remote {
         warnings.extend(rc.warnings());
@@ -620,6 +654,8 @@ pub(super) struct Run<'a, 'p> {
     pub(super) echo: EchoMode,
     /// Leave a registry base's layers in the registry (a push-only build).
     pub(super) lazy_base: bool,
+    /// What steps that run on the build machine run over.
+    pub(super) hosts: &'a HostStacks<'p>,
 }
 
 impl Run<'_, '_> {

@@ -271,9 +271,23 @@ impl<'p> Graph<'p> {
     /// maintainer scripts) run over, transitively:
     /// what a build of them must key and build, dependencies first.
     pub fn with_step_stacks(&self, layers: &[&'p str]) -> Vec<&'p str> {
+        self.with_step_stacks_but(layers, |_| false)
+    }
+
+    /// [`with_step_stacks`](Self::with_step_stacks), but not what the
+    /// layers `apart` picks run over (build steps that run over the build
+    /// machine's own build of their stacks).
+    pub fn with_step_stacks_but(
+        &self,
+        layers: &[&'p str],
+        apart: impl Fn(&str) -> bool,
+    ) -> Vec<&'p str> {
         let mut want: BTreeSet<&str> = layers.iter().copied().collect();
         let mut todo: Vec<&'p str> = layers.to_vec();
         while let Some(n) = todo.pop() {
+            if apart(n) {
+                continue;
+            }
             for s in self.run_stack(n) {
                 if want.insert(s) {
                     todo.push(s);

@@ -11,6 +11,7 @@ pub mod debsrc;
 pub mod echo;
 pub mod env;
 pub mod graph;
+mod hoststack;
 mod inputs;
 pub mod layertest;
 pub mod lock;

@@ -133,7 +133,10 @@ pub fn plan(
         let mut p = plan_one(project, c, &one, since)?;
         let label = pass.as_ref().map(|p| p.to_string());
         for l in &mut p.layers {
-            l.platform = label.clone();
+            // The build machine's layers (for steps that run on it) say so.
+            if l.platform.is_none() {
+                l.platform = label.clone();
+            }
         }
         for i in &mut p.images {
             i.platform = label.clone();
@@ -141,7 +144,16 @@ pub fn plan(
         merged = Some(match merged {
             None => p,
             Some(mut m) => {
-                m.layers.extend(p.layers);
+                for l in p.layers {
+                    // The build machine's layers can come from two passes.
+                    if !m
+                        .layers
+                        .iter()
+                        .any(|k| k.name == l.name && k.platform == l.platform)
+                    {
+                        m.layers.push(l);
+                    }
+                }
                 m.images.extend(p.images);
                 for (i, w) in p.waves.into_iter().enumerate() {
                     if m.waves.len() <= i {
@@ -197,11 +209,27 @@ fn plan_one(
     }
     // What the images' build steps run over is built too.
     let wanted = super::build::needed_layers(&graph, &[], &all, &ctx.platform)?;
-    let mut layers = Vec::new();
     let mut building = BTreeSet::new();
     // The inputs record only explains a rebuild.
     let want = |_: &str, k: &crate::digest::Digest| cache.get(k).is_none();
-    let keyed = layer_keys(project, &graph, &deb, &mut stat, settings, &wanted, &want)?;
+    let hosts = super::hoststack::HostStacks::key(
+        project,
+        &graph,
+        ctx,
+        &wanted,
+        (settings, sel.refresh),
+        &mut stat,
+    )?;
+    let keyed = layer_keys(
+        project,
+        &graph,
+        &deb,
+        &mut stat,
+        settings,
+        (&wanted, &hosts),
+        &want,
+    )?;
+    let mut layers = hosts.plans(project, &graph, &cache);
     let remote = super::build::open_cache(project, ctx, &sel.cache)?;
     let hits = match &remote {
         Some(rc) => {
@@ -324,14 +352,14 @@ pub(super) fn layer_keys<'p>(
     deb: &super::debsrc::DebPlanner<'_>,
     stat: &mut StatCache,
     settings: Settings,
-    wanted: &BTreeSet<&'p str>,
+    (wanted, hosts): (&BTreeSet<&'p str>, &super::hoststack::HostStacks<'p>),
     want_record: &dyn Fn(&str, &crate::digest::Digest) -> bool,
 ) -> Result<Vec<Keyed<'p>>> {
     let mut keys: BTreeMap<&str, crate::digest::Digest> = BTreeMap::new();
     let mut out = Vec::new();
     for &l in graph.order().iter().filter(|l| wanted.contains(*l)) {
         let def = &project.layers[l];
-        let below = super::build::stack_keys(graph, l, &keys);
+        let below = hosts.stack_keys(graph, l, &keys);
         let want = |k: &crate::digest::Digest| want_record(l, k);
         let mut kx = KeyCx {
             settings,
@@ -366,13 +394,21 @@ pub fn image_keys<'p>(
     }
     let wanted = super::build::needed_layers(graph, &[], &all, &deb.context().platform)?;
     let mut stat = StatCache::load(&deb.context().store)?;
+    let hosts = super::hoststack::HostStacks::key(
+        project,
+        graph,
+        deb.context(),
+        &wanted,
+        (settings, false),
+        &mut stat,
+    )?;
     let keyed = layer_keys(
         project,
         graph,
         deb,
         &mut stat,
         settings,
-        &wanted,
+        (&wanted, &hosts),
         &|_, _| false,
     )?;
     stat.discard();

@@ -281,7 +281,8 @@ fn run_pass(
     let _span = crate::trace::span("platform", p.to_string());
     let mut report = super::build::build(project, &ctx.for_platform(p.clone()), pass)?;
     for l in &mut report.layers {
-        l.platform = Some(p.to_string());
+        // What was built for the build machine says so already.
+        l.platform.get_or_insert_with(|| p.to_string());
     }
     Ok((Some(p.clone()), report))
 }
@@ -457,7 +458,17 @@ fn merge(
     };
     let mut said = BTreeSet::new();
     for (_, r) in passes {
-        out.layers.extend(r.layers);
+        for l in r.layers {
+            // The build machine's stack of a step that runs on it is in
+            // the pass for its platform too: listed once.
+            if !out
+                .layers
+                .iter()
+                .any(|k| k.name == l.name && k.platform == l.platform && k.key == l.key)
+            {
+                out.layers.push(l);
+            }
+        }
         out.files_hashed += r.files_hashed;
         out.tests.extend(r.tests);
         for w in r.warnings {

@@ -280,6 +280,11 @@ pub struct RunSource {
     /// `none` (default: only loopback) or `host`.
     #[serde(default)]
     pub network: NetworkMode,
+    /// Where the commands run: `target` (default), the platform being
+    /// built, or `build`, the build machine's, over its own build of the
+    /// layers beneath (a cross-compiler writing the target's binaries).
+    #[serde(default, skip_serializing_if = "StepPlatform::is_target")]
+    pub platform: StepPlatform,
     /// Keep only these absolute paths of what the commands wrote.
     #[serde(default)]
     pub outputs: Vec<String>,
@@ -388,6 +393,24 @@ pub enum NetworkMode {
     None,
     /// The host's network (what it downloads is not part of the key).
     Host,
+}
+
+/// The platform a build step runs on (BuildKit's `$TARGETPLATFORM` and
+/// `$BUILDPLATFORM`).
+#[derive(Debug, Clone, Copy, Default, Deserialize, serde::Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum StepPlatform {
+    /// The platform being built (under qemu-user when it is foreign).
+    #[default]
+    Target,
+    /// The build machine's, natively, whatever the platform being built.
+    Build,
+}
+
+impl StepPlatform {
+    fn is_target(&self) -> bool {
+        *self == StepPlatform::Target
+    }
 }
 
 /// `[[source.run.inputs]]`: project files mounted read-only in the sandbox.

@@ -18,10 +18,11 @@ use crate::error::{Error, IoContext, Result};
 use crate::layer::{EntryKind, Layer, LayerBuilder, Mapping, StoreLayer, collect};
 use crate::sandbox::capture::{CaptureSpec, capture};
 use crate::sandbox::{BindMount, Network, Output, RunSpec, Sandbox};
+use crate::spec::Platform;
 use crate::store::Store;
 
 /// Version of how step layers are made; part of their keys.
-pub const STEP_FORMAT: u32 = 2;
+pub const STEP_FORMAT: u32 = 3;
 
 /// PATH when no layer beneath sets one (Debian's default for root).
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -163,10 +164,53 @@ pub struct StepContext<'a> {
     pub lower_env: Vec<(String, String)>,
     /// SOURCE_DATE_EPOCH.
     pub epoch: u64,
+    /// The platform built for and the one the commands run on.
+    pub platforms: Platforms,
     /// The layer writer (compression, threads, annotations).
     pub builder: LayerBuilder,
     /// Where the commands' output goes.
     pub echo: &'a super::echo::Echo,
+}
+
+/// The platforms of a build step, in its environment as BuildKit names
+/// them: `TARGETPLATFORM`, `TARGETOS`, `TARGETARCH`, `TARGETVARIANT` (what
+/// is built) and `BUILDPLATFORM`, `BUILDOS`, `BUILDARCH`, `BUILDVARIANT`
+/// (where the commands run: the target itself, natively or under
+/// qemu-user, or the build machine for `platform = "build"`).
+#[derive(Debug, Clone)]
+pub struct Platforms {
+    /// What is built.
+    pub target: Platform,
+    /// Where the commands run.
+    pub build: Platform,
+}
+
+impl Platforms {
+    /// For step `r` in a build for `target`.
+    pub fn of(r: &RunSource, target: &Platform) -> Self {
+        let build = match r.platform {
+            super::project::StepPlatform::Build => Platform::host(),
+            super::project::StepPlatform::Target => target.clone(),
+        };
+        Platforms {
+            target: target.clone(),
+            build,
+        }
+    }
+
+    fn env(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for (prefix, p) in [("TARGET", &self.target), ("BUILD", &self.build)] {
+            out.push((format!("{prefix}PLATFORM"), p.to_string()));
+            out.push((format!("{prefix}OS"), p.os.clone()));
+            out.push((format!("{prefix}ARCH"), p.architecture.clone()));
+            out.push((
+                format!("{prefix}VARIANT"),
+                p.variant.clone().unwrap_or_default(),
+            ));
+        }
+        out
+    }
 }
 
 /// Where step logs are kept: `STORE/.strata/logs/KEY.log`.
@@ -398,6 +442,7 @@ fn step_env(r: &RunSource, cx: &StepContext<'_>, home: &str) -> Vec<String> {
         ("SOURCE_DATE_EPOCH".into(), cx.epoch.to_string()),
         ("HOME".into(), home.to_string()),
     ];
+    env.extend(cx.platforms.env());
     // The layers' values are expanded already (in their own order).
     for (k, v) in &cx.lower_env {
         super::vars::set_env(&mut env, k, v.clone());

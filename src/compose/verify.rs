@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::build::{Plan, Run, below_from, needed_layers, stack_keys, step_below};
+use super::build::{Plan, Run, below_from, needed_layers};
 use super::cache::{LayerCache, StatCache};
 use super::debsrc::DebPlanner;
 use super::echo::{Echo, EchoMode};
@@ -35,7 +35,13 @@ pub(super) fn check_reproducible(run: &Run<'_, '_>, keys: &BTreeMap<&str, Digest
         let Some(step) = &def.file.source.run else {
             continue;
         };
-        let below = step_below(project, run.graph, l, built);
+        let below = run.hosts.below(
+            project,
+            run.graph,
+            l,
+            built,
+            (run.cache, run.settings, run.echo),
+        )?;
         let Settings { compression, epoch } = run.settings;
         let lb = LayerBuilder::new().compression(compression).mtime(epoch);
         // Its output goes where the first build's went; the report keeps
@@ -48,6 +54,7 @@ pub(super) fn check_reproducible(run: &Run<'_, '_>, keys: &BTreeMap<&str, Digest
             lowers: below.layers,
             lower_env: below.env,
             epoch,
+            platforms: super::step::Platforms::of(step, &run.ctx.platform),
             builder: lb,
             echo: &echo,
         };
@@ -231,10 +238,11 @@ pub(super) fn pin_of(project: &Project, name: &str, layers: &[Arc<dyn Layer>]) -
 
 /// `--locked`: learns every layer's bytes (from the cache, or by building it
 /// into a throwaway store) and compares them with strata.lock before
-/// anything is written to the real store.
-pub(super) fn verify_locked(
+/// anything is written to the real store (but the build machine's stacks
+/// of build steps that run on it, which no lock pins).
+pub(super) fn verify_locked<'p>(
     project: &Project,
-    graph: &Graph<'_>,
+    (graph, hosts): (&Graph<'p>, &super::hoststack::HostStacks<'p>),
     plans: &[Plan<'_>],
     lock: &super::lock::Lock,
     settings: Settings,
@@ -260,7 +268,7 @@ pub(super) fn verify_locked(
         let def = &project.layers[l];
         let source = super::source::of(def);
         let runs = source.runs_over() != RunsOver::Nothing;
-        let below = stack_keys(graph, l, &keys);
+        let below = hosts.stack_keys(graph, l, &keys);
         let mut kx = KeyCx {
             settings,
             ctx,
@@ -292,6 +300,11 @@ pub(super) fn verify_locked(
                 // A build step or maintainer scripts run over the layers
                 // learnt so far, into the scratch store.
                 let below = match runs {
+                    true if hosts.holds(l) => {
+                        let cache = LayerCache::new(&ctx.store)?;
+                        let settings = (&cache, settings, EchoMode::Stream);
+                        hosts.below(project, graph, l, &BTreeMap::new(), settings)?
+                    }
                     true => below_from(project, graph, l, |s| &made[s]),
                     false => Below::default(),
                 };

@@ -4,6 +4,7 @@
 pub mod apt;
 pub mod engine;
 pub mod fake;
+pub mod images;
 pub mod registry;
 pub mod token;
 

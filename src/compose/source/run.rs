@@ -9,7 +9,7 @@ use super::{
 };
 use crate::compose::debsrc::DebPlanner;
 use crate::compose::echo::Echo;
-use crate::compose::project::{LayerDef, NetworkMode, RunSource};
+use crate::compose::project::{LayerDef, NetworkMode, RunSource, StepPlatform};
 use crate::compose::step;
 use crate::digest::{Digest, Hasher};
 use crate::error::Result;
@@ -40,6 +40,13 @@ impl LayerSource for Run<'_> {
         inputs
             .settings
             .push_str(&format!(", step format {}, {platform}", step::STEP_FORMAT));
+        // A step on the build machine: which machine that is (the keys
+        // beneath are of its own build of the stack).
+        if self.0.platform == StepPlatform::Build {
+            let build = crate::spec::Platform::host().to_string();
+            put(&mut h, format!("build-platform {build}").as_bytes());
+            inputs.settings.push_str(&format!(", run on {build}"));
+        }
         for (name, key) in cx.below {
             put(&mut h, name.as_bytes());
             put(&mut h, key.hex().as_bytes());
@@ -65,7 +72,8 @@ impl LayerSource for Run<'_> {
         if let Some(layers) = self.cached(def, &cx) {
             return Ok(Made::cached(layers));
         }
-        crate::sandbox::foreign::check_platform(&cx.ctx.platform).map_err(|e| {
+        let platforms = step::Platforms::of(self.0, &cx.ctx.platform);
+        crate::sandbox::foreign::check_platform(&platforms.build).map_err(|e| {
             crate::error::Error::invalid("build step", format!("layer {}", cx.name), e.to_string())
         })?;
         let builder = cx.builder(def, format!("run:layers/{}/layer.toml", cx.name));
@@ -77,6 +85,7 @@ impl LayerSource for Run<'_> {
             lowers: cx.below.layers.clone(),
             lower_env: cx.below.env.clone(),
             epoch: cx.settings.epoch,
+            platforms,
             builder,
             echo: &echo,
         };
