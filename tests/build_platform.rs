@@ -234,3 +234,37 @@ fn an_unknown_step_platform_is_refused_naming_the_key() {
     );
     assert!(env.fails(&["inspect", "xc/app:latest"]).contains("xc/app"));
 }
+
+/// A fresh machine with the registry cache takes the step from it and
+/// neither builds nor downloads the build machine's stack for it.
+#[test]
+fn a_cached_step_needs_no_stack_on_a_fresh_machine() {
+    if !common::can_run_steps("a build step on the build machine from the registry cache") {
+        return;
+    }
+    let reg = common::registry::Registry::start(common::registry::Auth::None, false);
+    let cache = format!("docker://{}/team/cache", reg.host());
+    let other = other_platform();
+    let (hp, op) = (format!("linux/{}", host_arch()), format!("linux/{other}"));
+    let a = Env::new();
+    let first = build_json(&a, &project(&a, &other), &["--cache", &cache]);
+    let b = Env::new();
+    let second = build_json(
+        &b,
+        &project(&b, &other),
+        &["--cache", &cache, "--platform", &op],
+    );
+    assert_eq!(entry(&second, "cross", &op)["status"], "remote", "{second}");
+    assert_eq!(
+        entry(&second, "cross", &op)["key"],
+        entry(&first, "cross", &op)["key"]
+    );
+    let host_layers: Vec<&Value> = second["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["platform"] == hp.as_str())
+        .collect();
+    assert!(host_layers.is_empty(), "{second}");
+    assert!(info(&b, &op).starts_with(&format!("{op} {other} ")));
+}
