@@ -13,8 +13,9 @@ use std::sync::Arc;
 
 use super::build::{BuildReport, ImageReport, PlatformImage, Selection};
 use super::project::{Defaults, Project};
+use super::publish::Publishable;
 use crate::error::{Error, Result};
-use crate::image::{Image, ImageIndex, IndexBuilder};
+use crate::image::{Image, IndexBuilder};
 use crate::spec::Platform;
 use crate::transport::{self, Context};
 
@@ -330,7 +331,7 @@ fn publish(
     // Stored when every platform's image is (not so for a push-only build
     // whose layers stay in the registry cache).
     let stored = parts.iter().all(|p| p.report.stored);
-    let made: Made = if w.index {
+    let index = if w.index {
         let mut b = IndexBuilder::new();
         for p in parts {
             b.add(p.platform.clone(), Arc::clone(&p.image));
@@ -352,14 +353,15 @@ fn publish(
         report.size = parts.iter().map(|p| p.report.size).sum();
         report.packages = parts.iter().map(|p| p.report.packages).sum();
         report.previous_size = None;
-        Made::Index(index)
+        Some(index)
     } else {
-        Made::Single(Arc::clone(&parts[0].image))
+        None
     };
-    let desc = match &made {
-        Made::Index(i) => i.descriptor()?,
-        Made::Single(i) => i.descriptor()?,
+    let what = match &index {
+        Some(i) => Publishable::Index(i),
+        None => Publishable::Image(parts[0].image.as_ref()),
     };
+    let desc = what.descriptor()?;
     if stored {
         for t in &tags {
             ctx.store.set_tag(t, &desc)?;
@@ -369,10 +371,6 @@ fn publish(
     report.stored = stored;
     if sel.push {
         let _span = crate::trace::span("image", format!("push {}", w.name));
-        let what = match &made {
-            Made::Index(i) => super::publish::Publishable::Index(i),
-            Made::Single(i) => super::publish::Publishable::Image(i.as_ref()),
-        };
         // Each platform's SBOM is attached to its manifest.
         let mut artifacts = Vec::new();
         if sel.attach_sbom {
@@ -427,14 +425,6 @@ struct Part<'a> {
     /// What its pass expanded tag patterns with.
     vars: Option<&'a super::tags::TagVars>,
     image: Arc<dyn Image>,
-}
-
-/// What a multi-platform build tags for an image.
-enum Made {
-    /// Its index.
-    Index(crate::image::BuiltIndex),
-    /// Its one platform's image.
-    Single(Arc<dyn Image>),
 }
 
 /// One report for the whole build: every pass's layers (with their

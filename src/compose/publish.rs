@@ -16,11 +16,22 @@ use crate::spec::Platform;
 use crate::transport::{self, Context};
 
 /// What a build pushes: an image, or a multi-platform image's index.
+#[derive(Clone, Copy)]
 pub(super) enum Publishable<'a> {
     /// One image manifest.
     Image(&'a dyn Image),
     /// An index and its images.
     Index(&'a dyn crate::image::ImageIndex),
+}
+
+impl Publishable<'_> {
+    /// The descriptor of its manifest or index, as tags point at it.
+    pub(super) fn descriptor(&self) -> Result<crate::spec::Descriptor> {
+        match self {
+            Publishable::Image(i) => i.descriptor(),
+            Publishable::Index(i) => i.descriptor(),
+        }
+    }
 }
 
 /// Pushes `image` to `[defaults] registry`: every tag `NAME:TAG` becomes
