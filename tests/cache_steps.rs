@@ -14,10 +14,7 @@ use common::{BUSYBOX, Env, build_json, layer_status, write};
 /// base (busybox) and app, a step over base that "compiles" src/app.txt.
 fn project(env: &Env, host: &str) -> PathBuf {
     let root = env.path("proj");
-    let bin = root.join("layers/base/rootfs/bin");
-    fs::create_dir_all(&bin).unwrap();
-    fs::copy(BUSYBOX, bin.join("busybox")).unwrap();
-    std::os::unix::fs::symlink("busybox", bin.join("sh")).unwrap();
+    common::images::busybox_rootfs(&root.join("layers/base/rootfs"));
     write(
         &root,
         "layers/base/layer.toml",

@@ -15,10 +15,7 @@ use common::{BUSYBOX, Env, example_project, replace, write};
 /// tool, runtime base); a runtime and a builder image of app.
 fn project(env: &Env) -> std::path::PathBuf {
     let root = env.path("proj");
-    let rootfs = root.join("layers/base/rootfs/bin");
-    fs::create_dir_all(&rootfs).unwrap();
-    fs::copy(BUSYBOX, rootfs.join("busybox")).unwrap();
-    std::os::unix::fs::symlink("busybox", rootfs.join("sh")).unwrap();
+    common::images::busybox_rootfs(&root.join("layers/base/rootfs"));
     write(
         &root,
         "layers/base/layer.toml",

@@ -7,20 +7,11 @@ mod common;
 use std::fs;
 use std::path::PathBuf;
 
-use common::apt::{Pkg, Repo, host_arch};
+use common::apt::{Pkg, Repo, host_arch, other_arch};
 use common::{BUSYBOX, Env, Schemas, build_json as build, replace, write};
 use serde_json::Value;
 
 /// The architecture that is not the host's (of amd64 and arm64).
-fn other_arch() -> String {
-    if host_arch() == "arm64" {
-        "amd64"
-    } else {
-        "arm64"
-    }
-    .to_string()
-}
-
 /// A repository with `tool` for the host's architecture and the other one
 /// (different files), and `shared` for all.
 fn repo(env: &Env) -> Repo {
@@ -372,12 +363,7 @@ fn plan_is_per_platform_and_says_what_is_shared() {
 fn a_foreign_build_step_without_binfmt_says_what_to_install() {
     // An architecture the host does not run natively and the kernel has
     // no handler for (CI registers only the other platform's).
-    // (These three have the same name in OCI and qemu.)
-    let candidates = ["s390x", "ppc64le", "riscv64"];
-    let Some(other) = candidates.iter().find(|arch| {
-        **arch != host_arch()
-            && !std::path::Path::new(&format!("/proc/sys/fs/binfmt_misc/qemu-{arch}")).exists()
-    }) else {
+    let Some(other) = common::images::unregistered_arch() else {
         common::note(
             "foreign build step without binfmt",
             "SKIPPED (every candidate architecture has a binfmt_misc handler)",
@@ -391,10 +377,7 @@ fn a_foreign_build_step_without_binfmt_says_what_to_install() {
     common::note("foreign build step without binfmt", "RAN");
     let env = Env::new();
     let root = env.path("steps");
-    let bin = root.join("layers/base/rootfs/bin");
-    fs::create_dir_all(&bin).unwrap();
-    fs::copy(BUSYBOX, bin.join("busybox")).unwrap();
-    std::os::unix::fs::symlink("busybox", bin.join("sh")).unwrap();
+    common::images::busybox_rootfs(&root.join("layers/base/rootfs"));
     write(
         &root,
         "layers/base/layer.toml",

@@ -10,18 +10,9 @@ mod common;
 use std::fs;
 use std::path::PathBuf;
 
-use common::apt::{Pkg, Repo, host_arch};
-use common::{BUSYBOX, Env, build_json as build, replace, write};
+use common::apt::{Pkg, Repo, host_arch, other_arch};
+use common::{Env, build_json as build, replace, write};
 use serde_json::Value;
-
-fn other_arch() -> String {
-    if host_arch() == "arm64" {
-        "amd64"
-    } else {
-        "arm64"
-    }
-    .to_string()
-}
 
 /// A repository for the host's and the other architecture: `tool` 1.0 for
 /// both (different files), `tool` 2.0 for the host's only, and `docs`
@@ -58,10 +49,7 @@ fn repo(env: &Env) -> Repo {
 /// the other platform.
 fn project(env: &Env, r: &Repo, packages: &str) -> PathBuf {
     let root = env.path("proj");
-    let bin = root.join("layers/base/rootfs/bin");
-    fs::create_dir_all(&bin).unwrap();
-    fs::copy(BUSYBOX, bin.join("busybox")).unwrap();
-    std::os::unix::fs::symlink("busybox", bin.join("sh")).unwrap();
+    common::images::busybox_rootfs(&root.join("layers/base/rootfs"));
     write(
         &root,
         "layers/base/layer.toml",

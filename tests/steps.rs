@@ -14,10 +14,7 @@ use serde_json::Value;
 /// only that), image `img` = base + app.
 fn project(env: &Env, dir: &str) -> PathBuf {
     let root = env.path(dir);
-    let bin = root.join("layers/base/rootfs/bin");
-    fs::create_dir_all(&bin).unwrap();
-    fs::copy(BUSYBOX, bin.join("busybox")).unwrap();
-    std::os::unix::fs::symlink("busybox", bin.join("sh")).unwrap();
+    common::images::busybox_rootfs(&root.join("layers/base/rootfs"));
     write(
         &root,
         "layers/base/rootfs/etc/passwd",

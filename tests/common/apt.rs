@@ -468,3 +468,14 @@ pub fn project(env: &Env, r: &Repo, packages: &[&str], on_base: bool, keyring: &
     );
     root
 }
+
+/// The other of amd64 and arm64: the second platform of multi-platform
+/// tests.
+pub fn other_arch() -> String {
+    if host_arch() == "arm64" {
+        "amd64"
+    } else {
+        "arm64"
+    }
+    .to_string()
+}
