@@ -249,11 +249,29 @@ fn a_cached_step_needs_no_stack_on_a_fresh_machine() {
     let a = Env::new();
     let first = build_json(&a, &project(&a, &other), &["--cache", &cache]);
     let b = Env::new();
-    let second = build_json(
-        &b,
-        &project(&b, &other),
-        &["--cache", &cache, "--platform", &op],
-    );
+    let pb = project(&b, &other);
+    // The plan says so: the step comes from the cache, its stack is not
+    // in the plan.
+    let plan: Value = serde_json::from_str(&b.ok(&[
+        "plan",
+        "-C",
+        pb.to_str().unwrap(),
+        "--json",
+        "--cache",
+        &cache,
+        "--platform",
+        &op,
+    ]))
+    .unwrap();
+    assert_eq!(entry(&plan, "cross", &op)["from"], "cache", "{plan}");
+    let planned_host = plan["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["platform"] == hp.as_str())
+        .count();
+    assert_eq!(planned_host, 0, "{plan}");
+    let second = build_json(&b, &pb, &["--cache", &cache, "--platform", &op]);
     assert_eq!(entry(&second, "cross", &op)["status"], "remote", "{second}");
     assert_eq!(
         entry(&second, "cross", &op)["key"],

@@ -177,8 +177,8 @@ impl<'p> HostStacks<'p> {
         Ok(below_from(project, graph, layer, |s| &ours[s].layers))
     }
 
-    /// The plan of the stacks' layers: each reused when this store has
-    /// it, else built for the steps (a step the store has needs none).
+    /// The plan of the stacks' layers, for a build that runs some of the
+    /// steps: each reused when this store has it, else built.
     pub(super) fn plans(
         &self,
         project: &Project,

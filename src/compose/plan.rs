@@ -229,7 +229,6 @@ fn plan_one(
         (&wanted, &hosts),
         &want,
     )?;
-    let mut layers = hosts.plans(project, &graph, &cache);
     let remote = super::build::open_cache(project, ctx, &sel.cache)?;
     let hits = match &remote {
         Some(rc) => {
@@ -244,6 +243,14 @@ fn plan_one(
             super::regcache::lookup_all(rc, &lookups)
         }
         None => BTreeMap::new(),
+    };
+    // The build machine's stacks are built only for steps that are.
+    let steps_run = keyed
+        .iter()
+        .any(|(l, k, _)| hosts.holds(l) && cache.get(k).is_none() && !hits.contains_key(l));
+    let mut layers = match steps_run {
+        true => hosts.plans(project, &graph, &cache),
+        false => Vec::new(),
     };
     for (l, key, inputs) in keyed {
         let def = &project.layers[l];
