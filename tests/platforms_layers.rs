@@ -300,19 +300,10 @@ fn arm_v7_takes_armhf_packages_and_the_index_names_the_variant() {
     assert_eq!(v7["platform"]["variant"], "v7", "{index}");
     // The armhf build of tool ("echo armhf", a byte longer than the
     // host's "echo host").
-    let ls = env.ok(&[
-        "ls",
-        "--json",
-        "--platform",
-        "linux/arm/v7",
-        "pd/app:latest",
-    ]);
-    let tool: Value = ls
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap())
-        .find(|e| e["path"] == "/usr/bin/tool")
-        .unwrap_or_else(|| panic!("{ls}"));
-    assert_eq!(tool["size"], "#!/bin/sh\necho armhf\n".len(), "{tool}");
+    assert_eq!(
+        sizes(&env, "pd/app:latest", "linux/arm/v7", "/usr/bin/tool"),
+        ["#!/bin/sh\necho armhf\n".len() as u64]
+    );
 }
 
 /// `[[source.copy]]` entries with `platforms`: each platform's layer has
@@ -349,13 +340,11 @@ fn copy_entries_for_some_platforms() {
         ("linux/amd64", "x86_64 build\n"),
         ("linux/arm64", "aarch64 build, longer\n"),
     ] {
-        let ls = env.ok(&["ls", "--json", "--platform", platform, "ce/app:latest"]);
-        let app: Value = ls
-            .lines()
-            .map(|l| serde_json::from_str::<Value>(l).unwrap())
-            .find(|e| e["path"] == "/usr/local/bin/app")
-            .unwrap_or_else(|| panic!("{ls}"));
-        assert_eq!(app["size"], text.len(), "{platform}: {app}");
+        assert_eq!(
+            sizes(&env, "ce/app:latest", platform, "/usr/local/bin/app"),
+            [text.len() as u64],
+            "{platform}"
+        );
     }
     // The aarch64 build missing: an error for linux/arm64 only.
     fs::remove_file(root.join("layers/app/target/aarch64-unknown-linux-gnu/release/app")).unwrap();
@@ -427,14 +416,7 @@ fn bases_and_image_layers_take_each_platform_from_an_index() {
             "[project]\nname = \"ib\"\n\n[defaults]\nplatforms = [\"{host}\", \"{other}\"]\n\n[images.app]\nbase = \"base:multi\"\nlayers = [\"donor\"]\n"
         ),
     );
-    let size = |platform: &str, path: &str| -> Vec<u64> {
-        let ls = env.ok(&["ls", "--json", "--platform", platform, "ib/app:latest"]);
-        ls.lines()
-            .map(|l| serde_json::from_str::<Value>(l).unwrap())
-            .filter(|e| e["path"] == path)
-            .map(|e| e["size"].as_u64().unwrap())
-            .collect()
-    };
+    let size = |platform: &str, path: &str| sizes(&env, "ib/app:latest", platform, path);
     build(&env, &root, &[]);
     // The base's file and the donor layer's copy of it: that platform's.
     assert_eq!(size(&host, "/which.txt"), [2, 2]);
@@ -483,4 +465,15 @@ fn an_index_content_tag_changes_with_any_platform() {
     );
     let old: Value = serde_json::from_str(&env.ok(&["inspect", "--json", &tag1])).unwrap();
     assert_eq!(old["index"]["digest"], digest1.as_str(), "{old}");
+}
+
+/// The sizes of every entry at `path` in `image` for `platform`, as `strata
+/// ls --json` lists them (a path in two layers is listed twice).
+fn sizes(env: &Env, image: &str, platform: &str, path: &str) -> Vec<u64> {
+    let ls = env.ok(&["ls", "--json", "--platform", platform, image]);
+    ls.lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|e| e["path"] == path)
+        .map(|e| e["size"].as_u64().unwrap())
+        .collect()
 }
