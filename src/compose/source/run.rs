@@ -43,7 +43,7 @@ impl LayerSource for Run<'_> {
         // A step on the build machine: which machine that is (the keys
         // beneath are of its own build of the stack).
         if self.0.platform == StepPlatform::Build {
-            let build = crate::spec::Platform::host().to_string();
+            let build = step::Platforms::of(self.0, &cx.ctx.platform).build;
             put(&mut h, format!("build-platform {build}").as_bytes());
             inputs.settings.push_str(&format!(", run on {build}"));
         }
