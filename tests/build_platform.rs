@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use common::apt::host_arch;
 use common::images::{busybox_rootfs, file_in_image, unregistered_arch};
-use common::{Env, build_json, write};
+use common::{Env, build_json, plan_json, platform_layer, write};
 use serde_json::Value;
 
 /// A project for the host's platform and `other`: a base whose root is
@@ -44,16 +44,6 @@ fn project(env: &Env, other: &str) -> PathBuf {
         ),
     );
     root
-}
-
-/// The report's entry for layer `name` built for `platform`.
-fn entry<'a>(report: &'a Value, name: &str, platform: &str) -> &'a Value {
-    report["layers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|l| l["name"] == name && l["platform"] == platform)
-        .unwrap_or_else(|| panic!("no {name} for {platform} in {report}"))
 }
 
 fn info(env: &Env, platform: &str) -> String {
@@ -101,8 +91,16 @@ fn a_step_on_the_build_machine_runs_natively_for_another_platform() {
     );
     assert!(file_in_image(&env, "xc/app:latest", &op, "bin/busybox").is_none());
     assert!(file_in_image(&env, "xc/app:latest", &hp, "etc/which").is_none());
-    assert_eq!(entry(&first, "cross", &op)["status"], "built", "{first}");
-    assert_eq!(entry(&first, "base", &op)["status"], "built", "{first}");
+    assert_eq!(
+        platform_layer(&first, "cross", &op)["status"],
+        "built",
+        "{first}"
+    );
+    assert_eq!(
+        platform_layer(&first, "base", &op)["status"],
+        "built",
+        "{first}"
+    );
     // The build machine's base is listed once.
     let bases = first["layers"]
         .as_array()
@@ -130,18 +128,30 @@ fn a_step_on_the_build_machine_runs_natively_for_another_platform() {
         &format!("layers/base/rootfs/{other}/etc/which"),
         "changed\n",
     );
-    let plan: Value = serde_json::from_str(&env.ok(&["plan", "-C", p, "--json"])).unwrap();
-    assert_eq!(entry(&plan, "base", &op)["action"], "build", "{plan}");
-    assert_eq!(entry(&plan, "cross", &op)["action"], "reuse", "{plan}");
-    let changed = build_json(&env, &root, &[]);
-    assert_eq!(entry(&changed, "base", &op)["status"], "built", "{changed}");
+    let plan: Value = plan_json(&env, &root, &[]);
     assert_eq!(
-        entry(&changed, "cross", &op)["status"],
+        platform_layer(&plan, "base", &op)["action"],
+        "build",
+        "{plan}"
+    );
+    assert_eq!(
+        platform_layer(&plan, "cross", &op)["action"],
+        "reuse",
+        "{plan}"
+    );
+    let changed = build_json(&env, &root, &[]);
+    assert_eq!(
+        platform_layer(&changed, "base", &op)["status"],
+        "built",
+        "{changed}"
+    );
+    assert_eq!(
+        platform_layer(&changed, "cross", &op)["status"],
         "cached",
         "{changed}"
     );
     assert_eq!(
-        entry(&changed, "cross", &hp)["status"],
+        platform_layer(&changed, "cross", &hp)["status"],
         "cached",
         "{changed}"
     );
@@ -152,12 +162,28 @@ fn a_step_on_the_build_machine_runs_natively_for_another_platform() {
         &format!("layers/base/rootfs/{host}/etc/motd"),
         "hi\n",
     );
-    let plan: Value = serde_json::from_str(&env.ok(&["plan", "-C", p, "--json"])).unwrap();
-    assert_eq!(entry(&plan, "cross", &op)["action"], "build", "{plan}");
-    assert_eq!(entry(&plan, "cross", &hp)["action"], "build", "{plan}");
+    let plan: Value = plan_json(&env, &root, &[]);
+    assert_eq!(
+        platform_layer(&plan, "cross", &op)["action"],
+        "build",
+        "{plan}"
+    );
+    assert_eq!(
+        platform_layer(&plan, "cross", &hp)["action"],
+        "build",
+        "{plan}"
+    );
     let moved = build_json(&env, &root, &[]);
-    assert_eq!(entry(&moved, "cross", &op)["status"], "built", "{moved}");
-    assert_eq!(entry(&moved, "cross", &hp)["status"], "built", "{moved}");
+    assert_eq!(
+        platform_layer(&moved, "cross", &op)["status"],
+        "built",
+        "{moved}"
+    );
+    assert_eq!(
+        platform_layer(&moved, "cross", &hp)["status"],
+        "built",
+        "{moved}"
+    );
     env.ok(&["check", "-C", p]);
 }
 
@@ -174,9 +200,8 @@ fn the_build_machines_stack_is_built_when_only_the_other_platform_is() {
     let (hp, op) = (format!("linux/{}", host_arch()), format!("linux/{other}"));
     let root = project(&env, &other);
     let p = root.to_str().unwrap();
-    let plan: Value =
-        serde_json::from_str(&env.ok(&["plan", "-C", p, "--json", "--platform", &op])).unwrap();
-    let base = entry(&plan, "base", &hp);
+    let plan = plan_json(&env, &root, &["--platform", &op]);
+    let base = platform_layer(&plan, "base", &hp);
     assert_eq!(base["action"], "build", "{plan}");
     assert!(
         base["reasons"][0]
@@ -185,14 +210,26 @@ fn the_build_machines_stack_is_built_when_only_the_other_platform_is() {
             .contains("runs build steps cross over it"),
         "{plan}"
     );
-    let planned = entry(&plan, "cross", &op)["key"].clone();
+    let planned = platform_layer(&plan, "cross", &op)["key"].clone();
     let one = build_json(&env, &root, &["--platform", &op]);
-    assert_eq!(entry(&one, "base", &hp)["status"], "built", "{one}");
-    assert_eq!(entry(&one, "cross", &op)["key"], planned, "{one}");
+    assert_eq!(
+        platform_layer(&one, "base", &hp)["status"],
+        "built",
+        "{one}"
+    );
+    assert_eq!(platform_layer(&one, "cross", &op)["key"], planned, "{one}");
     assert!(info(&env, &op).starts_with(&format!("{op} {other} ")));
     let both = build_json(&env, &root, &[]);
-    assert_eq!(entry(&both, "cross", &op)["key"], planned, "{both}");
-    assert_eq!(entry(&both, "cross", &op)["status"], "cached", "{both}");
+    assert_eq!(
+        platform_layer(&both, "cross", &op)["key"],
+        planned,
+        "{both}"
+    );
+    assert_eq!(
+        platform_layer(&both, "cross", &op)["status"],
+        "cached",
+        "{both}"
+    );
     // --locked in a store that has nothing: every layer is built again to
     // compare with strata.lock, the step over the build machine's stack.
     let fresh = env.path("fresh-store");
@@ -206,7 +243,11 @@ fn the_build_machines_stack_is_built_when_only_the_other_platform_is() {
         fresh.to_str().unwrap(),
     ]);
     let locked: Value = serde_json::from_str(&locked).unwrap();
-    assert_eq!(entry(&locked, "cross", &op)["key"], planned, "{locked}");
+    assert_eq!(
+        platform_layer(&locked, "cross", &op)["key"],
+        planned,
+        "{locked}"
+    );
     assert_eq!(
         locked["images"][0]["digest"], both["images"][0]["digest"],
         "{locked}"
@@ -252,18 +293,12 @@ fn a_cached_step_needs_no_stack_on_a_fresh_machine() {
     let pb = project(&b, &other);
     // The plan says so: the step comes from the cache, its stack is not
     // in the plan.
-    let plan: Value = serde_json::from_str(&b.ok(&[
-        "plan",
-        "-C",
-        pb.to_str().unwrap(),
-        "--json",
-        "--cache",
-        &cache,
-        "--platform",
-        &op,
-    ]))
-    .unwrap();
-    assert_eq!(entry(&plan, "cross", &op)["from"], "cache", "{plan}");
+    let plan = plan_json(&b, &pb, &["--cache", &cache, "--platform", &op]);
+    assert_eq!(
+        platform_layer(&plan, "cross", &op)["from"],
+        "cache",
+        "{plan}"
+    );
     let planned_host = plan["layers"]
         .as_array()
         .unwrap()
@@ -272,10 +307,14 @@ fn a_cached_step_needs_no_stack_on_a_fresh_machine() {
         .count();
     assert_eq!(planned_host, 0, "{plan}");
     let second = build_json(&b, &pb, &["--cache", &cache, "--platform", &op]);
-    assert_eq!(entry(&second, "cross", &op)["status"], "remote", "{second}");
     assert_eq!(
-        entry(&second, "cross", &op)["key"],
-        entry(&first, "cross", &op)["key"]
+        platform_layer(&second, "cross", &op)["status"],
+        "remote",
+        "{second}"
+    );
+    assert_eq!(
+        platform_layer(&second, "cross", &op)["key"],
+        platform_layer(&first, "cross", &op)["key"]
     );
     let host_layers: Vec<&Value> = second["layers"]
         .as_array()

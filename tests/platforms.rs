@@ -8,7 +8,9 @@ use std::fs;
 use std::path::PathBuf;
 
 use common::apt::{Pkg, Repo, host_arch, other_arch};
-use common::{BUSYBOX, Env, Schemas, build_json as build, replace, write};
+use common::{
+    BUSYBOX, Env, Schemas, build_json as build, plan_json, platform_layer, replace, write,
+};
 use serde_json::Value;
 
 /// The architecture that is not the host's (of amd64 and arm64).
@@ -81,12 +83,7 @@ fn project(env: &Env, r: &Repo) -> PathBuf {
 }
 
 fn layer<'a>(report: &'a Value, name: &str, arch: &str) -> &'a Value {
-    report["layers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|l| l["name"] == name && l["platform"] == platform(arch).as_str())
-        .unwrap_or_else(|| panic!("{name} for {arch}: {report}"))
+    platform_layer(report, name, &platform(arch))
 }
 
 #[test]
@@ -313,16 +310,8 @@ fn plan_is_per_platform_and_says_what_is_shared() {
     let root = project(&env, &r);
     let p = root.to_str().unwrap();
     let (host, other) = (platform(&host_arch()), platform(&other_arch()));
-    let plan: Value = serde_json::from_str(&env.ok(&["plan", "-C", p, "--json"])).unwrap();
-    let find = |name: &str, on: &str| -> Value {
-        plan["layers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|l| l["name"] == name && l["platform"] == on)
-            .unwrap_or_else(|| panic!("{name} {on}: {plan}"))
-            .clone()
-    };
+    let plan = plan_json(&env, &root, &[]);
+    let find = |name: &str, on: &str| platform_layer(&plan, name, on).clone();
     for on in [&host, &other] {
         assert_eq!(find("base", on)["shared"], true, "{plan}");
         assert!(find("pkgs", on)["shared"].is_null(), "{plan}");
@@ -343,16 +332,8 @@ fn plan_is_per_platform_and_says_what_is_shared() {
         !layers.is_empty() && layers.iter().all(|l| l["platform"] == other.as_str()),
         "{built}"
     );
-    let plan: Value = serde_json::from_str(&env.ok(&["plan", "-C", p, "--json"])).unwrap();
-    let find = |name: &str, on: &str| -> Value {
-        plan["layers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|l| l["name"] == name && l["platform"] == on)
-            .unwrap()
-            .clone()
-    };
+    let plan = plan_json(&env, &root, &[]);
+    let find = |name: &str, on: &str| platform_layer(&plan, name, on).clone();
     assert_eq!(find("pkgs", &other)["action"], "reuse", "{plan}");
     assert_eq!(find("pkgs", &host)["action"], "build", "{plan}");
 }
@@ -514,7 +495,7 @@ fn per_platform_copy_paths() {
         "pp/app:latest",
     ]);
     assert!(ls.contains("opt/app/app"), "{ls}");
-    let plan: Value = serde_json::from_str(&env.ok(&["plan", "-C", p, "--json"])).unwrap();
+    let plan: Value = plan_json(&env, &root, &[]);
     assert!(
         plan["layers"]
             .as_array()
@@ -526,16 +507,8 @@ fn per_platform_copy_paths() {
     // A rebuild is explained by what that platform was last built from,
     // not by the other platform's inputs.
     write(&root, &format!("layers/app/dist/{host}/extra"), "more\n");
-    let plan: Value = serde_json::from_str(&env.ok(&["plan", "-C", p, "--json"])).unwrap();
-    let app = |arch: &str| -> Value {
-        plan["layers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|l| l["name"] == "app" && l["platform"] == platform(arch).as_str())
-            .unwrap_or_else(|| panic!("no app for {arch} in {plan}"))
-            .clone()
-    };
+    let plan = plan_json(&env, &root, &[]);
+    let app = |arch: &str| layer(&plan, "app", arch).clone();
     assert_eq!(app(&host)["action"], "build", "{plan}");
     assert_eq!(
         app(&host)["reasons"],

@@ -11,7 +11,7 @@ use std::fs;
 use std::path::PathBuf;
 
 use common::apt::{Pkg, Repo, host_arch, other_arch};
-use common::{Env, build_json as build, replace, write};
+use common::{Env, build_json as build, platform_layer, replace, write};
 use serde_json::Value;
 
 /// A repository for the host's and the other architecture: `tool` 1.0 for
@@ -76,13 +76,7 @@ fn project(env: &Env, r: &Repo, packages: &str) -> PathBuf {
 }
 
 fn digests(report: &Value, arch: &str) -> Value {
-    report["layers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|l| l["name"] == "pkgs" && l["platform"] == format!("linux/{arch}").as_str())
-        .unwrap_or_else(|| panic!("pkgs for {arch}: {report}"))["digests"]
-        .clone()
+    platform_layer(report, "pkgs", &format!("linux/{arch}"))["digests"].clone()
 }
 
 /// A deb layer made only of `Architecture: all` packages is the same bytes
@@ -266,13 +260,7 @@ fn arm_v7_takes_armhf_packages_and_the_index_names_the_variant() {
         "\"linux/arm/v7\"]",
     );
     let report = build(&env, &root, &[]);
-    let layer = report["layers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|l| l["name"] == "pkgs" && l["platform"] == "linux/arm/v7")
-        .unwrap_or_else(|| panic!("{report}"))
-        .clone();
+    let layer = platform_layer(&report, "pkgs", "linux/arm/v7").clone();
     assert_eq!(layer["status"], "built", "{layer}");
     let layout = env.path("v7");
     env.ok(&[

@@ -155,6 +155,28 @@ pub fn build_json(env: &Env, root: &Path, args: &[&str]) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// `strata plan -C root --json ARGS`, which must succeed; its plan.
+pub fn plan_json(env: &Env, root: &Path, args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["plan", "-C", root.to_str().unwrap(), "--json"];
+    all.extend(args);
+    serde_json::from_str(&env.ok(&all)).unwrap()
+}
+
+/// The entry of layer `name` for `platform` in a build report or a plan
+/// (a multi-platform one lists a layer once per platform).
+pub fn platform_layer<'a>(
+    report: &'a serde_json::Value,
+    name: &str,
+    platform: &str,
+) -> &'a serde_json::Value {
+    report["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["name"] == name && l["platform"] == platform)
+        .unwrap_or_else(|| panic!("no {name} for {platform} in {report}"))
+}
+
 /// The status of layer `name` in a build report.
 pub fn layer_status(report: &serde_json::Value, name: &str) -> String {
     report["layers"]
