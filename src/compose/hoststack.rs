@@ -89,9 +89,8 @@ impl<'p> HostStacks<'p> {
             return Ok(Self::none());
         }
         let host = ctx.for_platform(Platform::host());
-        let mut stacks: Vec<&'p str> = steps.iter().flat_map(|s| graph.run_stack(s)).collect();
-        stacks.sort_unstable();
-        stacks.dedup();
+        // needed_layers sorts and dedups what the stacks share.
+        let stacks: Vec<&'p str> = steps.iter().flat_map(|s| graph.run_stack(s)).collect();
         let wanted = needed_layers(graph, &[], &stacks, &host.platform)?;
         let planner = DebPlanner::new(project, graph, &host, refresh);
         let _span = crate::trace::span("platform", format!("{} (build machine)", host.platform));
@@ -112,7 +111,6 @@ impl<'p> HostStacks<'p> {
             }
             keys.insert(l, key);
         }
-        drop(planner);
         Ok(HostStacks {
             ctx: Some(host),
             steps,
